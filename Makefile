@@ -1,0 +1,54 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   the mini recipe end to end (synthesise, prepare, train, decode, WER, export, RTF)
+#   make test   the test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+APT_PACKAGES := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng \
+	sox ffmpeg asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722
+PYTEST_ARGS ?=
+
+.PHONY: demo test setup system-deps lint clean-venv
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# Reinstall when the requirements change. deepspeed builds from an sdist whose setup imports
+# torch, so it is installed without build isolation against the CPU torch pinned above.
+$(STAMP): requirements.txt requirements-deepspeed.txt pyproject.toml | $(PY)
+	$(PIP) install -q -r requirements.txt
+	DS_BUILD_OPS=0 $(PIP) install -q --no-build-isolation -r requirements-deepspeed.txt
+	$(PIP) install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP) system-deps
+
+# TTS engines, sox/ffmpeg and the real-speech test prompts come from Debian packages.
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing system packages; run as root:"; \
+	    echo "  sudo apt-get update && sudo apt-get install -y $$missing"; exit 1; \
+	  fi; \
+	fi
+
+demo: setup
+	cd recipes/mini/s0 && ./run.sh
+
+# pytest exits 5 when it collected no test: that is a failure, not a pass.
+test: setup
+	@OMP_NUM_THREADS=1 $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check wenet_eff tools tests recipes
+	$(VENV)/bin/ruff format --check wenet_eff tools tests recipes
+
+clean-venv:
+	rm -rf $(VENV)

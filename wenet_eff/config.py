@@ -1,0 +1,311 @@
+"""Typed configuration: structured-config schema, Hydra composition and WeNet train.yaml import.
+
+Every config node is a dataclass, so a misspelled or unknown key fails with its name
+(OmegaConf struct mode). `load_config` composes the packaged configs with Hydra, reads a
+resolved `train.yaml` of ours, or maps a WeNet `train.yaml` onto this schema.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+
+
+@dataclass
+class EncoderConfig:
+    """Conformer encoder. Names follow WeNet's `encoder_conf`."""
+
+    output_size: int = 256
+    attention_heads: int = 4
+    linear_units: int = 2048
+    num_blocks: int = 12
+    dropout_rate: float = 0.1
+    positional_dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.1
+    input_layer: str = "conv2d"  # conv2d (4x) | conv2d6 (6x) | conv2d8 (8x)
+    normalize_before: bool = True
+    macaron_style: bool = True
+    use_cnn_module: bool = True
+    cnn_module_kernel: int = 15
+    cnn_module_norm: str = "layer_norm"  # layer_norm | batch_norm
+    causal: bool = False
+    activation_type: str = "swish"
+    static_chunk_size: int = 0
+    use_dynamic_chunk: bool = False
+    use_dynamic_left_chunk: bool = False
+    max_pos_len: int = 5000
+
+
+@dataclass
+class DecoderConfig:
+    """Bidirectional Transformer decoder (left-to-right + right-to-left)."""
+
+    attention_heads: int = 4
+    linear_units: int = 2048
+    num_blocks: int = 3
+    r_num_blocks: int = 3
+    dropout_rate: float = 0.1
+    positional_dropout_rate: float = 0.1
+    self_attention_dropout_rate: float = 0.1
+    src_attention_dropout_rate: float = 0.1
+    normalize_before: bool = True
+    max_pos_len: int = 5000
+
+
+@dataclass
+class ModelConfig:
+    """The U2++ model: encoder, decoder, CTC and the joint loss."""
+
+    name: str = "custom"
+    input_dim: int = 80
+    vocab_size: int = 0  # 0: taken from tokenizer.units when the model is built
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    ctc_weight: float = 0.3
+    reverse_weight: float = 0.3
+    lsm_weight: float = 0.1
+    length_normalized_loss: bool = False
+
+
+@dataclass
+class SpecAugConfig:
+    num_t_mask: int = 2
+    num_f_mask: int = 2
+    max_t: int = 50
+    max_f: int = 10
+
+
+@dataclass
+class SpecSubConfig:
+    max_t: int = 20
+    num_t_sub: int = 3
+
+
+@dataclass
+class SpecTrimConfig:
+    max_t: int = 20
+
+
+@dataclass
+class FilterConfig:
+    """Utterances outside these bounds are dropped (lengths in 10 ms frames / tokens)."""
+
+    max_length: int = 4000
+    min_length: int = 10
+    token_max_length: int = 200
+    token_min_length: int = 1
+
+
+@dataclass
+class DataConfig:
+    """Data pipeline: sources, features, augmentation and batching."""
+
+    train_data: str = ""
+    cv_data: str = ""
+    data_type: str = "raw"  # raw (data.list) | shard (list of .tar)
+    sample_rate: int = 16000
+    min_sample_rate: int = 16000  # audio below this rate is skipped (upsampling adds no band)
+    num_mel_bins: int = 80
+    frame_length: int = 25
+    frame_shift: int = 10
+    dither: float = 1.0  # training only; evaluation uses 0
+    speed_perturb: bool = False
+    speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    spec_aug: bool = True
+    spec_aug_conf: SpecAugConfig = field(default_factory=SpecAugConfig)
+    spec_sub: bool = False
+    spec_sub_conf: SpecSubConfig = field(default_factory=SpecSubConfig)
+    spec_trim: bool = False
+    spec_trim_conf: SpecTrimConfig = field(default_factory=SpecTrimConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    shuffle: bool = True
+    shuffle_size: int = 1500
+    sort: bool = True
+    sort_size: int = 500
+    batch_type: str = "static"  # static | dynamic
+    batch_size: int = 16
+    max_frames_in_batch: int = 12000
+    num_workers: int = 2
+    prefetch: int = 4
+    seed: int = 777
+
+
+@dataclass
+class TokenizerConfig:
+    """Text to token ids: `char` (units.txt) or `bpe` (sentencepiece model + units.txt)."""
+
+    type: str = "char"
+    units: str = ""
+    bpe_model: str = ""
+    non_lang_syms: str = ""
+    split_with_space: bool = False
+    normalize: str = "english"  # english | chinese | none
+
+
+@dataclass
+class CmvnConfig:
+    file: str = ""  # WeNet JSON global_cmvn; empty: no normalisation
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adam"  # adam | adamw
+    lr: float = 0.002
+    weight_decay: float = 1.0e-6
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1.0e-8
+    scheduler: str = "warmuplr"  # warmuplr | noam | cosine | constant
+    warmup_steps: int = 25000
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Trainer loop settings."""
+
+    exp_dir: str = "exp/default"
+    max_epoch: int = 100
+    max_steps: int = 0  # >0 stops training after this many optimizer steps
+    accum_grad: int = 1
+    grad_clip: float = 5.0
+    log_interval: int = 100
+    save_interval: int = 0  # >0 also checkpoints every N steps within an epoch
+    keep_checkpoints: int = 0  # >0 keeps only the newest N step checkpoints
+    dtype: str = "fp32"  # fp32 | bf16 (autocast)
+    train_engine: str = "torch_ddp"  # torch_ddp | deepspeed
+    deepspeed_config: str = ""
+    dist_backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
+    seed: int = 777
+    init_checkpoint: str = ""
+    max_nan_steps: int = 100  # this many consecutive non-finite losses stop training
+    device: str = "auto"
+
+
+@dataclass
+class Config:
+    """The whole experiment: what `train.yaml` in an experiment directory holds."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    cmvn: CmvnConfig = field(default_factory=CmvnConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def register_schema() -> None:
+    """Register the schema with Hydra's ConfigStore (`defaults: [schema, ...]` in train.yaml)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="schema", node=Config)
+
+
+def schema() -> DictConfig:
+    """An empty, struct-mode config of the schema's defaults."""
+    cfg = OmegaConf.structured(Config)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schema()
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides)
+
+
+def packaged_models() -> list[str]:
+    """Names of the packaged model configs (`conf/model/*.yaml`)."""
+    return sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml"))
+
+
+def merge_checked(base: DictConfig, update: Any, source: str) -> DictConfig:
+    """Merge `update` into the struct config `base`, naming `source` and the key on a mistake."""
+    try:
+        return OmegaConf.merge(base, update)
+    except (ConfigKeyError, ValidationError) as exc:
+        raise ValueError(f"{source}: {exc.msg if hasattr(exc, 'msg') else exc}") from exc
+
+
+def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = None) -> DictConfig:
+    """Load a config by packaged model name or YAML path.
+
+    Args:
+        name_or_path: a packaged model name (`mini`, `u2pp_conformer`, ...), a path to one of our
+            resolved `train.yaml` files, or a path to a WeNet `train.yaml`.
+        overrides: Hydra-style `key=value` overrides applied last.
+
+    Returns:
+        A struct-mode DictConfig of the `Config` schema. Unknown keys raise ValueError naming them.
+    """
+    overrides = list(overrides or [])
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise FileNotFoundError(f"config file not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+        if is_wenet_config(raw):
+            from wenet_eff.wenet_import import wenet_to_config
+
+            raw = wenet_to_config(raw, path.parent)
+        cfg = merge_checked(schema(), raw, str(path))
+        if overrides:
+            cfg = apply_overrides(cfg, overrides)
+        return cfg
+    name = str(name_or_path)
+    if name not in packaged_models():
+        raise ValueError(
+            f"unknown config '{name}': not a file and not a packaged model "
+            f"(choose from {', '.join(packaged_models())})"
+        )
+    try:
+        return _compose("train", [f"model={name}", *overrides])
+    except Exception as exc:  # Hydra wraps key errors; keep the message, drop the noise
+        raise ValueError(f"config '{name}' with overrides {overrides}: {exc}") from exc
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """Apply `a.b=value` overrides to a loaded config, failing on unknown keys."""
+    dotlist = []
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override '{item}' is not of the form key=value")
+        dotlist.append(item.lstrip("+"))
+    return merge_checked(cfg, OmegaConf.from_dotlist(dotlist), "overrides")
+
+
+def is_wenet_config(raw: dict) -> bool:
+    """A WeNet train.yaml has `encoder_conf` at its top level."""
+    return isinstance(raw, dict) and "encoder_conf" in raw
+
+
+def save_config(cfg: DictConfig, path: str | os.PathLike) -> None:
+    """Write the fully resolved config (the experiment's `train.yaml`)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(OmegaConf.to_yaml(cfg, resolve=True))
+    os.replace(tmp, path)
+
+
+def resolve_vocab_size(cfg: DictConfig) -> int:
+    """`model.vocab_size`, or the number of lines of `tokenizer.units` when it is 0."""
+    if cfg.model.vocab_size > 0:
+        return int(cfg.model.vocab_size)
+    if not cfg.tokenizer.units:
+        raise ValueError("model.vocab_size is 0 and tokenizer.units is empty: set one of them")
+    with open(cfg.tokenizer.units, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())

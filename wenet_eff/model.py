@@ -1,0 +1,205 @@
+"""The U2++ ASR model: Conformer encoder, CTC head and bidirectional attention decoder.
+
+One class serves training (`forward` -> losses), Python decoding (`decode`) and export.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from wenet_eff.nn.cmvn import GlobalCMVN
+from wenet_eff.nn.ctc import CTC
+from wenet_eff.nn.decoder import BiTransformerDecoder
+from wenet_eff.nn.encoder import ConformerEncoder
+from wenet_eff.nn.label_smoothing import LabelSmoothingLoss
+
+IGNORE_ID = -1
+DECODE_METHODS = ("ctc_greedy_search", "ctc_prefix_beam_search", "attention", "attention_rescoring")
+
+
+def add_sos_eos(ys_pad: torch.Tensor, sos: int, eos: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder input (sos + y, padded with eos) and target (y + eos, padded with -1).
+
+    Args:
+        ys_pad: (B, L) padded with IGNORE_ID.
+    Returns:
+        ys_in (B, L + 1), ys_out (B, L + 1).
+    """
+    valid = ys_pad != IGNORE_ID
+    lens = valid.sum(1)
+    batch = ys_pad.size(0)
+    body = ys_pad.masked_fill(~valid, eos)
+    ys_in = torch.cat([ys_pad.new_full((batch, 1), sos), body], dim=1)
+    ys_out = torch.cat([ys_pad.masked_fill(~valid, IGNORE_ID), ys_pad.new_full((batch, 1), IGNORE_ID)], 1)
+    ys_out.scatter_(1, lens.unsqueeze(1), eos)
+    return ys_in, ys_out
+
+
+def reverse_pad_list(ys_pad: torch.Tensor, ys_lens: torch.Tensor) -> torch.Tensor:
+    """Reverse each sequence within its length; padding stays IGNORE_ID. (B, L) -> (B, L)."""
+    length = ys_pad.size(1)
+    pos = torch.arange(length, device=ys_pad.device).unsqueeze(0)
+    src = (ys_lens.unsqueeze(1) - 1 - pos).clamp(min=0)
+    out = ys_pad.gather(1, src)
+    return out.masked_fill(pos >= ys_lens.unsqueeze(1), IGNORE_ID)
+
+
+class ASRModel(nn.Module):
+    """U2++: joint CTC / attention training; CTC prefix search + attention rescoring decoding.
+
+    Args:
+        vocab_size: V; `<blank>` is 0 and `<sos/eos>` is V - 1.
+        encoder, decoder, ctc: the parts.
+        ctc_weight: loss = ctc_weight * ctc + (1 - ctc_weight) * att.
+        reverse_weight: weight of the right-to-left decoder in the attention loss.
+        lsm_weight: label smoothing.
+        length_normalized_loss: normalise the attention loss by tokens instead of utterances.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        encoder: ConformerEncoder,
+        decoder: BiTransformerDecoder,
+        ctc: CTC,
+        ctc_weight: float = 0.3,
+        reverse_weight: float = 0.3,
+        lsm_weight: float = 0.1,
+        length_normalized_loss: bool = False,
+    ):
+        super().__init__()
+        if not 0.0 <= ctc_weight <= 1.0:
+            raise ValueError(f"model.ctc_weight={ctc_weight} must be in [0, 1]")
+        self.vocab_size = vocab_size
+        self.sos = self.eos = vocab_size - 1
+        self.ignore_id = IGNORE_ID
+        self.ctc_weight = ctc_weight
+        self.reverse_weight = reverse_weight
+        self.encoder = encoder
+        self.decoder = decoder
+        self.ctc = ctc
+        self.criterion_att = LabelSmoothingLoss(
+            vocab_size, IGNORE_ID, lsm_weight, length_normalized_loss
+        )
+
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Training losses.
+
+        Args:
+            speech: (B, T, D) features; speech_lengths: (B,).
+            text: (B, L) token ids padded with -1; text_lengths: (B,).
+        Returns:
+            {"loss", "loss_ctc", "loss_att"} scalars (per utterance, WeNet's normalisation);
+            a weight of 0 leaves that part out (reported as None).
+        """
+        encoder_out, encoder_mask = self.encoder(speech, speech_lengths, decoding_chunk_size=0)
+        loss_ctc = loss_att = None
+        if self.ctc_weight > 0.0:
+            hlens = encoder_mask.squeeze(1).sum(1)
+            loss_ctc = self.ctc(encoder_out, hlens, text, text_lengths)
+        if self.ctc_weight < 1.0:
+            loss_att = self._att_loss(encoder_out, encoder_mask, text, text_lengths)
+        if loss_ctc is None:
+            loss = loss_att
+        elif loss_att is None:
+            loss = loss_ctc
+        else:
+            loss = self.ctc_weight * loss_ctc + (1 - self.ctc_weight) * loss_att
+        return {"loss": loss, "loss_ctc": loss_ctc, "loss_att": loss_att}
+
+    def _att_loss(self, encoder_out, encoder_mask, ys_pad, ys_lens) -> torch.Tensor:
+        ys_in, ys_out = add_sos_eos(ys_pad, self.sos, self.eos)
+        r_ys_in, r_ys_out = add_sos_eos(reverse_pad_list(ys_pad, ys_lens), self.sos, self.eos)
+        left, right = self.decoder(
+            encoder_out, encoder_mask, ys_in, ys_lens + 1, r_ys_in, self.reverse_weight
+        )
+        loss = self.criterion_att(left, ys_out)
+        if right is not None:
+            r_loss = self.criterion_att(right, r_ys_out)
+            loss = (1 - self.reverse_weight) * loss + self.reverse_weight * r_loss
+        return loss
+
+    @torch.no_grad()
+    def decode(
+        self,
+        methods: list[str],
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        beam_size: int = 10,
+        decoding_chunk_size: int = -1,
+        num_decoding_left_chunks: int = -1,
+        ctc_weight: float = 0.0,
+        reverse_weight: float = 0.0,
+    ) -> dict[str, list]:
+        """Decode a batch with one or more methods, sharing one encoder pass.
+
+        Args:
+            methods: any of DECODE_METHODS.
+            speech: (B, T, D); speech_lengths: (B,).
+            beam_size: beam for prefix / attention search (n-best size for rescoring).
+            decoding_chunk_size / num_decoding_left_chunks: streaming-equivalent chunk mask
+                (-1: full context).
+            ctc_weight: weight of the CTC prefix score in attention rescoring.
+            reverse_weight: weight of the right-to-left decoder in attention rescoring.
+        Returns:
+            {method: [Hypothesis per utterance]} (see wenet_eff.decode.search.Hypothesis).
+        """
+        from wenet_eff.decode.search import decode_batch
+
+        unknown = [m for m in methods if m not in DECODE_METHODS]
+        if unknown:
+            raise ValueError(f"unknown decode mode(s) {unknown}; choose from {DECODE_METHODS}")
+        encoder_out, encoder_mask = self.encoder(
+            speech, speech_lengths, decoding_chunk_size, num_decoding_left_chunks
+        )
+        return decode_batch(
+            self, methods, encoder_out, encoder_mask, beam_size, ctc_weight, reverse_weight
+        )
+
+    def num_params(self) -> dict[str, int]:
+        """Parameter counts: `total`, and `active` (parameters used per frame; equal for dense)."""
+        total = sum(p.numel() for p in self.parameters())
+        return {"total": total, "active": total}
+
+
+def build_model(cfg: DictConfig) -> ASRModel:
+    """Build the model of `cfg.model` (vocab size resolved from the tokenizer when 0).
+
+    Global CMVN statistics are read from `cfg.cmvn.file` when set; the buffers exist either way
+    only when a file is given, as in WeNet.
+    """
+    from wenet_eff.config import resolve_vocab_size
+
+    vocab_size = resolve_vocab_size(cfg)
+    mcfg = cfg.model
+    global_cmvn = None
+    if cfg.cmvn.file:
+        from wenet_eff.data.cmvn import load_cmvn
+
+        mean, istd = load_cmvn(cfg.cmvn.file)
+        if mean.numel() != mcfg.input_dim:
+            raise ValueError(
+                f"{cfg.cmvn.file}: CMVN has {mean.numel()} dims, model.input_dim={mcfg.input_dim}"
+            )
+        global_cmvn = GlobalCMVN(mean, istd)
+    encoder = ConformerEncoder(mcfg.input_dim, mcfg.encoder, global_cmvn)
+    d = encoder.output_size()
+    decoder = BiTransformerDecoder(vocab_size, d, mcfg.decoder)
+    return ASRModel(
+        vocab_size,
+        encoder,
+        decoder,
+        CTC(vocab_size, d),
+        mcfg.ctc_weight,
+        mcfg.reverse_weight,
+        mcfg.lsm_weight,
+        mcfg.length_normalized_loss,
+    )

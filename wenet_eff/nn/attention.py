@@ -1,0 +1,132 @@
+"""Multi-head attention: plain (decoder) and relative-position (Conformer encoder).
+
+Streaming cache layout (WeNet's): `cache (B, H, T_cache, 2 * d_k)`, keys then values on the
+last axis. An empty cache is a tensor of shape (0, 0, 0, 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from wenet_eff.nn.linear import linear
+
+_EMPTY = torch.zeros(0, 0, 0, 0)
+
+
+class MultiHeadedAttention(nn.Module):
+    """Scaled dot-product attention over `n_head` heads of size d_k = n_feat / n_head."""
+
+    def __init__(self, n_head: int, n_feat: int, dropout_rate: float):
+        super().__init__()
+        if n_feat % n_head:
+            raise ValueError(f"attention size {n_feat} is not divisible by {n_head} heads")
+        self.d_k = n_feat // n_head
+        self.h = n_head
+        self.linear_q = linear(n_feat, n_feat, role="attn.qkv")
+        self.linear_k = linear(n_feat, n_feat, role="attn.qkv")
+        self.linear_v = linear(n_feat, n_feat, role="attn.qkv")
+        self.linear_out = linear(n_feat, n_feat, role="attn.out")
+        self.dropout = nn.Dropout(p=dropout_rate)
+
+    def _heads(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, n_feat) -> (B, H, T, d_k)."""
+        return layer(x).view(x.size(0), -1, self.h, self.d_k).transpose(1, 2)
+
+    def forward_qkv(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (
+            self._heads(self.linear_q, query),
+            self._heads(self.linear_k, key),
+            self._heads(self.linear_v, value),
+        )
+
+    def forward_attention(
+        self, value: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Softmax over keys, masked.
+
+        Args:
+            value: (B, H, T2, d_k).
+            scores: (B, H, T1, T2).
+            mask: (B, 1, T2) or (B, T1, T2) bool, True = attend; size(2) == 0 means no mask.
+        Returns:
+            (B, T1, n_feat) after the output projection.
+        """
+        if mask.size(2) > 0:
+            blocked = ~mask.unsqueeze(1)[:, :, :, : scores.size(-1)]
+            scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
+            attn = torch.softmax(scores, dim=-1).masked_fill(blocked, 0.0)
+        else:
+            attn = torch.softmax(scores, dim=-1)
+        x = torch.matmul(self.dropout(attn), value)
+        x = x.transpose(1, 2).reshape(value.size(0), -1, self.h * self.d_k)
+        return self.linear_out(x)
+
+    @staticmethod
+    def _with_cache(
+        k: torch.Tensor, v: torch.Tensor, cache: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if cache.size(0) > 0:
+            k_cache, v_cache = torch.split(cache, cache.size(-1) // 2, dim=-1)
+            k = torch.cat([k_cache, k], dim=2)
+            v = torch.cat([v_cache, v], dim=2)
+        return k, v, torch.cat((k, v), dim=-1)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor,
+        pos_emb: torch.Tensor | None = None,
+        cache: torch.Tensor = _EMPTY,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args: query (B, T1, n_feat), key/value (B, T2, n_feat), mask as in forward_attention.
+
+        Returns: output (B, T1, n_feat), new cache (B, H, T_cache + T2, 2 * d_k).
+        """
+        q, k, v = self.forward_qkv(query, key, value)
+        k, v, new_cache = self._with_cache(k, v, cache)
+        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
+        return self.forward_attention(v, scores, mask), new_cache
+
+
+class RelPositionMultiHeadedAttention(MultiHeadedAttention):
+    """Transformer-XL style attention with learned biases u (content) and v (position).
+
+    scores = ((q + u) k^T + (q + v) p^T) / sqrt(d_k), p = linear_pos(pos_emb). As in WeNet,
+    no relative shift: pos_emb holds the sinusoids of the key positions themselves, which keeps
+    the computation identical between full-context and chunk-by-chunk streaming.
+    """
+
+    def __init__(self, n_head: int, n_feat: int, dropout_rate: float):
+        super().__init__(n_head, n_feat, dropout_rate)
+        self.linear_pos = linear(n_feat, n_feat, bias=False, role="attn.pos")
+        self.pos_bias_u = nn.Parameter(torch.empty(self.h, self.d_k))
+        self.pos_bias_v = nn.Parameter(torch.empty(self.h, self.d_k))
+        nn.init.xavier_uniform_(self.pos_bias_u)
+        nn.init.xavier_uniform_(self.pos_bias_v)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        mask: torch.Tensor,
+        pos_emb: torch.Tensor | None = None,
+        cache: torch.Tensor = _EMPTY,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Args as MultiHeadedAttention, plus pos_emb (1, T_cache + T2, n_feat)."""
+        q, k, v = self.forward_qkv(query, key, value)
+        k, v, new_cache = self._with_cache(k, v, cache)
+        p = self._heads(self.linear_pos, pos_emb)  # (1, H, T2, d_k)
+        q_u = q + self.pos_bias_u.unsqueeze(1)  # bias (H, d_k) broadcast over (B, H, T1, d_k)
+        q_v = q + self.pos_bias_v.unsqueeze(1)
+        matrix_ac = torch.matmul(q_u, k.transpose(-2, -1))
+        matrix_bd = torch.matmul(q_v, p.transpose(-2, -1))
+        scores = (matrix_ac + matrix_bd) / math.sqrt(self.d_k)
+        return self.forward_attention(v, scores, mask), new_cache

@@ -1,0 +1,195 @@
+"""Transformer attention decoders: left-to-right, and the U2++ bidirectional pair."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from wenet_eff.nn.attention import MultiHeadedAttention
+from wenet_eff.nn.embedding import PositionalEncoding
+from wenet_eff.nn.ffn import PositionwiseFeedForward, activation
+from wenet_eff.nn.linear import linear
+from wenet_eff.nn.mask import make_pad_mask, subsequent_mask
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention -> source attention -> FFN, each a residual block (`norm1..3`)."""
+
+    def __init__(
+        self,
+        size: int,
+        self_attn: MultiHeadedAttention,
+        src_attn: MultiHeadedAttention,
+        feed_forward: PositionwiseFeedForward,
+        dropout_rate: float,
+        normalize_before: bool = True,
+    ):
+        super().__init__()
+        self.self_attn = self_attn
+        self.src_attn = src_attn
+        self.feed_forward = feed_forward
+        self.norm1 = nn.LayerNorm(size)
+        self.norm2 = nn.LayerNorm(size)
+        self.norm3 = nn.LayerNorm(size)
+        self.dropout = nn.Dropout(dropout_rate)
+        self.normalize_before = normalize_before
+
+    def forward(
+        self,
+        tgt: torch.Tensor,
+        tgt_mask: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        cache: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Args:
+            tgt: (B, L, D) inputs; tgt_mask: (B, L, L).
+            memory: (B, T, D) encoder output; memory_mask: (B, 1, T).
+            cache: (B, L-1, D) this layer's outputs for the first L-1 positions; when given,
+                only the last position is computed and appended.
+        Returns:
+            (B, L, D).
+        """
+        nb = self.normalize_before
+        residual = tgt
+        x = self.norm1(tgt) if nb else tgt
+        if cache is None:
+            query, query_mask = x, tgt_mask
+        else:
+            query, query_mask, residual = x[:, -1:], tgt_mask[:, -1:], residual[:, -1:]
+        y = residual + self.dropout(self.self_attn(query, x, x, query_mask)[0])
+        if not nb:
+            y = self.norm1(y)
+        residual = y
+        z = self.norm2(y) if nb else y
+        y = residual + self.dropout(self.src_attn(z, memory, memory, memory_mask)[0])
+        if not nb:
+            y = self.norm2(y)
+        residual = y
+        z = self.norm3(y) if nb else y
+        y = residual + self.dropout(self.feed_forward(z))
+        if not nb:
+            y = self.norm3(y)
+        return y if cache is None else torch.cat([cache, y], dim=1)
+
+
+class TransformerDecoder(nn.Module):
+    """Embedding + positional encoding + N decoder layers + output projection.
+
+    Args:
+        vocab_size: output vocabulary V (sos/eos is V - 1).
+        d_model: encoder output dimension.
+        cfg: a `DecoderConfig`; `num_blocks` layers.
+    """
+
+    def __init__(self, vocab_size: int, d_model: int, cfg, num_blocks: int):
+        super().__init__()
+        self.embed = nn.Sequential(
+            nn.Embedding(vocab_size, d_model),
+            PositionalEncoding(d_model, cfg.positional_dropout_rate, cfg.max_pos_len),
+        )
+        self.normalize_before = cfg.normalize_before
+        self.after_norm = nn.LayerNorm(d_model)
+        self.output_layer = linear(d_model, vocab_size, role="output")
+        self.decoders = nn.ModuleList(
+            DecoderLayer(
+                d_model,
+                MultiHeadedAttention(cfg.attention_heads, d_model, cfg.self_attention_dropout_rate),
+                MultiHeadedAttention(cfg.attention_heads, d_model, cfg.src_attention_dropout_rate),
+                PositionwiseFeedForward(
+                    d_model, cfg.linear_units, cfg.dropout_rate, activation("relu")
+                ),
+                cfg.dropout_rate,
+                cfg.normalize_before,
+            )
+            for _ in range(num_blocks)
+        )
+
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embed[1](self.embed[0](tokens))[0]
+
+    def forward(
+        self,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        ys_in_pad: torch.Tensor,
+        ys_in_lens: torch.Tensor,
+    ) -> torch.Tensor:
+        """Teacher-forced decoding.
+
+        Args:
+            memory: (B, T, D); memory_mask: (B, 1, T).
+            ys_in_pad: (B, L) input tokens (sos-prefixed); ys_in_lens: (B,).
+        Returns:
+            logits (B, L, V).
+        """
+        length = ys_in_pad.size(1)
+        tgt_mask = ~make_pad_mask(ys_in_lens, length).unsqueeze(1)
+        tgt_mask = tgt_mask & subsequent_mask(length, ys_in_pad.device).unsqueeze(0)
+        x = self._embed(ys_in_pad)
+        for layer in self.decoders:
+            x = layer(x, tgt_mask, memory, memory_mask)
+        if self.normalize_before:
+            x = self.after_norm(x)
+        return self.output_layer(x)
+
+    def forward_one_step(
+        self,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        tgt: torch.Tensor,
+        cache: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Next-token log probabilities for incremental (beam) search.
+
+        Args:
+            memory: (N, T, D); memory_mask: (N, 1, T).
+            tgt: (N, L) the prefixes (all of length L).
+            cache: per layer (N, L-1, D) outputs of the previous step, or None.
+        Returns:
+            log probs (N, V) for position L, new cache (per layer (N, L, D)).
+        """
+        tgt_mask = subsequent_mask(tgt.size(1), tgt.device).unsqueeze(0)
+        x = self._embed(tgt)
+        new_cache = []
+        for i, layer in enumerate(self.decoders):
+            x = layer(x, tgt_mask, memory, memory_mask, None if cache is None else cache[i])
+            new_cache.append(x)
+        y = x[:, -1]
+        if self.normalize_before:
+            y = self.after_norm(y)
+        return F.log_softmax(self.output_layer(y), dim=-1), new_cache
+
+
+class BiTransformerDecoder(nn.Module):
+    """U2++ decoder pair: `left_decoder` reads left-to-right, `right_decoder` right-to-left."""
+
+    def __init__(self, vocab_size: int, d_model: int, cfg):
+        super().__init__()
+        self.left_decoder = TransformerDecoder(vocab_size, d_model, cfg, cfg.num_blocks)
+        self.right_decoder = (
+            TransformerDecoder(vocab_size, d_model, cfg, cfg.r_num_blocks)
+            if cfg.r_num_blocks > 0
+            else None
+        )
+
+    def forward(
+        self,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        ys_in_pad: torch.Tensor,
+        ys_in_lens: torch.Tensor,
+        r_ys_in_pad: torch.Tensor,
+        reverse_weight: float = 0.0,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns: l2r logits (B, L, V), r2l logits (B, L, V) or None when unused."""
+        left = self.left_decoder(memory, memory_mask, ys_in_pad, ys_in_lens)
+        right = None
+        if reverse_weight > 0.0 and self.right_decoder is not None:
+            right = self.right_decoder(memory, memory_mask, r_ys_in_pad, ys_in_lens)
+        return left, right
+
+    def forward_one_step(self, memory, memory_mask, tgt, cache=None):
+        """Left-to-right incremental step (see TransformerDecoder.forward_one_step)."""
+        return self.left_decoder.forward_one_step(memory, memory_mask, tgt, cache)
