@@ -32,7 +32,9 @@ def add_sos_eos(ys_pad: torch.Tensor, sos: int, eos: int) -> tuple[torch.Tensor,
     batch = ys_pad.size(0)
     body = ys_pad.masked_fill(~valid, eos)
     ys_in = torch.cat([ys_pad.new_full((batch, 1), sos), body], dim=1)
-    ys_out = torch.cat([ys_pad.masked_fill(~valid, IGNORE_ID), ys_pad.new_full((batch, 1), IGNORE_ID)], 1)
+    ys_out = torch.cat(
+        [ys_pad.masked_fill(~valid, IGNORE_ID), ys_pad.new_full((batch, 1), IGNORE_ID)], 1
+    )
     ys_out.scatter_(1, lens.unsqueeze(1), eos)
     return ys_in, ys_out
 

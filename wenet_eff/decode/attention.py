@@ -9,6 +9,7 @@ from wenet_eff.decode.ctc import Hypothesis
 from wenet_eff.nn.mask import make_pad_mask
 
 
+@torch.no_grad()
 def attention_beam_search(
     model, encoder_out: torch.Tensor, encoder_mask: torch.Tensor, beam_size: int
 ) -> list[Hypothesis]:
@@ -76,6 +77,7 @@ def _sequence_scores(logits: torch.Tensor, targets: torch.Tensor, lens: torch.Te
     return (picked * keep).sum(1)
 
 
+@torch.no_grad()
 def attention_rescoring(
     model,
     nbest: list[list[Hypothesis]],
@@ -127,7 +129,9 @@ def attention_rescoring(
             continue
         j = start + int(total[start : start + count].argmax())
         results.append(
-            Hypothesis(flat[j].tokens, float(total[j]), {"ctc": flat[j].score, "att": float(att[j])})
+            Hypothesis(
+                flat[j].tokens, float(total[j]), {"ctc": flat[j].score, "att": float(att[j])}
+            )
         )
         start += count
     return results

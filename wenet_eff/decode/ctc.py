@@ -49,6 +49,12 @@ def _logaddexp(a: float, b: float) -> float:
     return hi + math.log1p(math.exp(lo - hi))
 
 
+def _accumulate(beam: dict, prefix: tuple[int, ...], pb: float, pnb: float) -> None:
+    cur = beam.setdefault(prefix, [NEG_INF, NEG_INF])
+    cur[0] = _logaddexp(cur[0], pb)
+    cur[1] = _logaddexp(cur[1], pnb)
+
+
 def ctc_prefix_beam_search(
     ctc_log_probs: torch.Tensor, beam_size: int, blank: int = 0, token_beam: int = 0
 ) -> list[Hypothesis]:
@@ -72,23 +78,17 @@ def ctc_prefix_beam_search(
     beam: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
     for frame_logp, frame_ids in zip(top_logp, top_ids, strict=True):
         nxt: dict[tuple[int, ...], list[float]] = {}
-
-        def add(prefix, pb=NEG_INF, pnb=NEG_INF):
-            cur = nxt.setdefault(prefix, [NEG_INF, NEG_INF])
-            cur[0] = _logaddexp(cur[0], pb)
-            cur[1] = _logaddexp(cur[1], pnb)
-
         for prefix, (pb, pnb) in beam.items():
             total = _logaddexp(pb, pnb)
             last = prefix[-1] if prefix else None
             for p, s in zip(frame_logp, frame_ids, strict=True):
                 if s == blank:
-                    add(prefix, pb=total + p)
+                    _accumulate(nxt, prefix, total + p, NEG_INF)
                 elif s == last:
-                    add(prefix, pnb=pnb + p)  # repeated token collapses into the prefix
-                    add(prefix + (s,), pnb=pb + p)  # separated by a blank: a new token
+                    _accumulate(nxt, prefix, NEG_INF, pnb + p)  # a repeat collapses
+                    _accumulate(nxt, prefix + (s,), NEG_INF, pb + p)  # blank-separated: new
                 else:
-                    add(prefix + (s,), pnb=total + p)
+                    _accumulate(nxt, prefix + (s,), NEG_INF, total + p)
         ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
         beam = {prefix: (v[0], v[1]) for prefix, v in ranked[:beam_size]}
     return [Hypothesis(list(prefix), _logaddexp(pb, pnb)) for prefix, (pb, pnb) in beam.items()]

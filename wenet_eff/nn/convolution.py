@@ -36,7 +36,9 @@ class ConvolutionModule(nn.Module):
     ):
         super().__init__()
         if norm not in ("batch_norm", "layer_norm"):
-            raise ValueError(f"model.encoder.cnn_module_norm='{norm}': use batch_norm or layer_norm")
+            raise ValueError(
+                f"model.encoder.cnn_module_norm='{norm}': use batch_norm or layer_norm"
+            )
         if not causal and kernel_size % 2 == 0:
             raise ValueError(f"model.encoder.cnn_module_kernel={kernel_size} must be odd")
         self.pointwise_conv1 = pointwise_conv(channels, 2 * channels)

@@ -34,7 +34,12 @@ class CTC(nn.Module):
         """
         log_probs = self.log_softmax(hs_pad).transpose(0, 1).float()
         loss = F.ctc_loss(
-            log_probs, ys_pad, hlens, ys_lens, blank=self.blank_id, reduction="sum",
+            log_probs,
+            ys_pad,
+            hlens,
+            ys_lens,
+            blank=self.blank_id,
+            reduction="sum",
             zero_infinity=True,
         )
         return loss / hs_pad.size(0)

@@ -14,6 +14,8 @@ from wenet_eff.nn.ffn import PositionwiseFeedForward, activation
 from wenet_eff.nn.mask import add_optional_chunk_mask, make_pad_mask
 from wenet_eff.nn.subsampling import Conv2dSubsampling
 
+_EMPTY4 = torch.zeros(0, 0, 0, 0)
+
 
 class ConformerEncoder(nn.Module):
     """Subsampling + N Conformer blocks + final LayerNorm (WeNet names: `embed`, `encoders`,
@@ -50,9 +52,7 @@ class ConformerEncoder(nn.Module):
         self.encoders = nn.ModuleList(
             ConformerEncoderLayer(
                 d,
-                RelPositionMultiHeadedAttention(
-                    cfg.attention_heads, d, cfg.attention_dropout_rate
-                ),
+                RelPositionMultiHeadedAttention(cfg.attention_heads, d, cfg.attention_dropout_rate),
                 ffn(),
                 ffn() if cfg.macaron_style else None,
                 ConvolutionModule(
@@ -116,8 +116,8 @@ class ConformerEncoder(nn.Module):
         xs: torch.Tensor,
         offset: int,
         required_cache_size: int,
-        att_cache: torch.Tensor = torch.zeros(0, 0, 0, 0),
-        cnn_cache: torch.Tensor = torch.zeros(0, 0, 0, 0),
+        att_cache: torch.Tensor = _EMPTY4,
+        cnn_cache: torch.Tensor = _EMPTY4,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode one chunk of a stream (batch 1), reusing the caches of earlier chunks.
 

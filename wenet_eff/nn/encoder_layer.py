@@ -74,7 +74,9 @@ class ConformerEncoderLayer(nn.Module):
         """
         if self.feed_forward_macaron is not None:
             x, _ = self._residual(
-                x, self.norm_ff_macaron, lambda y: (self.feed_forward_macaron(y), None),
+                x,
+                self.norm_ff_macaron,
+                lambda y: (self.feed_forward_macaron(y), None),
                 self.ff_scale,
             )
         x, new_att_cache = self._residual(

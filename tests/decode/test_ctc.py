@@ -1,0 +1,64 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from wenet_eff.decode.ctc import ctc_greedy_search, ctc_prefix_beam_search
+
+
+def _exhaustive(log_probs: torch.Tensor, blank: int = 0) -> dict[tuple, float]:
+    """log P(labelling) by summing every alignment path."""
+    frames, vocab = log_probs.shape
+    totals: dict[tuple, float] = {}
+    for path in itertools.product(range(vocab), repeat=frames):
+        labels, prev = [], None
+        for s in path:
+            if s != blank and s != prev:
+                labels.append(s)
+            prev = s
+        score = sum(float(log_probs[t, s]) for t, s in enumerate(path))
+        key = tuple(labels)
+        totals[key] = float(
+            torch.logaddexp(torch.tensor(totals.get(key, -math.inf)), torch.tensor(score))
+        )
+    return totals
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_prefix_beam_search_equals_exhaustive_search(seed):
+    torch.manual_seed(seed)
+    log_probs = torch.randn(5, 3).mul(2).log_softmax(-1)
+    exact = _exhaustive(log_probs)
+    hyps = ctc_prefix_beam_search(log_probs, beam_size=len(exact))
+    got = {tuple(h.tokens): h.score for h in hyps}
+    assert got.keys() == exact.keys()
+    for key, score in exact.items():
+        assert got[key] == pytest.approx(score, abs=1e-5)
+    best = max(exact, key=exact.get)
+    assert tuple(hyps[0].tokens) == best
+
+
+def test_small_beam_keeps_best_prefix_of_exhaustive_search():
+    torch.manual_seed(7)
+    log_probs = torch.randn(6, 3).mul(3).log_softmax(-1)
+    exact = _exhaustive(log_probs)
+    hyps = ctc_prefix_beam_search(log_probs, beam_size=4)
+    assert tuple(hyps[0].tokens) == max(exact, key=exact.get)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_beam_one_prefix_search_equals_greedy(seed):
+    torch.manual_seed(seed)
+    log_probs = torch.randn(40, 6).mul(2).log_softmax(-1)
+    greedy = ctc_greedy_search(log_probs.unsqueeze(0), torch.tensor([40]))[0]
+    beam = ctc_prefix_beam_search(log_probs, beam_size=1)[0]
+    assert beam.tokens == greedy.tokens
+    assert beam.score == pytest.approx(greedy.score, abs=1e-4)
+
+
+def test_greedy_respects_lengths_and_merges_repeats():
+    log_probs = torch.full((1, 6, 4), -10.0)
+    for t, s in enumerate([1, 1, 0, 1, 2, 3]):
+        log_probs[0, t, s] = 0.0
+    assert ctc_greedy_search(log_probs, torch.tensor([5]))[0].tokens == [1, 1, 2]

@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from tests.tiny import tiny_model
+
+
+@pytest.mark.parametrize("layer,rate", [("conv2d", 4), ("conv2d6", 6), ("conv2d8", 8)])
+def test_subsampling_lengths(layer, rate):
+    model = tiny_model(f"model.encoder.input_layer={layer}")
+    xs = torch.randn(2, 100, 80)
+    out, mask = model.encoder(xs, torch.tensor([100, 57]))
+    embed = model.encoder.embed
+    assert embed.subsampling_rate == rate
+    assert embed.right_context == {4: 6, 6: 10, 8: 14}[rate]
+    expected_t = out.size(1)
+    assert mask.shape == (2, 1, expected_t)
+    # valid outputs of a length-n input: frames whose receptive field starts inside it
+    for b, n in enumerate((100, 57)):
+        assert int(mask[b].sum()) == (n - embed.right_context - 1) // rate + 1
+
+
+def test_padding_does_not_change_outputs():
+    model = tiny_model()
+    xs = torch.randn(2, 120, 80)
+    lens = torch.tensor([120, 70])
+    out, mask = model.encoder(xs, lens)
+    alone, _ = model.encoder(xs[1:, :70], lens[1:])
+    n = int(mask[1].sum())
+    assert torch.allclose(out[1, :n], alone[0, :n], atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk,left", [(4, -1), (4, 1), (8, 2)])
+def test_chunk_by_chunk_equals_masked_full_forward(chunk, left):
+    model = tiny_model("model.encoder.causal=true")
+    xs = torch.randn(1, 131, 80)
+    full, _ = model.encoder(xs, torch.tensor([131]), chunk, left)
+    streamed, _ = model.encoder.forward_chunk_by_chunk(xs, chunk, left)
+    assert streamed.shape == full.shape
+    assert (streamed - full).abs().max() <= 1e-5
+
+
+def test_batch_norm_option_builds_and_runs():
+    model = tiny_model("model.encoder.cnn_module_norm=batch_norm")
+    out, _ = model.encoder(torch.randn(2, 40, 80), torch.tensor([40, 30]))
+    assert torch.isfinite(out).all()
+    assert "encoder.encoders.0.conv_module.norm.running_mean" in model.state_dict()

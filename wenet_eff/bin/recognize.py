@@ -1,0 +1,134 @@
+"""Decode a test set with one or more methods (WeNet's recognize.py flags).
+
+    python -m wenet_eff.bin.recognize --config exp/mini/train.yaml --checkpoint exp/mini/avg_5.pt \
+        --test_data data/test/data.list --modes ctc_greedy_search attention_rescoring \
+        --result_dir exp/mini/test
+
+Writes `<result_dir>/<mode>/text` (`key hypothesis` lines) and prints RTF per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from wenet_eff.config import load_config
+from wenet_eff.model import DECODE_METHODS, build_model
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", required=True, help="experiment train.yaml (ours or WeNet's)")
+    p.add_argument("--checkpoint", required=True, help="model state_dict (.pt)")
+    p.add_argument("--test_data", required=True, help="data.list or shard list")
+    p.add_argument("--data_type", default="raw", choices=["raw", "shard"])
+    p.add_argument("--modes", nargs="+", default=["attention_rescoring"], choices=DECODE_METHODS)
+    p.add_argument("--result_dir", required=True)
+    p.add_argument("--beam_size", type=int, default=10)
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--ctc_weight", type=float, default=0.3, help="CTC weight in rescoring")
+    p.add_argument("--reverse_weight", type=float, default=0.5, help="r2l weight in rescoring")
+    p.add_argument("--decoding_chunk_size", type=int, default=-1)
+    p.add_argument("--num_decoding_left_chunks", type=int, default=-1)
+    p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--override", nargs="*", default=[], help="config overrides key=value")
+    return p
+
+
+def load_model(config: str, checkpoint: str, overrides: list[str]):
+    """(cfg, model in eval mode) from a config and a state_dict checkpoint (strict)."""
+    cfg = load_config(config, overrides)
+    model = build_model(cfg)
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state, strict=True)
+    return cfg, model.eval()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    from wenet_eff.data.dataset import build_dataloader
+    from wenet_eff.data.tokenizer import build_tokenizer
+
+    cfg, model = load_model(args.config, args.checkpoint, args.override)
+    cfg.data.data_type = args.data_type
+    cfg.data.batch_type = "static"
+    cfg.data.batch_size = args.batch_size
+    cfg.data.num_workers = args.num_workers
+    cfg.data.speed_perturb = False
+    # decode every utterance the features allow: training-time length filters do not apply
+    cfg.data.filter.max_length = 10**9
+    cfg.data.filter.min_length = 1
+    cfg.data.filter.token_max_length = 10**9
+    cfg.data.filter.token_min_length = 0
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    loader, _ = build_dataloader(cfg.data, args.test_data, tokenizer, train=False)
+
+    out_dir = Path(args.result_dir)
+    files = {}
+    for mode in args.modes:
+        (out_dir / mode).mkdir(parents=True, exist_ok=True)
+        files[mode] = open(out_dir / mode / "text", "w", encoding="utf-8")
+    skipped: dict[str, int] = {}
+    audio_seconds = decode_seconds = 0.0
+    num_utts = 0
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc="decode", unit="batch", mininterval=5):
+            for reason, count in batch["skipped"].items():
+                skipped[reason] = skipped.get(reason, 0) + count
+            if not batch["keys"]:
+                continue
+            start = time.perf_counter()
+            results = model.decode(
+                args.modes,
+                batch["feats"],
+                batch["feats_lengths"],
+                beam_size=args.beam_size,
+                decoding_chunk_size=args.decoding_chunk_size,
+                num_decoding_left_chunks=args.num_decoding_left_chunks,
+                ctc_weight=args.ctc_weight,
+                reverse_weight=args.reverse_weight,
+            )
+            decode_seconds += time.perf_counter() - start
+            audio_seconds += float(batch["feats_lengths"].sum()) * cfg.data.frame_shift / 1000
+            num_utts += len(batch["keys"])
+            for mode, hyps in results.items():
+                for key, hyp in zip(batch["keys"], hyps, strict=True):
+                    text, _ = tokenizer.detokenize(hyp.tokens)
+                    files[mode].write(f"{key} {text}\n")
+    for f in files.values():
+        f.close()
+    summary = {
+        "utterances": num_utts,
+        "skipped": skipped,
+        "audio_seconds": round(audio_seconds, 2),
+        "decode_seconds": round(decode_seconds, 3),
+        "rtf_all_modes": round(decode_seconds / max(audio_seconds, 1e-9), 4),
+        "threads": torch.get_num_threads(),
+        "modes": args.modes,
+    }
+    (out_dir / "decode_summary.json").write_text(json.dumps(summary, indent=2))
+    logging.info("decoded %d utterances (skipped %s) into %s", num_utts, skipped or 0, out_dir)
+    logging.info(
+        "RTF %.4f for %s together (%d threads)",
+        summary["rtf_all_modes"],
+        args.modes,
+        summary["threads"],
+    )
+    return summary
+
+
+if __name__ == "__main__":
+    main()
