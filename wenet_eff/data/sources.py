@@ -1,0 +1,125 @@
+"""Utterance sources: `data.list` JSON lines (raw) and lists of tar shards, read lazily."""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from wenet_eff.data.audio import load_audio, load_audio_bytes
+
+AUDIO_EXTENSIONS = {"wav", "flac", "mp3", "ogg", "opus", "m4a", "wma"}
+
+# on_skip(key, reason, detail): how sources report an unusable utterance or shard.
+SkipFn = Callable[[str, str, str], None]
+
+
+@dataclass
+class Utterance:
+    """One utterance before decoding: `wav` is a path (raw) or the encoded file bytes (shard)."""
+
+    key: str
+    txt: str
+    wav: str | bytes
+    start: float | None = None
+    end: float | None = None
+
+    def load(self) -> tuple[np.ndarray, int]:
+        """(wav (N,) float32, sample rate); raises AudioError."""
+        if isinstance(self.wav, bytes):
+            return load_audio_bytes(self.wav, self.key, self.start, self.end)
+        return load_audio(self.wav, self.start, self.end)
+
+
+def read_data_list(path: str | os.PathLike) -> list[dict]:
+    """Read and validate `data.list`: one JSON object per line with `key`, `wav`, `txt`
+    (strings) and optional `start`, `end` (seconds, 0 <= start < end).
+
+    Raises:
+        ValueError naming the file and line of a malformed entry.
+    """
+    path = os.fspath(path)
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
+            if not isinstance(obj, dict):
+                raise ValueError(f"{where}: expected a JSON object with key, wav, txt")
+            for name in ("key", "wav", "txt"):
+                if not isinstance(obj.get(name), str):
+                    raise ValueError(f"{where}: missing or non-string '{name}'")
+            start, end = _seconds(obj, "start", where), _seconds(obj, "end", where)
+            if (start is not None and start < 0) or (
+                start is not None and end is not None and end <= start
+            ):
+                raise ValueError(f"{where}: invalid segment start={start} end={end}")
+            entries.append(obj)
+    return entries
+
+
+def _seconds(obj: dict, name: str, where: str) -> float | None:
+    value = obj.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise ValueError(f"{where}: '{name}' must be a number of seconds, got {value!r}")
+    return value
+
+
+def read_shard_list(path: str | os.PathLike) -> list[str]:
+    """One `.tar` path per line; blank lines ignored."""
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def raw_utterance(entry: dict) -> Utterance:
+    """The Utterance of a validated `data.list` entry."""
+    return Utterance(entry["key"], entry["txt"], entry["wav"], entry.get("start"), entry.get("end"))
+
+
+def iter_shard(tar_path: str, on_skip: SkipFn) -> Iterator[Utterance]:
+    """Stream the utterances of one tar shard (`KEY.wav` + `KEY.txt` members, adjacent).
+
+    A shard that is missing, not a tar, or truncated is reported once as `bad_shard` (key: the
+    shard path) after the utterances read before the damage. An entry without audio is
+    `missing_file`, without text `missing_text`, with non-UTF-8 text `bad_text`.
+    """
+    key, parts = None, {}
+    try:
+        with tarfile.open(tar_path, mode="r|*") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                stem, _, ext = member.name.rpartition(".")
+                if stem != key and key is not None:
+                    yield from _shard_entry(key, parts, on_skip)
+                    parts = {}
+                key = stem
+                parts[ext.lower()] = tar.extractfile(member).read()
+        if key is not None:
+            yield from _shard_entry(key, parts, on_skip)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        on_skip(tar_path, "bad_shard", f"unreadable shard ({exc})")
+
+
+def _shard_entry(key: str, parts: dict[str, bytes], on_skip: SkipFn) -> Iterator[Utterance]:
+    audio = [ext for ext in parts if ext in AUDIO_EXTENSIONS]
+    if not audio:
+        on_skip(key, "missing_file", "shard entry has no audio member")
+    elif "txt" not in parts:
+        on_skip(key, "missing_text", "shard entry has no .txt member")
+    else:
+        try:
+            txt = parts["txt"].decode("utf-8").strip()
+        except UnicodeDecodeError:
+            on_skip(key, "bad_text", "text is not UTF-8")
+            return
+        yield Utterance(key, txt, parts[audio[0]])

@@ -1,0 +1,324 @@
+"""Text <-> token ids with WeNet's `units.txt` conventions: character and sentencepiece tokenizers.
+
+`units.txt` holds `symbol id` lines: `<blank> 0`, `<unk> 1`, ..., `<sos/eos>` last. A word
+boundary in character units is the token `▁`. Non-language symbols (`<noise>`, `[laughter]`)
+listed in a file are kept whole: they are swapped for private-use placeholder characters while
+the text is normalised, so normalisation can neither split nor drop them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+
+import sentencepiece as spm
+from omegaconf import DictConfig
+
+from wenet_eff.config import TokenizerConfig
+from wenet_eff.data.text_norm import get_normalizer
+
+BLANK = "<blank>"
+UNK = "<unk>"
+SOS_EOS = "<sos/eos>"
+SPACE = "\u2581"  # "▁", also sentencepiece's word-start mark
+_PLACEHOLDER_BASE = 0xE000  # Unicode private-use area
+
+
+class UnknownTokenError(ValueError):
+    """`text` has tokens (`bad_tokens`) that are not in the vocabulary."""
+
+    def __init__(self, text: str, bad_tokens: list[str]) -> None:
+        super().__init__(f"tokens {bad_tokens} of text {text!r} are not in units.txt")
+        self.text = text
+        self.bad_tokens = bad_tokens
+
+
+def read_units(path: str | os.PathLike) -> dict[str, int]:
+    """Read `units.txt` (`symbol id` per line) into {symbol: id}; errors name the file and line."""
+    path = os.fspath(path)
+    table: dict[str, int] = {}
+    seen_ids: set[int] = set()
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+                raise ValueError(f"{path}:{lineno}: expected 'symbol id', got {line.rstrip()!r}")
+            symbol, idx = fields[0], int(fields[1])
+            if symbol in table or idx in seen_ids:
+                raise ValueError(f"{path}:{lineno}: duplicate symbol or id in {line.rstrip()!r}")
+            table[symbol] = idx
+            seen_ids.add(idx)
+    return table
+
+
+def write_units(path: str | os.PathLike, symbols: Sequence[str]) -> None:
+    """Write `symbols` as `units.txt` with ids 0..n-1 (atomically).
+
+    `symbols` must start with `<blank>`, `<unk>` and end with `<sos/eos>`.
+    """
+    _check_conventions(list(symbols), os.fspath(path))
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(f"{symbol} {i}\n" for i, symbol in enumerate(symbols))
+    os.replace(tmp, path)
+
+
+def read_non_lang_syms(path: str | os.PathLike) -> list[str]:
+    """One non-language symbol (e.g. `<noise>`) per line; blank lines ignored."""
+    path = os.fspath(path)
+    with open(path, encoding="utf-8") as f:
+        syms = [line.strip() for line in f if line.strip()]
+    for sym in syms:
+        if len(sym.split()) != 1:
+            raise ValueError(f"{path}: non-language symbol {sym!r} contains whitespace")
+    return syms
+
+
+def _check_conventions(symbols: list[str], source: str) -> None:
+    if len(symbols) < 3 or symbols[0] != BLANK or symbols[1] != UNK or symbols[-1] != SOS_EOS:
+        raise ValueError(
+            f"{source}: units must be '{BLANK}' (id 0), '{UNK}' (id 1), ..., '{SOS_EOS}' (last)"
+        )
+
+
+class _Segmenter:
+    """Normalises text and cuts it into (piece, is_non_lang_sym) segments."""
+
+    def __init__(self, normalize: str, non_lang_syms: Iterable[str]) -> None:
+        self.normalize = get_normalizer(normalize)
+        self.non_lang_syms = list(non_lang_syms)
+        self._to_placeholder = {
+            sym: chr(_PLACEHOLDER_BASE + i) for i, sym in enumerate(self.non_lang_syms)
+        }
+        self._from_placeholder = {ch: sym for sym, ch in self._to_placeholder.items()}
+        longest_first = sorted(self.non_lang_syms, key=len, reverse=True)
+        self._sym_re = re.compile("|".join(map(re.escape, longest_first)))
+        self._placeholder_re = re.compile("(" + "|".join(self._from_placeholder) + ")")
+
+    def __call__(self, text: str) -> list[tuple[str, bool]]:
+        if not self.non_lang_syms:
+            return [(self.normalize(text), False)]
+        text = self._sym_re.sub(lambda m: self._to_placeholder[m.group(0)], text)
+        text = self.normalize(text)
+        parts = []
+        for part in self._placeholder_re.split(text):
+            if part in self._from_placeholder:
+                parts.append((self._from_placeholder[part], True))
+            elif part:
+                parts.append((part, False))
+        return parts
+
+
+def _char_tokens(segments: list[tuple[str, bool]], split_with_space: bool) -> list[str]:
+    tokens: list[str] = []
+    for piece, is_sym in segments:
+        if is_sym:
+            tokens.append(piece)
+        elif split_with_space:
+            tokens.extend(piece.split())
+        else:
+            tokens.extend(SPACE if ch == " " else ch for ch in piece)
+    return tokens
+
+
+def char_units_from_texts(
+    texts: Iterable[str],
+    non_lang_syms: Iterable[str] = (),
+    split_with_space: bool = False,
+    normalize: str = "none",
+) -> list[str]:
+    """Character units for `texts`, split exactly as `CharTokenizer` with the same options splits.
+
+    Returns:
+        [`<blank>`, `<unk>`, sorted tokens..., `<sos/eos>`], ready for `write_units`.
+    """
+    segmenter = _Segmenter(normalize, non_lang_syms)
+    found: set[str] = set()
+    for text in texts:
+        found.update(_char_tokens(segmenter(text), split_with_space))
+    found -= {BLANK, UNK, SOS_EOS}
+    return [BLANK, UNK, *sorted(found), SOS_EOS]
+
+
+class Tokenizer(ABC):
+    """Shared vocabulary handling; subclasses define how normalised text becomes tokens.
+
+    Attributes:
+        symbol_table: {symbol: id} from units.txt.
+        vocab_size: number of units; blank_id = 0, unk_id, sos_eos_id = vocab_size - 1.
+        normalize: the text normaliser `tokenize` applies (e.g. for WER references).
+    """
+
+    blank_id = 0
+    _join = ""  # between tokens when detokenizing
+
+    def __init__(
+        self,
+        units: str | os.PathLike | dict[str, int],
+        non_lang_syms: Iterable[str] = (),
+        normalize: str = "none",
+    ) -> None:
+        source = "units" if isinstance(units, dict) else os.fspath(units)
+        self.symbol_table = dict(units) if isinstance(units, dict) else read_units(units)
+        by_id = sorted(self.symbol_table.items(), key=lambda kv: kv[1])
+        if [i for _, i in by_id] != list(range(len(by_id))):
+            raise ValueError(f"{source}: unit ids must be 0..{len(by_id) - 1} without gaps")
+        self.id_to_symbol = [symbol for symbol, _ in by_id]
+        _check_conventions(self.id_to_symbol, source)
+        self.vocab_size = len(self.id_to_symbol)
+        self.unk_id = self.symbol_table[UNK]
+        self.sos_eos_id = self.vocab_size - 1
+        self._segment = _Segmenter(normalize, non_lang_syms)
+        self.normalize = self._segment.normalize
+
+    @abstractmethod
+    def text_to_tokens(self, text: str) -> list[str]:
+        """Normalise `text` and split it into tokens (which may be out of vocabulary)."""
+
+    def tokenize(self, text: str) -> tuple[list[str], list[int]]:
+        """Normalise and tokenise `text`.
+
+        Returns:
+            (tokens, ids); both empty when nothing is left after normalisation.
+
+        Raises:
+            UnknownTokenError: a token is not in units.txt.
+        """
+        tokens = self.text_to_tokens(text)
+        bad = [t for t in dict.fromkeys(tokens) if t not in self.symbol_table]
+        if bad:
+            raise UnknownTokenError(text, bad)
+        return tokens, [self.symbol_table[t] for t in tokens]
+
+    def detokenize(self, ids: Iterable[int]) -> tuple[str, list[str]]:
+        """Token ids -> (text with `▁` as space, stripped; tokens)."""
+        tokens = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < self.vocab_size:
+                raise ValueError(f"token id {i} outside the vocabulary [0, {self.vocab_size})")
+            tokens.append(self.id_to_symbol[i])
+        return self._tokens_to_text(tokens), tokens
+
+    def _tokens_to_text(self, tokens: list[str]) -> str:
+        text = self._join.join(tokens).replace(SPACE, " ")
+        return " ".join(text.split())
+
+
+class CharTokenizer(Tokenizer):
+    """Characters as tokens (`▁` for a space), or whitespace-separated words with
+    `split_with_space` (pre-tokenised text such as phones)."""
+
+    def __init__(
+        self,
+        units: str | os.PathLike | dict[str, int],
+        non_lang_syms: Iterable[str] = (),
+        split_with_space: bool = False,
+        normalize: str = "none",
+    ) -> None:
+        super().__init__(units, non_lang_syms, normalize)
+        self.split_with_space = split_with_space
+        self._join = " " if split_with_space else ""
+
+    def text_to_tokens(self, text: str) -> list[str]:
+        return _char_tokens(self._segment(text), self.split_with_space)
+
+
+class BpeTokenizer(Tokenizer):
+    """Sentencepiece pieces as tokens; units.txt maps pieces to ids (see `bpe_units`)."""
+
+    def __init__(
+        self,
+        bpe_model: str | os.PathLike,
+        units: str | os.PathLike | dict[str, int],
+        non_lang_syms: Iterable[str] = (),
+        normalize: str = "none",
+    ) -> None:
+        super().__init__(units, non_lang_syms, normalize)
+        self.sp = _load_sentencepiece(bpe_model)
+
+    def _tokens_to_text(self, tokens: list[str]) -> str:
+        # Pieces carry their own word starts; non-language symbols do not, so space them.
+        syms = set(self._segment.non_lang_syms)
+        return super()._tokens_to_text([f"{SPACE}{t}{SPACE}" if t in syms else t for t in tokens])
+
+    def text_to_tokens(self, text: str) -> list[str]:
+        tokens: list[str] = []
+        for piece, is_sym in self._segment(text):
+            if is_sym:
+                tokens.append(piece)
+            elif piece.strip():
+                tokens.extend(self.sp.encode(piece.strip(), out_type=str))
+        return tokens
+
+
+def _load_sentencepiece(model: str | os.PathLike) -> spm.SentencePieceProcessor:
+    path = os.fspath(model)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: sentencepiece model not found (tokenizer.bpe_model)")
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.load(path)
+    except (OSError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a sentencepiece model ({exc})") from exc
+    return sp
+
+
+def train_bpe(
+    texts_file: str | os.PathLike, model_prefix: str, vocab_size: int, model_type: str = "unigram"
+) -> str:
+    """Train a sentencepiece model on one sentence per line (full character coverage).
+
+    Returns:
+        the path `{model_prefix}.model`.
+    """
+    try:
+        spm.SentencePieceTrainer.train(
+            input=os.fspath(texts_file),
+            model_prefix=model_prefix,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=1.0,
+            input_sentence_size=100_000_000,
+            minloglevel=2,
+        )
+    except RuntimeError as exc:
+        raise ValueError(f"{texts_file}: sentencepiece training failed ({exc})") from exc
+    return f"{model_prefix}.model"
+
+
+def bpe_units(model: str | os.PathLike, non_lang_syms: Iterable[str] = ()) -> list[str]:
+    """Units for a sentencepiece model: [`<blank>`, `<unk>`, pieces..., syms..., `<sos/eos>`].
+
+    The model's own control and unknown pieces (`<s>`, `</s>`, `<unk>`) are left out;
+    `non_lang_syms` are appended since the tokenizer keeps them out of sentencepiece.
+    """
+    sp = _load_sentencepiece(model)
+    pieces = [
+        sp.id_to_piece(i)
+        for i in range(sp.get_piece_size())
+        if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i))
+    ]
+    extra = [sym for sym in non_lang_syms if sym not in pieces]
+    return [BLANK, UNK, *pieces, *extra, SOS_EOS]
+
+
+def build_tokenizer(tok_cfg: TokenizerConfig | DictConfig) -> Tokenizer:
+    """The tokenizer described by a `TokenizerConfig` (type char | bpe)."""
+    if not tok_cfg.units:
+        raise ValueError("tokenizer.units is empty: set it to the units.txt path")
+    if not os.path.isfile(tok_cfg.units):
+        raise FileNotFoundError(f"tokenizer.units: {tok_cfg.units} not found")
+    syms = read_non_lang_syms(tok_cfg.non_lang_syms) if tok_cfg.non_lang_syms else []
+    if tok_cfg.type == "char":
+        return CharTokenizer(tok_cfg.units, syms, tok_cfg.split_with_space, tok_cfg.normalize)
+    if tok_cfg.type == "bpe":
+        if not tok_cfg.bpe_model:
+            raise ValueError("tokenizer.type is bpe but tokenizer.bpe_model is empty")
+        return BpeTokenizer(tok_cfg.bpe_model, tok_cfg.units, syms, tok_cfg.normalize)
+    raise ValueError(f"tokenizer.type: unknown type '{tok_cfg.type}' (choose from char, bpe)")
