@@ -164,7 +164,8 @@ class OptimConfig:
     eps: float = 1.0e-8
     scheduler: str = "warmuplr"  # warmuplr | noam | cosine | constant
     warmup_steps: int = 25000
-    min_lr: float = 0.0
+    min_lr: float = 0.0  # cosine: the lr reached at total_steps
+    total_steps: int = 0  # cosine: the step where lr reaches min_lr; 0 = train.max_steps
 
 
 @dataclass

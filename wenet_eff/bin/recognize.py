@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from wenet_eff.config import load_config
 from wenet_eff.model import DECODE_METHODS, build_model
+from wenet_eff.train.checkpoint import load_weights
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -46,11 +47,7 @@ def load_model(config: str, checkpoint: str, overrides: list[str]):
     """(cfg, model in eval mode) from a config and a state_dict checkpoint (strict)."""
     cfg = load_config(config, overrides)
     model = build_model(cfg)
-    path = Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
+    load_weights(model, checkpoint, "--checkpoint")
     return cfg, model.eval()
 
 

@@ -1,0 +1,131 @@
+"""A WeNet experiment directory (its train.yaml + checkpoint + units.txt + global_cmvn) loads here."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import wenet_eff
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/wenet_u2pp_conformer_keys.json"
+
+# The architecture part of WeNet's LibriSpeech train_u2++_conformer.yaml, as WeNet writes it
+# into an experiment directory (paths relative to the recipe directory).
+WENET_YAML = {
+    "accum_grad": 1,
+    "cmvn": "global_cmvn",
+    "cmvn_conf": {"cmvn_file": "data/train_960/global_cmvn", "is_json_cmvn": True},
+    "dataset": "asr",
+    "dataset_conf": {
+        "fbank_conf": {"dither": 1.0, "frame_length": 25, "frame_shift": 10, "num_mel_bins": 80},
+    },
+    "decoder": "bitransformer",
+    "decoder_conf": {
+        "attention_heads": 4,
+        "dropout_rate": 0.1,
+        "linear_units": 2048,
+        "num_blocks": 3,
+        "positional_dropout_rate": 0.1,
+        "r_num_blocks": 3,
+        "self_attention_dropout_rate": 0.1,
+        "src_attention_dropout_rate": 0.1,
+    },
+    "encoder": "conformer",
+    "encoder_conf": {
+        "activation_type": "swish",
+        "attention_dropout_rate": 0.1,
+        "attention_heads": 4,
+        "causal": True,
+        "cnn_module_kernel": 15,
+        "cnn_module_norm": "layer_norm",
+        "dropout_rate": 0.1,
+        "input_layer": "conv2d",
+        "linear_units": 2048,
+        "normalize_before": True,
+        "num_blocks": 12,
+        "output_size": 256,
+        "pos_enc_layer_type": "rel_pos",
+        "positional_dropout_rate": 0.1,
+        "selfattention_layer_type": "rel_selfattn",
+        "use_cnn_module": True,
+        "use_dynamic_chunk": True,
+        "use_dynamic_left_chunk": False,
+    },
+    "input_dim": 80,
+    "model": "asr_model",
+    "model_conf": {
+        "ctc_weight": 0.3,
+        "length_normalized_loss": False,
+        "lsm_weight": 0.1,
+        "reverse_weight": 0.3,
+    },
+    "output_dim": 5002,
+    "tokenizer": "bpe",
+    "tokenizer_conf": {
+        "bpe_path": "data/lang_char/train_960_unigram5000.model",
+        "symbol_table_path": "data/lang_char/train_960_unigram5000_units.txt",
+        "split_with_space": False,
+    },
+}
+
+
+@pytest.fixture
+def wenet_exp(tmp_path) -> Path:
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "train.yaml").write_text(yaml.safe_dump(WENET_YAML))
+    units = ["<blank>", "<unk>"] + [f"▁W{i}" for i in range(4999)] + ["<sos/eos>"]
+    (exp / "units.txt").write_text("".join(f"{u} {i}\n" for i, u in enumerate(units)))
+    stats = {"mean_stat": [10.0] * 80, "var_stat": [200.0] * 80, "frame_num": 5}
+    (exp / "global_cmvn").write_text(json.dumps(stats))
+    return exp
+
+
+def test_wenet_train_yaml_maps_to_the_same_architecture(wenet_exp):
+    cfg = wenet_eff.load_config(wenet_exp / "train.yaml")
+    assert cfg.model.encoder.num_blocks == 12 and cfg.model.decoder.r_num_blocks == 3
+    assert cfg.cmvn.file == str(wenet_exp / "global_cmvn")  # exp-dir copy found
+    assert cfg.tokenizer.units == str(wenet_exp / "units.txt")
+    model = wenet_eff.build_model(cfg)
+    reference = json.loads(REFERENCE.read_text())["state_dict"]
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == reference
+    # CMVN buffers come from the exp dir's global_cmvn: mean 2, var 40 - 4 = 36
+    assert torch.allclose(model.encoder.global_cmvn.mean, torch.full((80,), 2.0))
+    assert torch.allclose(model.encoder.global_cmvn.istd, torch.full((80,), 1 / 6.0))
+
+
+def test_wenet_checkpoint_loads_strictly_and_decodes(wenet_exp):
+    cfg = wenet_eff.load_config(wenet_exp / "train.yaml")
+    source = wenet_eff.build_model(cfg)
+    torch.save(source.state_dict(), wenet_exp / "final.pt")
+    from wenet_eff.bin.recognize import load_model
+
+    _, model = load_model(str(wenet_exp / "train.yaml"), str(wenet_exp / "final.pt"), [])
+    speech = torch.randn(1, 120, 80)
+    ours, _ = model.encoder(speech, torch.tensor([120]))
+    ref, _ = source.eval().encoder(speech, torch.tensor([120]))
+    assert torch.equal(ours, ref)
+
+
+@pytest.mark.parametrize(
+    "section,key,value",
+    [("encoder_conf", "selfattention_layer_type", "selfattn"), ("encoder_conf", "bogus", 1)],
+)
+def test_unsupported_wenet_options_are_named(tmp_path, section, key, value):
+    raw = json.loads(json.dumps(WENET_YAML))
+    raw[section][key] = value
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=key):
+        wenet_eff.load_config(path)
+
+
+def test_our_resolved_yaml_round_trips(tmp_path):
+    from wenet_eff.config import save_config
+
+    cfg = wenet_eff.load_config("mini", ["model.vocab_size=40", "train.max_epoch=3"])
+    save_config(cfg, tmp_path / "train.yaml")
+    again = wenet_eff.load_config(tmp_path / "train.yaml")
+    assert again == cfg

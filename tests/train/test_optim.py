@@ -1,0 +1,75 @@
+"""Optimizers and learning-rate schedules against their formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from wenet_eff.config import OptimConfig
+from wenet_eff.train.optim import build_optimizer, build_scheduler
+
+
+def optim_cfg(**kw):
+    return OmegaConf.merge(OmegaConf.structured(OptimConfig), kw)
+
+
+def lrs(cfg, steps: int, max_steps: int = 0, model_dim: int = 256) -> list[float]:
+    """The lr used by each of the first `steps` updates."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = build_optimizer([param], cfg)
+    sched = build_scheduler(opt, cfg, max_steps, model_dim)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_optimizer_names_and_settings():
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    adam = build_optimizer(p, optim_cfg(name="adam", lr=0.5, betas=[0.8, 0.9], weight_decay=0.1))
+    assert type(adam) is torch.optim.Adam
+    assert adam.defaults["betas"] == (0.8, 0.9) and adam.defaults["weight_decay"] == 0.1
+    assert type(build_optimizer(p, optim_cfg(name="adamw"))) is torch.optim.AdamW
+    with pytest.raises(ValueError, match="optim.name"):
+        build_optimizer(p, optim_cfg(name="sgd"))
+
+
+def test_warmuplr_is_wenets_formula():
+    lr, warmup = 0.002, 10
+    got = lrs(optim_cfg(lr=lr, warmup_steps=warmup, scheduler="warmuplr"), 40)
+    for i, value in enumerate(got):
+        n = i + 1
+        assert value == pytest.approx(lr * warmup**0.5 * min(n**-0.5, n * warmup**-1.5))
+    assert max(got) == pytest.approx(lr) and got.index(max(got)) == warmup - 1
+
+
+def test_noam_scales_by_model_dim():
+    got = lrs(optim_cfg(lr=5.0, warmup_steps=4, scheduler="noam"), 10, model_dim=64)
+    for i, value in enumerate(got):
+        n = i + 1
+        assert value == pytest.approx(5.0 * 64**-0.5 * min(n**-0.5, n * 4**-1.5))
+
+
+def test_cosine_warms_up_then_reaches_min_lr():
+    cfg = optim_cfg(lr=1.0, min_lr=0.1, warmup_steps=4, scheduler="cosine", total_steps=14)
+    got = lrs(cfg, 20)
+    assert got[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert got[8] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 5 / 10)))
+    assert got[13:] == pytest.approx([0.1] * 7)
+    assert all(a >= b for a, b in zip(got[3:], got[4:], strict=False))
+    # total_steps 0 falls back to train.max_steps
+    assert lrs(optim_cfg(lr=1.0, warmup_steps=0, scheduler="cosine"), 3, max_steps=2)[2] == 0.0
+    with pytest.raises(ValueError, match="optim.total_steps"):
+        lrs(optim_cfg(warmup_steps=10, scheduler="cosine"), 1)
+
+
+def test_constant_after_warmup_and_unknown_names():
+    assert lrs(optim_cfg(lr=1.0, warmup_steps=2, scheduler="constant"), 4) == [0.5, 1, 1, 1]
+    assert lrs(optim_cfg(lr=1.0, warmup_steps=0, scheduler="constant"), 2) == [1, 1]
+    with pytest.raises(ValueError, match="optim.scheduler"):
+        lrs(optim_cfg(scheduler="step"), 1)

@@ -1,0 +1,238 @@
+"""The training loop in-process: accumulation, skipped steps, empty batches, stopping and resuming.
+
+Most tests use a tiny linear stand-in with the ASR model's call signature, whose updates are
+exact to compare; the last ones train the real tiny U2++ on real batches.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import wenet_eff
+from wenet_eff.config import load_config, resolve_vocab_size
+from wenet_eff.data.dataset import build_dataloader
+from wenet_eff.data.tokenizer import build_tokenizer
+from wenet_eff.train import checkpoint as ckpt
+from wenet_eff.train.dist import DistContext
+from wenet_eff.train.trainer import Trainer, TrainingDiverged
+
+
+class MeanRegressor(nn.Module):
+    """loss_i = (w . mean_t x_i - |text_i|)^2 averaged over utterances; NaN for keys 'bad*'
+    (the trainer passes no keys, so bad batches carry NaN features)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Linear(80, 1)
+
+    def forward(self, speech, speech_lengths, text, text_lengths):
+        mask = torch.arange(speech.size(1))[None, :, None] < speech_lengths[:, None, None]
+        mean = (speech * mask).sum(1) / speech_lengths[:, None]
+        loss = ((self.w(mean).squeeze(-1) - text_lengths.float()) ** 2).mean()
+        return {"loss": loss, "loss_ctc": loss, "loss_att": None}
+
+
+class Epochs:
+    """A stand-in dataset: only remembers the epoch."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
+def batch(name: str, n: int = 2, frames: int = 6, seed: int = 0, skipped=None) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, frames, 80, generator=g)
+    if name.startswith("bad"):
+        feats[0, 0, 0] = float("nan")
+    return {
+        "keys": [f"{name}{i}" for i in range(n)],
+        "feats": feats,
+        "feats_lengths": torch.full((n,), frames),
+        "target": torch.randint(1, 5, (n, 3), generator=g),
+        "target_lengths": torch.tensor([3, 2, 1, 3][:n]),
+        "skipped": skipped or {},
+    }
+
+
+def empty(skipped: dict) -> dict:
+    return {
+        "keys": [],
+        "feats": torch.zeros(0, 0, 80),
+        "feats_lengths": torch.zeros(0, dtype=torch.int64),
+        "target": torch.zeros(0, 0, dtype=torch.int64),
+        "target_lengths": torch.zeros(0, dtype=torch.int64),
+        "skipped": skipped,
+    }
+
+
+def cat(*batches: dict) -> dict:
+    return {
+        "keys": sum((b["keys"] for b in batches), []),
+        **{
+            k: torch.cat([b[k] for b in batches])
+            for k in ("feats", "feats_lengths", "target", "target_lengths")
+        },
+        "skipped": {},
+    }
+
+
+def stand_in_cfg(exp_dir, *overrides: str) -> DictConfig:
+    return load_config(
+        "mini",
+        [
+            f"train.exp_dir={exp_dir}",
+            "model.vocab_size=5",
+            "optim.scheduler=constant",
+            "optim.warmup_steps=0",
+            "optim.lr=0.01",
+            "train.log_interval=1",
+            *overrides,
+        ],
+    )
+
+
+def fit(exp_dir, loader: list[dict], *overrides: str, model: nn.Module | None = None) -> Trainer:
+    torch.manual_seed(0)
+    trainer = Trainer(
+        stand_in_cfg(exp_dir, *overrides),
+        model or MeanRegressor(),
+        loader,
+        Epochs(),
+        [loader[0]],
+        DistContext(),
+    )
+    trainer.fit()
+    return trainer
+
+
+def record_grads(trainer: Trainer) -> list[torch.Tensor]:
+    """Record the weight gradient each optimizer step is given."""
+    seen = []
+    trainer.optimizer.register_step_pre_hook(
+        lambda *_: seen.append(trainer.model.w.weight.grad.clone())
+    )
+    return seen
+
+
+def test_accumulation_equals_one_big_batch(tmp_path):
+    a, b = batch("a", seed=1), batch("b", seed=2)
+    runs = {}
+    for name, loader, accum in (("accum", [a, b], 2), ("big", [cat(a, b)], 1)):
+        torch.manual_seed(0)
+        cfg = stand_in_cfg(tmp_path / name, f"train.accum_grad={accum}", "train.max_epoch=1")
+        trainer = Trainer(cfg, MeanRegressor(), loader, Epochs(), [a], DistContext())
+        runs[name] = (trainer, record_grads(trainer))
+        trainer.fit()
+    (t_acc, g_acc), (t_big, g_big) = runs["accum"], runs["big"]
+    assert t_acc.progress.step == t_big.progress.step == 1
+    torch.testing.assert_close(g_acc[0], g_big[0])
+    torch.testing.assert_close(t_acc.model.w.weight, t_big.model.w.weight)
+
+
+def test_epoch_end_closes_a_partial_window(tmp_path):
+    trainer = fit(
+        tmp_path, [batch("a"), batch("b"), batch("c")], "train.accum_grad=2", "train.max_epoch=2"
+    )
+    assert trainer.progress.step == 4  # (2 + 1 micro-batches) per epoch -> 2 updates
+    assert [n for n, _ in ckpt.list_checkpoints(tmp_path)] == ["0", "1"]
+    assert ckpt.read_info(tmp_path / "1.yaml")["step"] == 4
+
+
+def test_nonfinite_loss_skips_the_step(tmp_path, caplog):
+    good = [batch("a", seed=1), batch("c", seed=3)]
+    with caplog.at_level(logging.WARNING, logger="wenet_eff.train"):
+        skipping = fit(tmp_path / "skip", [good[0], batch("bad"), good[1]], "train.max_epoch=1")
+    clean = fit(tmp_path / "clean", good, "train.max_epoch=1")
+    assert skipping.progress.step == clean.progress.step == 2
+    assert skipping.progress.nonfinite_total == 1 and skipping.progress.nonfinite_run == 0
+    assert torch.equal(skipping.model.w.weight, clean.model.w.weight)  # no trace of the bad step
+    assert "['bad0', 'bad1']" in caplog.text and "step 2 skipped" in caplog.text
+    assert ckpt.read_info(tmp_path / "skip" / "0.yaml")["nonfinite_steps"] == 1
+
+
+def test_repeated_nonfinite_losses_stop_training(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"3 consecutive.*train.max_nan_steps=3"):
+        fit(tmp_path, [batch("bad", seed=i) for i in range(5)], "train.max_nan_steps=3")
+
+
+def test_empty_batches_only_carry_skip_counts(tmp_path, caplog):
+    loader = [empty({"too_long": 2}), batch("a"), empty({"unreadable": 1, "too_long": 1})]
+    with caplog.at_level(logging.INFO, logger="wenet_eff.train"):
+        trainer = fit(tmp_path, loader, "train.max_epoch=1")
+    assert trainer.progress.step == 1
+    assert "skipped 4 utterances: too_long=3, unreadable=1" in caplog.text
+
+
+def test_max_steps_stops_mid_epoch_and_resume_continues_exactly(tmp_path):
+    loader = [batch(name, seed=i) for i, name in enumerate("abcd")]
+    stopped = fit(tmp_path / "run", loader, "train.max_epoch=1", "train.max_steps=3")
+    assert stopped.progress.step == 3
+    assert [n for n, _ in ckpt.list_checkpoints(tmp_path / "run")] == ["step_3"]
+    assert (tmp_path / "run" / "final.pt").resolve().name == "step_3.pt"
+    resumed = fit(tmp_path / "run", loader, "train.max_epoch=1")
+    whole = fit(tmp_path / "whole", loader, "train.max_epoch=1")
+    assert resumed.progress.step == whole.progress.step == 4
+    assert torch.equal(resumed.model.w.weight, whole.model.w.weight)
+    assert (tmp_path / "run" / "final.pt").resolve().name == "0.pt"
+
+
+def test_init_checkpoint_loads_weights_only(tmp_path):
+    source = MeanRegressor()
+    ckpt.atomic_save(source.state_dict(), tmp_path / "init.pt")
+    trainer = fit(
+        tmp_path / "exp",
+        [batch("a")],
+        "train.max_epoch=0",
+        f"train.init_checkpoint={tmp_path / 'init.pt'}",
+    )
+    assert torch.equal(trainer.model.w.weight, source.w.weight) and trainer.progress.step == 0
+    ckpt.atomic_save({"other.weight": torch.zeros(1)}, tmp_path / "wrong.pt")
+    with pytest.raises(ValueError, match="train.init_checkpoint .*wrong.pt does not fit"):
+        fit(tmp_path / "exp2", [batch("a")], f"train.init_checkpoint={tmp_path / 'wrong.pt'}")
+
+
+def real_setup(corpus, exp_dir, *extra: str):
+    cfg = load_config("mini", corpus.overrides(exp_dir, *extra))
+    cfg.model.vocab_size = resolve_vocab_size(cfg)
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    train_loader, train_set = build_dataloader(cfg.data, cfg.data.train_data, tokenizer, True)
+    cv_loader, _ = build_dataloader(cfg.data, cfg.data.cv_data, tokenizer, False)
+    torch.manual_seed(0)
+    model = wenet_eff.build_model(cfg)
+    return cfg, Trainer(cfg, model, train_loader, train_set, cv_loader, DistContext())
+
+
+def test_real_model_checkpoints_and_tensorboard(corpus, tmp_path):
+    cfg, trainer = real_setup(corpus, tmp_path, "train.max_epoch=2")
+    trainer.fit()
+    assert trainer.progress.step == 8  # 16 utterances in batches of 4, two epochs
+    fresh = wenet_eff.build_model(cfg)
+    fresh.load_state_dict(ckpt.load_model_state(tmp_path / "final.pt"), strict=True)
+    info = ckpt.read_info(tmp_path / "1.yaml")
+    assert info["epoch"] == 1 and info["tag"] == "epoch" and info["step"] == 8
+    assert {"lr", "cv_loss", "cv_loss_ctc", "cv_loss_att", "train_loss", "save_time"} <= info.keys()
+    assert info["cv_loss"] > 0
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/loss_ctc", "train/loss_att", "train/lr", "train/grad_norm"} <= tags
+    assert {
+        "train/frames_per_s",
+        "cv/loss",
+        "cv/loss_ctc",
+        "cv/loss_att",
+        "data/skipped_total",
+    } <= tags
+
+
+def test_real_model_bf16(corpus, tmp_path):
+    _, trainer = real_setup(corpus, tmp_path, "train.dtype=bf16", "train.max_steps=2")
+    trainer.fit()
+    assert trainer.progress.step == 2
+    assert ckpt.read_info(tmp_path / "step_2.yaml")["cv_loss"] > 0

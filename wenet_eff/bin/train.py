@@ -1,0 +1,90 @@
+"""Train a U2++ model (Hydra app; WeNet-style experiment directory).
+
+    python -m wenet_eff.bin.train model=mini data.train_data=data/train/data.list \\
+        data.cv_data=data/dev/data.list tokenizer.units=data/dict/units.txt \\
+        cmvn.file=data/train/global_cmvn train.exp_dir=exp/mini train.max_epoch=5
+    torchrun --nproc_per_node=2 -m wenet_eff.bin.train ...        # DDP
+    ... train.train_engine=deepspeed train.deepspeed_config=conf/ds_stage2.json
+
+Rerunning the same command resumes from the newest complete checkpoint in train.exp_dir.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from wenet_eff import build_model
+from wenet_eff.config import register_schema, resolve_vocab_size, save_config
+from wenet_eff.data.dataset import build_dataloader
+from wenet_eff.data.tokenizer import build_tokenizer
+from wenet_eff.train.dist import cleanup_distributed, init_distributed
+from wenet_eff.train.trainer import Trainer, TrainingDiverged
+
+logger = logging.getLogger("wenet_eff.train")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: DictConfig) -> None:
+    """Resolve the config, write `exp_dir/train.yaml`, build data and model, and train."""
+    for key in ("train_data", "cv_data"):
+        if not cfg.data[key]:
+            raise ValueError(f"data.{key} is empty: set it to a data.list (or shard list)")
+    ctx = init_distributed(cfg.train)
+    if not ctx.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    cfg.model.vocab_size = resolve_vocab_size(cfg)
+    if ctx.is_main:
+        save_config(cfg, Path(cfg.train.exp_dir) / "train.yaml")
+    tokenizer = build_tokenizer(cfg.tokenizer)
+    train_loader, train_set = build_dataloader(
+        cfg.data, cfg.data.train_data, tokenizer, True, ctx.rank, ctx.world_size
+    )
+    cv_loader, _ = build_dataloader(
+        cfg.data, cfg.data.cv_data, tokenizer, False, ctx.rank, ctx.world_size
+    )
+    seed_everything(cfg.train.seed)  # the same initial weights on every rank
+    model = build_model(cfg)
+    seed_everything(cfg.train.seed + ctx.rank)  # different dropout masks per rank
+    if ctx.is_main:
+        counts = model.num_params()
+        logger.info(
+            "model %s: %d parameters (%d active), vocab %d, %d process(es), engine %s",
+            cfg.model.name,
+            counts["total"],
+            counts["active"],
+            cfg.model.vocab_size,
+            ctx.world_size,
+            cfg.train.train_engine,
+        )
+    try:
+        Trainer(cfg, model, train_loader, train_set, cv_loader, ctx).fit()
+    finally:
+        cleanup_distributed()
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        train(cfg)
+    except TrainingDiverged as exc:
+        logger.error("%s", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    register_schema()
+    main()

@@ -1,0 +1,183 @@
+"""Checkpoints in an experiment directory, WeNet-compatible and resumable.
+
+A checkpoint NAME (`0`, `1`, ... after each epoch; `step_1200` within an epoch) is:
+
+- `NAME.pt`        the model's state_dict only, so `load_state_dict(strict=True)` and WeNet
+                   tools read it as they are;
+- `NAME.state.pt`  what resuming needs besides the weights: optimizer, scheduler, progress
+                   counters and, per rank, the data position and RNG states;
+- `deepspeed/NAME/` DeepSpeed's own (partitioned) optimizer state, with train_engine=deepspeed;
+- `NAME.yaml`      training info (epoch, step, lr, cv_loss, train_loss, time, tag), written
+                   LAST: a checkpoint is complete once its yaml exists.
+
+Every file is written to a temporary name and renamed into place, so a crash leaves either
+the previous file or the new one. Only the newest checkpoint keeps its resume state
+(`.state.pt`, `deepspeed/NAME/`), since that is what resuming uses and optimizer state is twice the
+model's size; older ones keep `.pt` + `.yaml` for averaging.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+NAME_RE = re.compile(r"^(\d+|step_\d+)$")
+DEEPSPEED_DIR = "deepspeed"  # exp_dir/deepspeed/NAME: DeepSpeed's save_dir/tag
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> None:
+    """`torch.save` to a temporary file, then rename it to `path`."""
+    tmp = f"{path}.tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_yaml(data: dict, path: str | os.PathLike) -> None:
+    """Write `data` as YAML to a temporary file, then rename it to `path`."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_checkpoint(
+    exp_dir: str | os.PathLike,
+    name: str,
+    model_state: dict[str, torch.Tensor],
+    info: dict,
+    train_state: dict | None,
+) -> None:
+    """Write NAME.pt, NAME.state.pt (when `train_state` is given) and, last, NAME.yaml.
+
+    Args:
+        exp_dir: the experiment directory.
+        name: `N` (epoch) or `step_N`.
+        model_state: the plain model state_dict.
+        info: the yaml's training info (plain Python values).
+        train_state: the resume state, or None when it is written elsewhere (not at all).
+    """
+    exp = Path(exp_dir)
+    exp.mkdir(parents=True, exist_ok=True)
+    atomic_save(model_state, exp / f"{name}.pt")
+    if train_state is not None:
+        atomic_save(train_state, exp / f"{name}.state.pt")
+    atomic_write_yaml(
+        {**info, "save_time": time.strftime("%Y-%m-%d %H:%M:%S")}, exp / f"{name}.yaml"
+    )
+
+
+def read_info(yaml_path: str | os.PathLike) -> dict:
+    """The training info of a checkpoint's yaml."""
+    with open(yaml_path, encoding="utf-8") as f:
+        info = yaml.safe_load(f)
+    if not isinstance(info, dict):
+        raise ValueError(f"{yaml_path}: not a checkpoint info file (expected a mapping)")
+    return info
+
+
+def _order(info: dict) -> tuple[int, int]:
+    # an epoch checkpoint and a step checkpoint at the same step: the epoch one came later
+    return int(info.get("step", 0)), int(info.get("tag") == "epoch")
+
+
+def list_checkpoints(exp_dir: str | os.PathLike) -> list[tuple[str, dict]]:
+    """Complete checkpoints (yaml and pt present) as (name, info), oldest first."""
+    exp = Path(exp_dir)
+    if not exp.is_dir():
+        return []
+    found = []
+    for yml in exp.glob("*.yaml"):
+        if NAME_RE.match(yml.stem) and (exp / f"{yml.stem}.pt").is_file():
+            found.append((yml.stem, read_info(yml)))
+    return sorted(found, key=lambda item: _order(item[1]))
+
+
+def latest_resumable(exp_dir: str | os.PathLike) -> str | None:
+    """Name of the newest complete checkpoint that has resume state, or None."""
+    exp = Path(exp_dir)
+    for name, _ in reversed(list_checkpoints(exp)):
+        if (exp / f"{name}.state.pt").is_file():
+            return name
+    return None
+
+
+def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A model state_dict from `path` (tensors only)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike, source: str) -> None:
+    """Load the state_dict at `path` into `model` (strict); `source` names it in errors."""
+    try:
+        model.load_state_dict(load_model_state(path))
+    except RuntimeError as exc:
+        raise ValueError(f"{source} {path} does not fit the model of this config: {exc}") from exc
+
+
+def load_train_state(path: str | os.PathLike) -> dict:
+    """The resume state written by `write_checkpoint` (our own file: RNG states are pickled)."""
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def prune(exp_dir: str | os.PathLike, newest: str, keep_steps: int) -> None:
+    """Drop the resume state of every checkpoint but `newest`, and all but the newest
+    `keep_steps` step checkpoints when `keep_steps` > 0 (yaml first, so a half-deleted
+    checkpoint is never taken for a complete one)."""
+    exp = Path(exp_dir)
+    names = [name for name, _ in list_checkpoints(exp)]
+    for name in names:
+        if name == newest:
+            continue
+        (exp / f"{name}.state.pt").unlink(missing_ok=True)
+        shutil.rmtree(exp / DEEPSPEED_DIR / name, ignore_errors=True)
+    if keep_steps > 0:
+        steps = [name for name in names if name.startswith("step_")]
+        for name in steps[:-keep_steps]:
+            for suffix in (".yaml", ".pt", ".state.pt"):
+                (exp / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+def link_final(exp_dir: str | os.PathLike, name: str) -> None:
+    """Point `final.pt` at `NAME.pt` (a relative symlink; a copy where links are unsupported)."""
+    exp = Path(exp_dir)
+    tmp = exp / "final.pt.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.symlink(f"{name}.pt", tmp)
+    except OSError:
+        shutil.copyfile(exp / f"{name}.pt", tmp)
+    os.replace(tmp, exp / "final.pt")
+
+
+def rng_state() -> dict:
+    """This process's Python, NumPy and torch (CPU and CUDA) random states."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what `rng_state` captured."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,160 @@
+"""What training reports: loss meters, log lines, TensorBoard scalars and the progress bar.
+
+Only rank 0 writes TensorBoard and shows the bar; meters are summed over ranks first, so
+every number is global (losses per utterance, throughput in input frames per second).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from wenet_eff.train.dist import DistContext
+
+logger = logging.getLogger("wenet_eff.train")
+
+LOSS_KEYS = ("loss", "loss_ctc", "loss_att")
+
+
+def loss_values(out: dict) -> dict[str, float]:
+    """The model's loss terms as floats (one device sync); terms it left out (None) are absent."""
+    keys = [k for k in LOSS_KEYS if out.get(k) is not None]
+    values = torch.stack([out[k].detach().float() for k in keys]).tolist()
+    return dict(zip(keys, values, strict=True))
+
+
+class LossMeter:
+    """Utterance-weighted sums of the loss terms, with the utterances and input frames seen.
+
+    A term the model leaves out (None, e.g. loss_att when ctc_weight=1) is simply not counted.
+    """
+
+    def __init__(self, sums: list[float] | None = None) -> None:
+        # per loss key: (weighted sum, utterances), then total utterances, total frames
+        self.sums = list(sums) if sums is not None else [0.0] * (2 * len(LOSS_KEYS) + 2)
+
+    def add(self, losses: dict[str, float], utts: int, frames: int) -> None:
+        """Add one batch's per-utterance losses, weighted by its `utts` utterances."""
+        for i, key in enumerate(LOSS_KEYS):
+            if key in losses:
+                self.sums[2 * i] += losses[key] * utts
+                self.sums[2 * i + 1] += utts
+        self.sums[-2] += utts
+        self.sums[-1] += frames
+
+    def totals(self, ctx: DistContext) -> dict[str, float]:
+        """Means over all ranks ({loss, loss_ctc, loss_att} present when counted), plus
+        `utts` and `frames` summed. A collective: every rank must call it."""
+        sums = ctx.sum(self.sums)
+        out = {
+            key: sums[2 * i] / sums[2 * i + 1]
+            for i, key in enumerate(LOSS_KEYS)
+            if sums[2 * i + 1] > 0
+        }
+        out["utts"], out["frames"] = sums[-2], sums[-1]
+        return out
+
+
+def format_losses(values: dict[str, float]) -> str:
+    """`loss 12.345 ctc 20.1 att 9.8` for whichever terms are present."""
+    names = {"loss": "loss", "loss_ctc": "ctc", "loss_att": "att"}
+    return " ".join(f"{names[k]} {values[k]:.3f}" for k in LOSS_KEYS if k in values)
+
+
+class Monitor:
+    """Rank 0's reporting: logging, TensorBoard under `exp_dir/tensorboard`, a tqdm bar.
+
+    Other ranks get a Monitor that does nothing, so the trainer calls it unconditionally.
+    """
+
+    def __init__(self, exp_dir: Path, ctx: DistContext, purge_step: int | None) -> None:
+        self.active = ctx.is_main
+        self.writer = (
+            SummaryWriter(str(exp_dir / "tensorboard"), purge_step=purge_step)
+            if self.active
+            else None
+        )
+        self.bar: tqdm | None = None
+
+    def start_epoch(self, epoch: int, position: int) -> None:
+        """Open the progress bar of `epoch` (shown on a terminal only), at batch `position`."""
+        show = self.active and sys.stderr.isatty()
+        self.bar = tqdm(desc=f"epoch {epoch}", unit="batch", initial=position, disable=not show)
+
+    def batch_done(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def end_epoch(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        """TensorBoard `prefix/name` scalars at `step` (non-finite values are skipped)."""
+        if self.writer is None:
+            return
+        for name, value in values.items():
+            if value is not None and math.isfinite(value):
+                self.writer.add_scalar(f"{prefix}/{name}", value, step)
+        self.writer.flush()
+
+    def train_interval(
+        self,
+        epoch: int,
+        step: int,
+        losses: dict[str, float],
+        lr: float,
+        grad_norm: float,
+        fps: float,
+    ) -> None:
+        """Report the last `log_interval` updates."""
+        if not self.active:
+            return
+        line = (
+            f"epoch {epoch} step {step} | {format_losses(losses)} | lr {lr:.3e} | "
+            f"grad_norm {grad_norm:.3f} | {fps:.0f} frames/s"
+        )
+        logger.info(line)
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"step {step} {format_losses(losses)} lr {lr:.2e}")
+        values = {k: losses[k] for k in losses if k in LOSS_KEYS}
+        self.scalars(
+            "train", {**values, "lr": lr, "grad_norm": grad_norm, "frames_per_s": fps}, step
+        )
+
+    def epoch_summary(
+        self,
+        epoch: int,
+        step: int,
+        train: dict[str, float],
+        cv: dict[str, float],
+        skipped: Counter,
+    ) -> None:
+        """Log the finished epoch: train and cv losses, and skipped utterances by reason."""
+        if not self.active:
+            return
+        reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(skipped.items())) or "none"
+        logger.info(
+            "epoch %d done at step %d | train %s | cv %s | skipped %d utterances: %s",
+            epoch,
+            step,
+            format_losses(train),
+            format_losses(cv),
+            sum(skipped.values()),
+            reasons,
+        )
+        self.scalars("data/skipped", {r: float(n) for r, n in skipped.items()}, step)
+        self.scalars("data", {"skipped_total": float(sum(skipped.values()))}, step)
+
+    def close(self) -> None:
+        self.end_epoch()
+        if self.writer is not None:
+            self.writer.close()

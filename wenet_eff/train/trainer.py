@@ -1,0 +1,416 @@
+"""The training loop of a U2++ model: one file to read a training step top to bottom.
+
+Per micro-batch: forward (bf16 autocast optional), backward of loss / accum_grad. At the end
+of an accumulation window (`train.accum_grad` micro-batches, or fewer at the end of an
+epoch): clip to `train.grad_clip`, then update the model and scheduler, unless some rank
+saw a non-finite loss or the gradient norm is not finite; such a step is skipped, logged
+with its batch keys and counted, and `train.max_nan_steps` in a row stop training.
+
+Ranks stay in lock step: before each micro-batch every rank says whether it still has one
+(all-reduced), and an epoch ends when any rank runs out, so uneven data never hangs DDP.
+Knowing one batch ahead also tells the last micro-batch of an epoch, which closes the window.
+
+Checkpoints (see checkpoint.py): `N` after epoch N, `step_S` every `train.save_interval`
+updates; each records how many loader batches every rank consumed in the epoch, so a rerun
+resumes from the newest one exactly there (the data is deterministic given seed and epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from wenet_eff.train import checkpoint as ckpt
+from wenet_eff.train.dist import DistContext, deepspeed_initialize
+from wenet_eff.train.monitor import LOSS_KEYS, LossMeter, Monitor, loss_values
+from wenet_eff.train.optim import build_optimizer, build_scheduler
+from wenet_eff.train.validate import batch_forward, cv_losses
+
+logger = logging.getLogger("wenet_eff.train")
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient norm."""
+
+
+@dataclass
+class Progress:
+    """Run-wide counters, saved with every checkpoint."""
+
+    epoch: int = 0  # the epoch in progress, or the next one to start
+    step: int = 0  # successful optimizer updates
+    nonfinite_run: int = 0  # consecutive skipped updates
+    nonfinite_total: int = 0
+    train_time_s: float = 0.0
+
+
+@dataclass
+class EpochState:
+    """One rank's position and statistics within the current epoch, saved per rank."""
+
+    position: int = 0  # loader batches consumed (empty ones included)
+    skipped: Counter = field(default_factory=Counter)
+    meter: LossMeter = field(default_factory=LossMeter)
+
+
+@dataclass
+class _Pulled:
+    batch: dict | None  # None: this rank's loader is exhausted
+    position: int  # loader batches consumed once this batch is used
+    skipped: Counter  # skipped-utterance counts carried by it (and empty batches before it)
+
+
+class Trainer:
+    """Trains `model` on `train_loader`, validating on `cv_loader` after every epoch.
+
+    Args:
+        cfg: the whole resolved config (train, optim, model, data).
+        model: the ASR model; `model(feats, feats_lengths, target, target_lengths)` returns
+            {"loss", "loss_ctc", "loss_att"}.
+        train_loader, train_set: training batches and the dataset behind them (`set_epoch`).
+        cv_loader: validation batches (this rank's share).
+        ctx: rank, world size and device from `dist.init_distributed`.
+    """
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        model: torch.nn.Module,
+        train_loader: DataLoader,
+        train_set: Any,
+        cv_loader: DataLoader,
+        ctx: DistContext,
+    ) -> None:
+        tcfg = cfg.train
+        for key in ("accum_grad", "log_interval"):
+            if tcfg[key] < 1:
+                raise ValueError(f"train.{key}={tcfg[key]} must be >= 1")
+        if tcfg.dtype not in ("fp32", "bf16"):
+            raise ValueError(f"train.dtype: '{tcfg.dtype}' is not one of fp32, bf16")
+        self.cfg, self.tcfg, self.ctx = cfg, tcfg, ctx
+        self.exp_dir = Path(tcfg.exp_dir)
+        self.train_loader, self.train_set, self.cv_loader = train_loader, train_set, cv_loader
+        self.deepspeed = tcfg.train_engine == "deepspeed"
+        self.bf16 = tcfg.dtype == "bf16"
+        self.model = model.to(ctx.device)  # the plain module: what N.pt holds
+        self.progress = Progress()
+        self.epoch_state = EpochState()
+        self.resume_rng: dict | None = None
+        self.window = 0  # micro-batches in the current accumulation window
+        self.window_bad = False
+
+        resume = ckpt.latest_resumable(self.exp_dir)
+        if resume:
+            where = "checkpoint to resume (is train.exp_dir another model's?)"
+            ckpt.load_weights(self.model, self.exp_dir / f"{resume}.pt", where)
+        elif tcfg.init_checkpoint:
+            ckpt.load_weights(self.model, tcfg.init_checkpoint, "train.init_checkpoint")
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
+        self.scheduler = build_scheduler(
+            self.optimizer, cfg.optim, tcfg.max_steps, cfg.model.encoder.output_size
+        )
+        if self.deepspeed:
+            self.engine = deepspeed_initialize(self.model, self.optimizer, self.scheduler, cfg)
+        elif ctx.world_size > 1:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            # unused parameters: the right-to-left decoder at reverse_weight=0, idle experts
+            self.engine = DistributedDataParallel(
+                self.model, device_ids=device_ids, find_unused_parameters=True
+            )
+        else:
+            self.engine = self.model
+        if resume:
+            self._load_resume_state(resume)
+        self.monitor = Monitor(self.exp_dir, ctx, self.progress.step + 1 if resume else None)
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> None:
+        """Train until `train.max_epoch` epochs or `train.max_steps` updates, then link final.pt."""
+        try:
+            while self.progress.epoch < self.tcfg.max_epoch and not self._steps_done():
+                self._train_epoch(self.progress.epoch)
+        finally:
+            self.monitor.close()
+        if self.ctx.is_main:
+            done = ckpt.list_checkpoints(self.exp_dir)
+            if done:
+                ckpt.link_final(self.exp_dir, done[-1][0])
+                logger.info("final.pt -> %s.pt", done[-1][0])
+
+    def _train_epoch(self, epoch: int) -> None:
+        self.train_set.set_epoch(epoch)
+        self.engine.train()
+        state = self.epoch_state
+        # RNG states come back where they were saved: before the epoch's loader at an epoch
+        # boundary, after it (creating a loader iterator draws from torch's RNG) within one
+        if self.resume_rng is not None and state.position == 0:
+            ckpt.set_rng_state(self.resume_rng)
+            self.resume_rng = None
+        batches = iter(self.train_loader)
+        for _ in range(state.position):  # already trained on before the restart
+            next(batches, None)
+        if self.resume_rng is not None:
+            ckpt.set_rng_state(self.resume_rng)
+            self.resume_rng = None
+        self.monitor.start_epoch(epoch, state.position)
+        self._interval_reset()
+        mark = time.perf_counter()
+
+        cur = self._pull(batches, state.position)
+        cur_ok = self.ctx.all_true(cur.batch is not None)
+        stopped = False
+        while cur_ok:
+            nxt = self._pull(batches, cur.position)
+            nxt_ok = self.ctx.all_true(nxt.batch is not None)
+            state.position = cur.position
+            state.skipped.update(cur.skipped)
+            self.window += 1
+            boundary = self.window == self.tcfg.accum_grad or not nxt_ok
+            self._train_batch(cur.batch, epoch, boundary)
+            self.monitor.batch_done()
+            cur, cur_ok = nxt, nxt_ok
+            if not boundary:
+                continue
+            self.window = 0
+            updated, grad_norm = self._update()
+            if not updated:
+                self._count_nonfinite()
+                continue
+            self.progress.nonfinite_run = 0
+            self.progress.step += 1
+            self.interval_norms.append(grad_norm)
+            if self.progress.step % self.tcfg.log_interval == 0:
+                self._log_interval(epoch)
+            saving = (
+                self.tcfg.save_interval > 0 and self.progress.step % self.tcfg.save_interval == 0
+            )
+            stopped = self._steps_done() and cur_ok
+            if saving or stopped:
+                self.progress.train_time_s += time.perf_counter() - mark
+                mark = time.perf_counter()
+                self._save(f"step_{self.progress.step}", epoch, "step", self._cv())
+            if stopped:
+                break
+        if cur.batch is None:
+            state.skipped.update(cur.skipped)
+        elif not stopped:
+            logger.info(
+                "rank %d: other ranks ran out of data; rest of epoch %d unused",
+                self.ctx.rank,
+                epoch,
+            )
+        self.monitor.end_epoch()
+        self.progress.train_time_s += time.perf_counter() - mark
+        if not stopped:
+            self._end_epoch(epoch)
+
+    def _pull(self, batches: Any, position: int) -> _Pulled:
+        """This rank's next batch with utterances; empty batches only carry skip counts."""
+        skipped: Counter = Counter()
+        for batch in batches:
+            position += 1
+            skipped.update(batch.get("skipped") or {})
+            if batch["keys"]:
+                return _Pulled(batch, position, skipped)
+        return _Pulled(None, position, skipped)
+
+    # ------------------------------------------------------------------ one step
+
+    def _train_batch(self, batch: dict, epoch: int, boundary: bool) -> None:
+        """Forward and backward one micro-batch; gradients accumulate until `boundary`."""
+        if self.deepspeed:
+            self.engine.set_gradient_accumulation_boundary(boundary)
+        # DDP all-reduces gradients in backward; within a window that waits for its last batch
+        ddp_defer = isinstance(self.engine, DistributedDataParallel) and not boundary
+        with self.engine.no_sync() if ddp_defer else nullcontext():
+            out = batch_forward(self.engine, batch, self.ctx.device, self.bf16)
+            if self.deepspeed:
+                self.engine.backward(out["loss"])  # DeepSpeed divides by accum_grad itself
+            else:
+                (out["loss"] / self.tcfg.accum_grad).backward()
+        if self.deepspeed and not boundary:
+            self.engine.step()  # DeepSpeed counts micro-batches in step(); no update here
+        losses = loss_values(out)
+        if all(math.isfinite(v) for v in losses.values()):
+            utts, frames = len(batch["keys"]), int(batch["feats_lengths"].sum())
+            self.interval_meter.add(losses, utts, frames)
+            self.epoch_state.meter.add(losses, utts, frames)
+        else:
+            self.window_bad = True
+            logger.warning(
+                "rank %d epoch %d: non-finite loss %s in batch %s",
+                *(self.ctx.rank, epoch, losses, batch["keys"]),
+            )
+
+    def _update(self) -> tuple[bool, float]:
+        """Close the accumulation window. Returns (the model was updated, gradient norm)."""
+        bad = self.ctx.any_true(self.window_bad)
+        self.window_bad = False
+        if self.deepspeed:
+            skipped_before = self.engine.skipped_steps
+            self.engine.step()  # clips, and skips the update itself when the norm is not finite
+            norm = self.engine.get_global_grad_norm()
+            grad_norm = float(norm) if norm is not None else math.nan
+            updated = self.engine.skipped_steps == skipped_before
+            if bad and updated:
+                logger.warning("non-finite loss but finite gradients: DeepSpeed updated anyway")
+            return updated, grad_norm
+        max_norm = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        updated = not bad and math.isfinite(grad_norm)
+        if updated:
+            self.optimizer.step()
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return updated, grad_norm
+
+    def _count_nonfinite(self) -> None:
+        p = self.progress
+        p.nonfinite_run += 1
+        p.nonfinite_total += 1
+        if self.ctx.is_main:
+            logger.warning(
+                "step %d skipped: non-finite loss or gradient norm (%d in a row, %d in total)",
+                p.step + 1,
+                p.nonfinite_run,
+                p.nonfinite_total,
+            )
+        self.monitor.scalars("train", {"nonfinite_steps": float(p.nonfinite_total)}, p.step)
+        if p.nonfinite_run >= self.tcfg.max_nan_steps:
+            raise TrainingDiverged(
+                f"{p.nonfinite_run} consecutive steps had a non-finite loss or gradient norm "
+                f"(train.max_nan_steps={self.tcfg.max_nan_steps}) at step {p.step}: training "
+                "diverged. Lower optim.lr, raise optim.warmup_steps, check the data, or resume "
+                "from an earlier checkpoint."
+            )
+
+    def _steps_done(self) -> bool:
+        return self.tcfg.max_steps > 0 and self.progress.step >= self.tcfg.max_steps
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ------------------------------------------------------------------ reporting
+
+    def _interval_reset(self) -> None:
+        self.interval_meter = LossMeter()
+        self.interval_norms: list[float] = []
+        self.interval_start = time.perf_counter()
+
+    def _log_interval(self, epoch: int) -> None:
+        stats = self.interval_meter.totals(self.ctx)
+        fps = stats["frames"] / max(time.perf_counter() - self.interval_start, 1e-9)
+        norm = sum(self.interval_norms) / max(len(self.interval_norms), 1)
+        self.monitor.train_interval(epoch, self.progress.step, stats, self.lr, norm, fps)
+        self._interval_reset()
+
+    def _cv(self) -> dict[str, float]:
+        return cv_losses(self.model, self.cv_loader, self.ctx, self.bf16)
+
+    def _end_epoch(self, epoch: int) -> None:
+        cv = self._cv()
+        skipped = sum(self.ctx.gather(self.epoch_state.skipped), Counter())
+        train = self.epoch_state.meter.totals(self.ctx)
+        self.monitor.epoch_summary(epoch, self.progress.step, train, cv, skipped)
+        self.monitor.scalars("cv", {k: cv[k] for k in LOSS_KEYS if k in cv}, self.progress.step)
+        self.progress.epoch = epoch + 1
+        self.epoch_state = EpochState()
+        self._save(str(epoch), epoch, "epoch", cv, train)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save(self, name: str, epoch: int, tag: str, cv: dict, train: dict | None = None) -> None:
+        """Write checkpoint `name` (a collective: every rank calls it; rank 0 writes files)."""
+        if train is None:
+            train = self.epoch_state.meter.totals(self.ctx)
+        state = self.epoch_state
+        ranks = self.ctx.gather(
+            {
+                "position": state.position,
+                "skipped": dict(state.skipped),
+                "meter": state.meter.sums,
+                "rng": ckpt.rng_state(),
+            }
+        )
+        if self.deepspeed:
+            self.engine.save_checkpoint(
+                str(self.exp_dir / ckpt.DEEPSPEED_DIR), tag=name, save_latest=False
+            )
+            self.ctx.barrier()  # every rank's partition is on disk before the yaml marks it done
+        if self.ctx.is_main:
+            resume_state: dict[str, Any] = {
+                "engine": self.tcfg.train_engine,
+                "progress": asdict(self.progress),
+                "ranks": ranks,
+            }
+            if not self.deepspeed:
+                resume_state["optimizer"] = self.optimizer.state_dict()
+                resume_state["scheduler"] = self.scheduler.state_dict()
+            info = {
+                "epoch": epoch,
+                "step": self.progress.step,
+                "tag": tag,
+                "lr": self.lr,
+                "cv_loss": cv.get("loss"),
+                "cv_loss_ctc": cv.get("loss_ctc"),
+                "cv_loss_att": cv.get("loss_att"),
+                "train_loss": train.get("loss"),
+                "train_time_s": round(self.progress.train_time_s, 1),
+                "nonfinite_steps": self.progress.nonfinite_total,
+            }
+            weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            ckpt.write_checkpoint(self.exp_dir, name, weights, info, resume_state)
+            ckpt.prune(self.exp_dir, name, self.tcfg.keep_checkpoints)
+            logger.info("saved checkpoint %s (epoch %d, step %d)", name, epoch, self.progress.step)
+        self.ctx.barrier()
+
+    def _load_resume_state(self, name: str) -> None:
+        state = ckpt.load_train_state(self.exp_dir / f"{name}.state.pt")
+        if state["engine"] != self.tcfg.train_engine:
+            raise ValueError(
+                f"{self.exp_dir}/{name}.state.pt was written with train.train_engine="
+                f"{state['engine']}; resume with that engine or use a new train.exp_dir"
+            )
+        self.progress = Progress(**state["progress"])
+        if self.deepspeed:
+            self.engine.load_checkpoint(str(self.exp_dir / ckpt.DEEPSPEED_DIR), tag=name)
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        ranks = state["ranks"]
+        if len(ranks) == self.ctx.world_size:
+            mine = ranks[self.ctx.rank]
+            self.epoch_state = EpochState(
+                mine["position"], Counter(mine["skipped"]), LossMeter(mine["meter"])
+            )
+            self.resume_rng = mine["rng"]
+        elif self.ctx.is_main:
+            logger.warning(
+                "checkpoint %s was written by %d ranks, this run has %d: epoch %d restarts "
+                "from its first batch",
+                name,
+                len(ranks),
+                self.ctx.world_size,
+                self.progress.epoch,
+            )
+        if self.ctx.is_main:
+            logger.info(
+                "resuming from %s: epoch %d, step %d, %d batches into the epoch",
+                name,
+                self.progress.epoch,
+                self.progress.step,
+                self.epoch_state.position,
+            )
