@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# The mini recipe: a U2++ Conformer trained on ~2 h of English synthesised with offline TTS
+# voices (flite, festival, espeak-ng, piper), tested on held-out synthetic speech (`test`) and
+# on real recorded telephone prompts (`test_real`, Asterisk core sounds, never trained on).
+#
+#   bash run.sh                          # everything, stage -1 to 7
+#   bash run.sh --stage 4 --stop_stage 5 --max_epoch 20
+#   bash run.sh --stage 4 --nproc 2      # CPU DDP with torchrun
+#   bash run.sh --stage 4 --num_gpus 2 --train_engine deepspeed --deepspeed_config conf/ds_stage2.json
+#
+# Stages skip work whose outputs exist; --force true redoes them.
+set -euo pipefail
+cd "$(dirname "$0")"
+. ./path.sh
+
+stage=-1
+stop_stage=7
+force=false
+nj=2                    # parallel processes for synthesis, audio decoding, CMVN and shards
+seed=7
+num_sentences=2500
+num_test=200            # test-only sentences (half spoken by voices never in train)
+num_dev=150
+data_type=raw           # raw | shard
+num_utts_per_shard=500
+token_type=char         # char | bpe
+nbpe=300
+model=mini              # packaged model config
+dir=exp/mini
+num_gpus=0              # > 0: torchrun with one process per GPU
+nproc=1                 # CPU processes for torchrun DDP when num_gpus=0
+train_engine=torch_ddp  # torch_ddp | deepspeed
+deepspeed_config=conf/ds_stage2.json
+max_epoch=30
+train_opts=""           # extra Hydra overrides for training, e.g. "optim.lr=0.001"
+average_num=5
+decode_modes="ctc_greedy_search ctc_prefix_beam_search attention attention_rescoring"
+test_sets="test test_real"
+beam_size=10
+decode_batch_size=16
+ctc_weight=0.3
+reverse_weight=0.5
+help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj N]
+  [--data_type raw|shard] [--token_type char|bpe] [--nbpe N] [--dir exp/NAME]
+  [--num_gpus N | --nproc N] [--train_engine torch_ddp|deepspeed] [--max_epoch N]
+  [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']"
+. tools/parse_options.sh
+
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+# True when the stage must (re)make $1: it is missing or --force true; else says it is kept.
+needs() {
+  if [ "$force" = true ] || [ ! -e "$1" ]; then return 0; fi
+  echo "  $1 exists, kept (--force true redoes it)"
+  return 1
+}
+
+if [ "$token_type" = bpe ]; then
+  dict=data/dict/units_bpe${nbpe}.txt
+  bpe_prefix=data/dict/bpe${nbpe}
+else
+  dict=data/dict/units.txt
+  bpe_prefix=""
+fi
+
+if run_stage -1; then
+  echo "stage -1: test_real transcripts, sentence generation, speech synthesis"
+  if needs data/local/test_real/exclude.txt; then
+    python local/asterisk_prompts.py data/local/test_real
+  fi
+  if needs data/local/sentences.tsv; then
+    python local/generate_sentences.py --num "$num_sentences" --seed "$seed" \
+      --exclude data/local/test_real/exclude.txt data/local/sentences.tsv
+  fi
+  if needs data/local/synth/wav.scp; then
+    [ "$force" = true ] && rm -rf data/local/synth
+    python local/synthesize.py --sentences data/local/sentences.tsv --seed "$seed" --nj "$nj" \
+      --num_test "$num_test" --num_dev "$num_dev" data/local/synth
+  fi
+  echo "stage -1 wrote data/local/test_real/{text,names,exclude.txt}, data/local/sentences.tsv," \
+    "data/local/synth/{wav/,wav.scp,text,utt2voice,utt2split,utt2dur}"
+fi
+
+if run_stage 0; then
+  echo "stage 0: data prep (train dev test test_real)"
+  if needs data/test_real/data.list || needs data/train/data.list; then
+    python local/prepare_test_real.py --nj "$nj" data/local/test_real data/local/test_real/wav \
+      data/test_real
+    python local/prepare_data.py --synth_dir data/local/synth \
+      --exclude data/local/test_real/exclude.txt --test_real data/test_real data
+    for x in train dev test test_real; do
+      python tools/make_raw_list.py "data/$x/wav.scp" "data/$x/text" "data/$x/data.list"
+    done
+  else
+    python local/prepare_data.py --synth_dir data/local/synth \
+      --exclude data/local/test_real/exclude.txt --test_real data/test_real data
+  fi
+  echo "stage 0 wrote data/{train,dev,test,test_real}/{wav.scp,text,utt2dur,data.list}"
+fi
+
+if run_stage 1; then
+  echo "stage 1: global CMVN of train"
+  if needs data/train/global_cmvn; then
+    python tools/compute_cmvn_stats.py --num_workers "$nj" \
+      --in_data_list data/train/data.list --out_cmvn data/train/global_cmvn
+  fi
+  echo "stage 1 wrote data/train/global_cmvn"
+fi
+
+if run_stage 2; then
+  echo "stage 2: dictionary ($token_type)"
+  if needs "$dict"; then
+    if [ "$token_type" = bpe ]; then
+      python tools/make_units.py --token_type bpe --nbpe "$nbpe" --bpe_model_prefix "$bpe_prefix" \
+        data/train/text "$dict"
+    else
+      python tools/make_units.py --token_type char data/train/text "$dict"
+    fi
+  fi
+  echo "stage 2 wrote $dict${bpe_prefix:+ and $bpe_prefix.model}"
+fi
+
+if run_stage 3; then
+  echo "stage 3: training lists (data_type=$data_type)"
+  if [ "$data_type" = shard ]; then
+    for x in train dev; do
+      if needs "data/$x/shards.list"; then
+        python tools/make_shard_list.py --num_utts_per_shard "$num_utts_per_shard" \
+          --num_threads "$nj" "data/$x/data.list" "data/$x/shards" "data/$x/shards.list"
+      fi
+    done
+    echo "stage 3 wrote data/{train,dev}/shards.list and data/{train,dev}/shards/*.tar"
+  else
+    echo "stage 3: data_type=raw uses data/{train,dev}/data.list from stage 0 as they are"
+  fi
+fi
+
+if [ "$data_type" = shard ]; then list_name=shards.list; else list_name=data.list; fi
+
+if run_stage 4; then
+  echo "stage 4: training $dir ($train_engine, num_gpus=$num_gpus, nproc=$nproc)"
+  if needs "$dir/final.pt"; then
+    mkdir -p "$dir"
+    [ "$num_gpus" -gt 0 ] && nproc=$num_gpus
+    tokenizer_opts="tokenizer.type=$token_type tokenizer.units=$dict"
+    [ "$token_type" = bpe ] && tokenizer_opts="$tokenizer_opts tokenizer.bpe_model=$bpe_prefix.model"
+    engine_opts=""
+    if [ "$train_engine" = deepspeed ]; then
+      engine_opts="train.train_engine=deepspeed train.deepspeed_config=$deepspeed_config"
+    fi
+    if [ "$nproc" -gt 1 ] || [ "$train_engine" = deepspeed ]; then
+      launcher="torchrun --standalone --nnodes=1 --nproc_per_node=$nproc"
+    else
+      launcher=python
+    fi
+    # shellcheck disable=SC2086  # the option strings are lists of Hydra overrides
+    $launcher -m wenet_eff.bin.train model="$model" \
+      data.train_data="data/train/$list_name" data.cv_data="data/dev/$list_name" \
+      data.data_type="$data_type" $tokenizer_opts cmvn.file=data/train/global_cmvn \
+      train.exp_dir="$dir" train.max_epoch="$max_epoch" data.num_workers="$nj" \
+      $engine_opts $train_opts
+  fi
+  echo "stage 4 wrote $dir/{train.yaml,N.pt,N.yaml,final.pt}"
+fi
+
+if run_stage 5; then
+  echo "stage 5: average $average_num checkpoints, decode $test_sets, score"
+  checkpoint=$dir/avg_${average_num}.pt
+  if needs "$checkpoint"; then
+    python -m wenet_eff.bin.average_model --dst_model "$checkpoint" --src_path "$dir" \
+      --num "$average_num" --val_best
+  fi
+  for test_set in $test_sets; do
+    result_dir=$dir/$test_set
+    decoded=true
+    for mode in $decode_modes; do [ -f "$result_dir/$mode/text" ] || decoded=false; done
+    if [ "$decoded" = false ] || [ "$force" = true ]; then
+      # shellcheck disable=SC2086  # decode_modes is a list
+      python -m wenet_eff.bin.recognize --config "$dir/train.yaml" --checkpoint "$checkpoint" \
+        --test_data "data/$test_set/data.list" --data_type raw --modes $decode_modes \
+        --result_dir "$result_dir" --beam_size "$beam_size" --batch_size "$decode_batch_size" \
+        --ctc_weight "$ctc_weight" --reverse_weight "$reverse_weight" \
+        --decoding_chunk_size -1 --num_decoding_left_chunks -1
+    fi
+    for mode in $decode_modes; do
+      python tools/compute_wer.py --char=0 --v=1 "data/$test_set/text" "$result_dir/$mode/text" \
+        > "$result_dir/$mode/wer"
+      echo "$result_dir/$mode/wer: $(grep '^Overall' "$result_dir/$mode/wer")"
+    done
+  done
+  python local/wer_table.py --test_sets "$test_sets" --modes "$decode_modes" "$dir"
+  echo "stage 5 wrote $checkpoint, $dir/<test_set>/<mode>/{text,wer}, $dir/wer_table.{md,json}"
+fi
+
+if run_stage 6; then
+  echo "stage 6 (export): C++ runtime not built yet (issue: runtime/export); nothing to do"
+fi
+
+if run_stage 7; then
+  echo "stage 7 (runtime RTF): C++ runtime not built yet (issue: runtime/export); nothing to do"
+fi

@@ -1,0 +1,78 @@
+"""Read and write Kaldi data-dir tables (`wav.scp`, `text`, `utt2dur`, `segments`).
+
+A table is `key value` per line, the value being the rest of the line. Errors name the file
+and line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One line of a Kaldi `segments` file: an utterance cut from a recording (seconds).
+
+    `end` is None for Kaldi's `-1` (to the end of the recording).
+    """
+
+    key: str
+    recording: str
+    start: float
+    end: float | None
+
+
+def read_table(path: str | os.PathLike, allow_empty: bool = False) -> dict[str, str]:
+    """`key value` lines into {key: value}, in file order.
+
+    Args:
+        path: the table file.
+        allow_empty: accept a key with no value (e.g. an empty hypothesis) as "".
+
+    Raises:
+        ValueError: a line has no value (unless `allow_empty`) or repeats a key.
+    """
+    table: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            key, _, value = line.strip().partition(" ")
+            value = value.strip()
+            if not value and not allow_empty:
+                raise ValueError(f"{path}:{lineno}: expected 'key value', got {line.rstrip()!r}")
+            if key in table:
+                raise ValueError(f"{path}:{lineno}: duplicate key {key!r}")
+            table[key] = value
+    return table
+
+
+def write_table(
+    path: str | os.PathLike, table: dict[str, str], keys: Iterable[str] | None = None
+) -> None:
+    """Write `key value` lines for `keys` (default: all keys of `table`, in its order)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(f"{key} {table[key]}\n" for key in (table if keys is None else keys))
+
+
+def read_segments(path: str | os.PathLike) -> list[Segment]:
+    """Kaldi `segments`: `utt_key recording_key start end` (seconds; end -1: to the end)."""
+    segments = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            where = f"{path}:{lineno}"
+            if len(fields) != 4:
+                raise ValueError(f"{where}: expected 'utt recording start end', got {line!r}")
+            try:
+                start, end = float(fields[2]), float(fields[3])
+            except ValueError:
+                raise ValueError(f"{where}: start/end are not numbers: {line.rstrip()!r}") from None
+            if start < 0 or (end != -1 and end <= start):
+                raise ValueError(f"{where}: need 0 <= start < end (or end -1), got {start}, {end}")
+            segments.append(Segment(fields[0], fields[1], start, None if end == -1 else end))
+    return segments
