@@ -15,7 +15,7 @@ from wenet_eff.train.dist import deepspeed_config
 
 pytest.importorskip("deepspeed")
 
-CONF = REPO / "wenet_eff" / "conf" / "deepspeed"
+CONF = REPO / "recipes" / "mini" / "s0" / "conf"  # the ZeRO configs users run
 
 
 def ds_args(stage: int, *extra: str) -> list[str]:
