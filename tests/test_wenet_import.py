@@ -1,4 +1,4 @@
-"""A WeNet experiment directory (its train.yaml + checkpoint + units.txt + global_cmvn) loads here."""
+"""A WeNet experiment dir (train.yaml + checkpoint + units.txt + global_cmvn) loads here."""
 
 import json
 from pathlib import Path

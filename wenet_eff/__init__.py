@@ -1,4 +1,4 @@
-"""wenet_eff: WeNet-compatible U2++ Conformer speech recognition, big-model accuracy at small-model cost."""
+"""wenet_eff: WeNet-compatible U2++ Conformer ASR: big-model accuracy at small-model cost."""
 
 from wenet_eff.config import load_config
 

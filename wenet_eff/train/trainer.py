@@ -368,6 +368,8 @@ class Trainer:
                 "cv_loss_ctc": cv.get("loss_ctc"),
                 "cv_loss_att": cv.get("loss_att"),
                 "train_loss": train.get("loss"),
+                "train_loss_ctc": train.get("loss_ctc"),
+                "train_loss_att": train.get("loss_att"),
                 "train_time_s": round(self.progress.train_time_s, 1),
                 "nonfinite_steps": self.progress.nonfinite_total,
             }

@@ -21,6 +21,7 @@ seed=7
 num_sentences=2500
 num_test=200            # test-only sentences (half spoken by voices never in train)
 num_dev=150
+max_test_real=0         # >0: only the first N real prompts (quick trials and tests)
 data_type=raw           # raw | shard
 num_utts_per_shard=500
 token_type=char         # char | bpe
@@ -41,7 +42,7 @@ decode_batch_size=16
 ctc_weight=0.3
 reverse_weight=0.5
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj N]
-  [--data_type raw|shard] [--token_type char|bpe] [--nbpe N] [--dir exp/NAME]
+  [--num_sentences N] [--max_test_real N] [--data_type raw|shard] [--token_type char|bpe] [--nbpe N] [--dir exp/NAME]
   [--num_gpus N | --nproc N] [--train_engine torch_ddp|deepspeed] [--max_epoch N]
   [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']"
 . tools/parse_options.sh
@@ -83,8 +84,8 @@ fi
 if run_stage 0; then
   echo "stage 0: data prep (train dev test test_real)"
   if needs data/test_real/data.list || needs data/train/data.list; then
-    python local/prepare_test_real.py --nj "$nj" data/local/test_real data/local/test_real/wav \
-      data/test_real
+    python local/prepare_test_real.py --nj "$nj" --max_utts "$max_test_real" \
+      data/local/test_real data/local/test_real/wav data/test_real
     python local/prepare_data.py --synth_dir data/local/synth \
       --exclude data/local/test_real/exclude.txt --test_real data/test_real data
     for x in train dev test test_real; do
@@ -159,7 +160,8 @@ if run_stage 4; then
       train.exp_dir="$dir" train.max_epoch="$max_epoch" data.num_workers="$nj" \
       $engine_opts $train_opts
   fi
-  echo "stage 4 wrote $dir/{train.yaml,N.pt,N.yaml,final.pt}"
+  python tools/plot_training.py "$dir"
+  echo "stage 4 wrote $dir/{train.yaml,N.pt,N.yaml,final.pt,training_curves.png}"
 fi
 
 if run_stage 5; then
