@@ -5,11 +5,9 @@ import torch
 import torch.nn.functional as F
 
 import wenet_eff
-from tests.tiny import tiny_model
+from tests.tiny import WENET_LAYOUT, tiny_model
 from wenet_eff.model import IGNORE_ID, add_sos_eos, reverse_pad_list
 from wenet_eff.nn.label_smoothing import LabelSmoothingLoss
-
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/wenet_u2pp_conformer_keys.json"
 
 
 def _write_cmvn(path: Path, dim: int = 80) -> None:
@@ -17,7 +15,7 @@ def _write_cmvn(path: Path, dim: int = 80) -> None:
 
 
 def test_u2pp_conformer_matches_wenet_layout(tmp_path):
-    reference = json.loads(REFERENCE.read_text())
+    reference = json.loads(WENET_LAYOUT.read_text())
     _write_cmvn(tmp_path / "global_cmvn")
     cfg = wenet_eff.load_config(
         "u2pp_conformer", ["model.vocab_size=5002", f"cmvn.file={tmp_path / 'global_cmvn'}"]

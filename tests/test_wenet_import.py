@@ -8,8 +8,7 @@ import torch
 import yaml
 
 import wenet_eff
-
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/wenet_u2pp_conformer_keys.json"
+from tests.tiny import WENET_LAYOUT
 
 # The architecture part of WeNet's LibriSpeech train_u2++_conformer.yaml, as WeNet writes it
 # into an experiment directory (paths relative to the recipe directory).
@@ -89,7 +88,7 @@ def test_wenet_train_yaml_maps_to_the_same_architecture(wenet_exp):
     assert cfg.cmvn.file == str(wenet_exp / "global_cmvn")  # exp-dir copy found
     assert cfg.tokenizer.units == str(wenet_exp / "units.txt")
     model = wenet_eff.build_model(cfg)
-    reference = json.loads(REFERENCE.read_text())["state_dict"]
+    reference = json.loads(WENET_LAYOUT.read_text())["state_dict"]
     assert {k: list(v.shape) for k, v in model.state_dict().items()} == reference
     # CMVN buffers come from the exp dir's global_cmvn: mean 2, var 40 - 4 = 36
     assert torch.allclose(model.encoder.global_cmvn.mean, torch.full((80,), 2.0))
@@ -107,6 +106,37 @@ def test_wenet_checkpoint_loads_strictly_and_decodes(wenet_exp):
     ours, _ = model.encoder(speech, torch.tensor([120]))
     ref, _ = source.eval().encoder(speech, torch.tensor([120]))
     assert torch.equal(ours, ref)
+
+
+def test_keys_left_out_take_wenet_defaults(wenet_exp):
+    raw = json.loads(json.dumps(WENET_YAML))
+    for key in ("cnn_module_norm", "num_blocks"):
+        del raw["encoder_conf"][key]
+    del raw["decoder_conf"]["r_num_blocks"]
+    del raw["model_conf"]
+    (wenet_exp / "train.yaml").write_text(yaml.safe_dump(raw))
+    cfg = wenet_eff.load_config(wenet_exp / "train.yaml")
+    assert cfg.model.encoder.cnn_module_norm == "batch_norm"  # WeNet's default, not ours
+    assert cfg.model.encoder.num_blocks == 6
+    assert cfg.model.decoder.r_num_blocks == 0
+    assert (cfg.model.ctc_weight, cfg.model.reverse_weight, cfg.model.lsm_weight) == (0.5, 0, 0)
+    assert cfg.tokenizer.normalize == "none"  # WeNet tokenizes text as it is
+
+
+def test_special_tokens_must_match_our_layout(wenet_exp):
+    raw = json.loads(json.dumps(WENET_YAML))
+    raw["tokenizer_conf"]["special_tokens"] = {
+        "<blank>": 0,
+        "<unk>": 1,
+        "<sos>": 5001,
+        "<eos>": 5001,
+    }
+    (wenet_exp / "train.yaml").write_text(yaml.safe_dump(raw))
+    wenet_eff.load_config(wenet_exp / "train.yaml")
+    raw["tokenizer_conf"]["special_tokens"]["<sos>"] = 2
+    (wenet_exp / "train.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match="<sos>"):
+        wenet_eff.load_config(wenet_exp / "train.yaml")
 
 
 @pytest.mark.parametrize(

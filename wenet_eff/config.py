@@ -253,7 +253,7 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
     """
     overrides = list(overrides or [])
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.exists():
             raise FileNotFoundError(f"config file not found: {path}")
         with open(path, encoding="utf-8") as f:

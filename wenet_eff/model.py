@@ -9,13 +9,13 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
+from wenet_eff.data.batching import IGNORE_ID
 from wenet_eff.nn.cmvn import GlobalCMVN
 from wenet_eff.nn.ctc import CTC
 from wenet_eff.nn.decoder import BiTransformerDecoder
 from wenet_eff.nn.encoder import ConformerEncoder
 from wenet_eff.nn.label_smoothing import LabelSmoothingLoss
 
-IGNORE_ID = -1
 DECODE_METHODS = ("ctc_greedy_search", "ctc_prefix_beam_search", "attention", "attention_rescoring")
 
 

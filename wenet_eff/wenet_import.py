@@ -3,7 +3,7 @@
 A WeNet experiment (train.yaml + final.pt + units.txt + global_cmvn) loads with
 `load_config("exp/train.yaml")` and `model.load_state_dict(torch.load("exp/final.pt"))`.
 Only architectures we implement are accepted: a Conformer encoder with relative-position
-attention and a (bi)transformer decoder; anything else is a clear error naming the key.
+attention and the U2++ bidirectional decoder; anything else is a clear error naming the key.
 """
 
 from __future__ import annotations
@@ -31,6 +31,23 @@ _ENCODER_FIXED = {
     "gradient_checkpointing": None,
 }
 _INPUT_LAYERS = {"conv2d": "conv2d", "conv2d6": "conv2d6", "conv2d8": "conv2d8"}
+# WeNet's constructor defaults: a key its yaml leaves out means these, not our defaults.
+_WENET_ENCODER_DEFAULTS = {
+    "output_size": 256, "attention_heads": 4, "linear_units": 2048, "num_blocks": 6,
+    "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.0,
+    "input_layer": "conv2d", "normalize_before": True, "static_chunk_size": 0,
+    "use_dynamic_chunk": False, "use_dynamic_left_chunk": False, "macaron_style": True,
+    "activation_type": "swish", "use_cnn_module": True, "cnn_module_kernel": 15,
+    "causal": False, "cnn_module_norm": "batch_norm",
+}  # fmt: skip
+_WENET_DECODER_DEFAULTS = {
+    "attention_heads": 4, "linear_units": 2048, "num_blocks": 6, "r_num_blocks": 0,
+    "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.0,
+    "src_attention_dropout_rate": 0.0, "normalize_before": True,
+}  # fmt: skip
+_WENET_MODEL_DEFAULTS = {
+    "ctc_weight": 0.5, "reverse_weight": 0.0, "lsm_weight": 0.0, "length_normalized_loss": False,
+}  # fmt: skip
 
 
 def _pick(conf: dict, allowed: set[str], fixed: dict[str, Any], section: str) -> dict:
@@ -54,6 +71,17 @@ def _local_file(path: str | None, exp_dir: Path, fallback: str) -> str:
     return str(path or "")
 
 
+def _check_special_tokens(special: dict, vocab_size: int) -> None:
+    """Our models use <blank> 0 and <sos> = <eos> = vocab - 1; other layouts are an error."""
+    expected = {"<blank>": 0, "<unk>": 1, "<sos>": vocab_size - 1, "<eos>": vocab_size - 1}
+    for token, value in special.items():
+        if token in expected and vocab_size > 0 and value != expected[token]:
+            raise ValueError(
+                f"WeNet tokenizer_conf.special_tokens.{token}={value}: wenet_eff expects "
+                f"{expected[token]} (blank 0, unk 1, sos/eos last)"
+            )
+
+
 def wenet_to_config(raw: dict, exp_dir: Path) -> dict:
     """Translate a parsed WeNet train.yaml into a dict of our `Config` schema.
 
@@ -65,15 +93,24 @@ def wenet_to_config(raw: dict, exp_dir: Path) -> dict:
     """
     if raw.get("encoder", "conformer") != "conformer":
         raise ValueError(f"WeNet encoder '{raw.get('encoder')}' is not supported (conformer only)")
-    if raw.get("decoder", "bitransformer") not in ("bitransformer", "transformer"):
-        raise ValueError(f"WeNet decoder '{raw.get('decoder')}' is not supported")
-    enc = _pick(raw.get("encoder_conf", {}), _ENCODER_KEYS, _ENCODER_FIXED, "encoder_conf")
+    if raw.get("decoder", "bitransformer") != "bitransformer":
+        raise ValueError(
+            f"WeNet decoder '{raw.get('decoder')}' is not supported (bitransformer only: "
+            "a U2++ model)"
+        )
+    enc = {
+        **_WENET_ENCODER_DEFAULTS,
+        **_pick(raw.get("encoder_conf", {}), _ENCODER_KEYS, _ENCODER_FIXED, "encoder_conf"),
+    }
     if "input_layer" in enc and enc["input_layer"] not in _INPUT_LAYERS:
         raise ValueError(f"WeNet encoder_conf.input_layer={enc['input_layer']} is not supported")
-    dec = _pick(raw.get("decoder_conf", {}), _DECODER_KEYS, {"src_attention": None}, "decoder_conf")
-    if raw.get("decoder", "bitransformer") == "transformer":
-        dec["r_num_blocks"] = 0
-    model_conf = raw.get("model_conf", {})
+    dec = {
+        **_WENET_DECODER_DEFAULTS,
+        **_pick(
+            raw.get("decoder_conf", {}), _DECODER_KEYS, {"src_attention": None}, "decoder_conf"
+        ),
+    }
+    model_conf = {**_WENET_MODEL_DEFAULTS, **(raw.get("model_conf", {}) or {})}
     model = {
         "name": "wenet_import",
         "input_dim": int(raw.get("input_dim", 80)),
@@ -81,9 +118,8 @@ def wenet_to_config(raw: dict, exp_dir: Path) -> dict:
         "encoder": enc,
         "decoder": dec,
     }
-    for key in ("ctc_weight", "reverse_weight", "lsm_weight", "length_normalized_loss"):
-        if key in model_conf:
-            model[key] = model_conf[key]
+    for key in _WENET_MODEL_DEFAULTS:
+        model[key] = model_conf[key]
 
     cmvn_conf = raw.get("cmvn_conf", {}) or {}
     cmvn_path = cmvn_conf.get("cmvn_file", raw.get("cmvn_file"))
@@ -97,7 +133,13 @@ def wenet_to_config(raw: dict, exp_dir: Path) -> dict:
         if tok_conf.get("bpe_path")
         else "",
         "split_with_space": bool(tok_conf.get("split_with_space", False)),
+        "normalize": "none",  # WeNet tokenizes the text as it is
     }
+    if tok_conf.get("non_lang_syms_path"):
+        tokenizer["non_lang_syms"] = _local_file(
+            tok_conf["non_lang_syms_path"], exp_dir, "non_lang_syms.txt"
+        )
+    _check_special_tokens(tok_conf.get("special_tokens") or {}, model["vocab_size"])
     out: dict[str, Any] = {"model": model, "tokenizer": tokenizer}
     cmvn_file = _local_file(cmvn_path, exp_dir, "global_cmvn") if cmvn_path else ""
     if not cmvn_file and (exp_dir / "global_cmvn").exists():

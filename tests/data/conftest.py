@@ -1,4 +1,5 @@
-"""Fixtures for the data tests: small synthetic wavs, a data.list corpus, char units, configs."""
+"""Fixtures for the data tests: small synthetic wavs, a real 8 kHz recording, a data.list corpus,
+char units, configs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from wenet_eff.config import DataConfig
 from wenet_eff.data.tokenizer import CharTokenizer, char_units_from_texts, write_units
 
+REAL_8K = Path("/usr/share/asterisk/sounds/en/hello-world.wav")  # asterisk-core-sounds-en-wav
 WORDS = "the quick brown fox jumps over a lazy dog while seven zebras play in warm weather".split()
 
 
@@ -71,6 +73,14 @@ def corpus(tmp_path: Path) -> Corpus:
     units = tmp_path / "units.txt"
     write_units(units, char_units_from_texts(WORDS + [sentence(0)], normalize="english"))
     return Corpus(tmp_path, entries, units, CharTokenizer(units, normalize="english"))
+
+
+@pytest.fixture
+def real_8k() -> Path:
+    """A real 8 kHz speech recording ("hello world", 2.8 s); skips when it is not installed."""
+    if not REAL_8K.exists():
+        pytest.skip(f"{REAL_8K} missing: install asterisk-core-sounds-en-wav")
+    return REAL_8K
 
 
 @pytest.fixture

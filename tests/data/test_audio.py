@@ -1,14 +1,10 @@
 """Audio reading, segments, channels, error reasons, resampling and speed perturbation."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
 
 from wenet_eff.data.audio import AudioError, load_audio, load_audio_bytes, resample, speed_perturb
-
-REAL_8K = Path("/usr/share/asterisk/sounds/en/hello-world.wav")
 
 
 def peak_hz(wav: np.ndarray, sr: int) -> float:
@@ -114,9 +110,8 @@ def test_speed_one_is_identity_and_bad_speed_rejected():
         speed_perturb(wav, 16000, 0.0)
 
 
-@pytest.mark.skipif(not REAL_8K.exists(), reason="asterisk-core-sounds-en-wav not installed")
-def test_real_8k_recording():
-    wav, sr = load_audio(REAL_8K)
+def test_real_8k_recording(real_8k):
+    wav, sr = load_audio(real_8k)
     assert sr == 8000 and len(wav) > 8000 and np.abs(wav).max() > 0.05
     up = resample(wav, sr, 16000)
     assert abs(len(up) - 2 * len(wav)) <= 1

@@ -14,11 +14,10 @@ import soundfile as sf
 import torch
 
 from wenet_eff.data.audio import load_audio
+from wenet_eff.data.batching import IGNORE_ID
 from wenet_eff.data.dataset import Dataset, build_dataset
 from wenet_eff.data.features import compute_fbank
 from wenet_eff.data.sources import read_data_list
-
-REAL_8K = Path("/usr/share/asterisk/sounds/en/hello-world.wav")
 
 
 def run(dataset, **kw) -> tuple[list[dict], list[str], Counter]:
@@ -44,7 +43,7 @@ def test_each_bad_input_is_skipped_with_reason_and_key(corpus, tone, make_cfg, c
         "empty": ("empty.wav", "the fox", "empty_audio"),
         "no_text": (good, "", "empty_text"),
         "punct_only": (good, " ?! ", "empty_text"),
-        "unknown": (good, "the fox 你", "unknown_token"),
+        "unknown": (good, "the fox 你", "unknown_token" if train else "unknown_token_mapped"),
         "low_sr": ("low_sr.wav", "the fox", "sample_rate_too_low"),
         "long": ("long.wav", "the fox", "too_long"),
         "short": ("short.wav", "the fox", "too_short"),
@@ -60,12 +59,27 @@ def test_each_bad_input_is_skipped_with_reason_and_key(corpus, tone, make_cfg, c
     with caplog.at_level(logging.WARNING):
         batches, keys, skipped = run(ds)
 
-    assert sorted(keys) == sorted([*corpus.keys, "hi_rate"])
+    assert sorted(keys) == sorted([*corpus.keys, "hi_rate", *([] if train else ["unknown"])])
     assert skipped == Counter(reason for _, _, reason in bad.values())
     for key, (_, _, reason) in bad.items():
         assert any(key in r.getMessage() and reason in r.getMessage() for r in caplog.records)
     for b in batches:
         assert len(b["keys"]) > 0 or b is batches[-1]
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_unknown_tokens_are_unk_in_decoding_and_skipped_in_training(corpus, make_cfg, train):
+    tok = corpus.tokenizer
+    entry = dict(corpus.entries[0], txt="The 你 fox")
+    ds = Dataset(make_cfg(), str(corpus.write_list([entry])), tok, train=train)
+    (batch,) = list(ds.iterate())
+    if train:
+        assert batch["keys"] == [] and batch["skipped"] == {"unknown_token": 1}
+        return
+    assert batch["keys"] == [entry["key"]] and batch["skipped"] == {"unknown_token_mapped": 1}
+    space = tok.symbol_table["▁"]
+    expected = tok.tokenize("the")[1] + [space, tok.unk_id, space] + tok.tokenize("fox")[1]
+    assert batch["target"][0].tolist() == expected
 
 
 def test_resampled_utterance_has_target_rate_frames(corpus, tone, make_cfg):
@@ -76,9 +90,8 @@ def test_resampled_utterance_has_target_rate_frames(corpus, tone, make_cfg):
     assert batch["feats_lengths"].tolist() == [1 + (12800 - 400) // 160]
 
 
-@pytest.mark.skipif(not REAL_8K.exists(), reason="asterisk-core-sounds-en-wav not installed")
-def test_real_8k_speech_kept_when_allowed(corpus, make_cfg):
-    entry = {"key": "real", "wav": str(REAL_8K), "txt": "Hello world."}
+def test_real_8k_speech_kept_when_allowed(corpus, make_cfg, real_8k):
+    entry = {"key": "real", "wav": str(real_8k), "txt": "Hello world."}
     list_file = str(corpus.write_list([entry]))
     (skip_batch,) = list(Dataset(make_cfg(), list_file, corpus.tokenizer, train=False).iterate())
     assert skip_batch["skipped"] == {"sample_rate_too_low": 1} and skip_batch["keys"] == []
@@ -170,7 +183,7 @@ def test_batch_contents_and_padding(corpus, make_cfg):
             assert torch.all(feats[i, lens[i] :] == 0)
             _, ids = corpus.tokenizer.tokenize(by_key[key]["txt"])
             assert target[i, : tlens[i]].tolist() == ids
-            assert torch.all(target[i, tlens[i] :] == -1)
+            assert torch.all(target[i, tlens[i] :] == IGNORE_ID)
 
 
 def test_empty_text_allowed_when_token_min_length_is_zero(corpus, make_cfg):

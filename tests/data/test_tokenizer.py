@@ -129,6 +129,27 @@ def test_unknown_tokens_raise_with_the_bad_tokens():
     assert info.value.text == "ABZ QZ"
 
 
+def test_unknown_tokens_map_to_unk_on_request():
+    tok = CharTokenizer(units_of(["AB"]))
+    tokens, ids = tok.tokenize("ABZ QZ", unk_policy="map")
+    assert tokens == list("ABZ▁QZ")  # the text's own tokens, so the caller can name them
+    table = tok.symbol_table
+    assert ids == [table["A"], table["B"], *[tok.unk_id] * 4]
+    assert tok.unknown_tokens(tokens) == ["Z", "▁", "Q"]
+    assert tok.tokenize("BA", unk_policy="map") == tok.tokenize("BA")
+    with pytest.raises(ValueError, match="unk_policy"):
+        tok.tokenize("AB", unk_policy="skip")
+
+
+def test_bpe_unknown_character_maps_to_unk(bpe):
+    tok = bpe[0]
+    tokens, ids = tok.tokenize("the fox ÆØ", unk_policy="map")
+    unknown = tok.unknown_tokens(tokens)
+    known = tok.tokenize("the fox")[0]
+    assert unknown and tokens[: len(known)] == known
+    assert ids == [tok.unk_id if t in unknown else tok.symbol_table[t] for t in tokens]
+
+
 def test_empty_text_gives_no_tokens():
     tok = CharTokenizer(units_of(["AB"]), normalize="english")
     assert tok.tokenize(" ?! ") == ([], [])

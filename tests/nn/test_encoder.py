@@ -31,7 +31,7 @@ def test_padding_does_not_change_outputs():
 
 @pytest.mark.parametrize("chunk,left", [(4, -1), (4, 1), (8, 2)])
 def test_chunk_by_chunk_equals_masked_full_forward(chunk, left):
-    model = tiny_model("model.encoder.causal=true")
+    model = tiny_model("model.encoder.causal=true", "model.encoder.use_dynamic_chunk=true")
     xs = torch.randn(1, 131, 80)
     full, _ = model.encoder(xs, torch.tensor([131]), chunk, left)
     streamed, _ = model.encoder.forward_chunk_by_chunk(xs, chunk, left)

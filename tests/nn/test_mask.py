@@ -33,10 +33,15 @@ def test_optional_chunk_mask_modes():
     masks = ~make_pad_mask(torch.tensor([10, 6])).unsqueeze(1)
     full = add_optional_chunk_mask(xs, masks, True, False, -1, 0, -1, training=False)
     assert full is masks
-    chunked = add_optional_chunk_mask(xs, masks, False, False, 4, 0, 1, training=False)
+    assert add_optional_chunk_mask(xs, masks, True, False, 0, 0, -1, training=False) is masks
+    chunked = add_optional_chunk_mask(xs, masks, True, False, 4, 0, 1, training=False)
     assert chunked.shape == (2, 10, 10)
     assert torch.equal(chunked[0], subsequent_chunk_mask(10, 4, 1))
     assert not chunked[1, :, 6:].any()  # padding stays masked
+    # a non-streaming model ignores the decoding chunk; a static-chunk model always uses its own
+    assert add_optional_chunk_mask(xs, masks, False, False, 4, 0, 1, training=False) is masks
+    static = add_optional_chunk_mask(xs, masks, False, False, -1, 3, -1, training=False)
+    assert torch.equal(static[0], subsequent_chunk_mask(10, 3, -1))
     torch.manual_seed(3)
     dynamic = [
         add_optional_chunk_mask(xs, masks, True, True, 0, 0, -1, training=True) for _ in range(20)

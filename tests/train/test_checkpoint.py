@@ -1,10 +1,13 @@
-"""Checkpoint files: completeness, ordering, pruning, final.pt and RNG round trips."""
+"""Checkpoint files: completeness, durability, damaged files, ordering, pruning, final.pt and
+RNG round trips."""
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from wenet_eff.train import checkpoint as ckpt
@@ -67,3 +70,59 @@ def test_rng_round_trip():
     ckpt.set_rng_state(state)
     again = (random.random(), np.random.rand(), torch.rand(1))
     assert first[:2] == again[:2] and torch.equal(first[2], again[2])
+
+
+def test_files_are_on_disk_before_they_are_renamed(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def record_fsync(fd: int) -> None:
+        events.append(("fsync", os.fstat(fd).st_size))
+        fsync(fd)
+
+    def record_replace(src, dst) -> None:
+        events.append(("replace", os.path.basename(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    _write(tmp_path, "0", 4, "epoch", 1.5)
+    sizes = {name: (tmp_path / name).stat().st_size for name in ("0.pt", "0.state.pt", "0.yaml")}
+    assert events == [
+        ("fsync", sizes["0.pt"]), ("replace", "0.pt"),
+        ("fsync", sizes["0.state.pt"]), ("replace", "0.state.pt"),
+        ("fsync", sizes["0.yaml"]), ("replace", "0.yaml"),
+    ]  # fmt: skip
+
+
+class Weights(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2))
+
+
+def _truncate(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_damaged_resume_files_name_the_way_back(tmp_path):
+    _write(tmp_path, "0", 4, "epoch", 1.0)
+    _write(tmp_path, "step_6", 6, "step", 2.0)
+    model = Weights()
+    assert ckpt.load_resumable(model, tmp_path, "step_6") == {"s": 6}
+    assert torch.equal(model.w.detach(), torch.full((2,), 2.0))
+    _truncate(tmp_path / "step_6.state.pt")
+    with pytest.raises(ckpt.UnreadableCheckpoint) as info:
+        ckpt.load_resumable(model, tmp_path, "step_6")
+    message = str(info.value)
+    assert f"cannot read {tmp_path / 'step_6.state.pt'}" in message
+    assert f"Delete {tmp_path / 'step_6.yaml'}" in message
+    assert "a rerun then resumes from checkpoint 0" in message
+    (tmp_path / "step_6.yaml").unlink()  # what the message says to do
+    assert ckpt.latest_resumable(tmp_path) == "0"
+    assert ckpt.load_resumable(model, tmp_path, "0") == {"s": 4}
+    # a damaged .pt, and no older resume state left to fall back to
+    (tmp_path / "0.pt").write_bytes(b"")
+    with pytest.raises(ckpt.UnreadableCheckpoint, match=r"cannot read .*0\.pt.*would start over"):
+        ckpt.load_resumable(model, tmp_path, "0")

@@ -1,5 +1,6 @@
 """`python -m wenet_eff.bin.train` in subprocesses: the experiment directory, rerunning a
-finished run, and a real `kill -9` mid-epoch followed by automatic resumption."""
+finished run, a real `kill -9` mid-epoch followed by automatic resumption, and a run whose
+every utterance is skipped."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 import wenet_eff
 from tests.train.helpers import check, run_train
 from wenet_eff.config import load_config
+from wenet_eff.data.tokenizer import write_units
 from wenet_eff.train import checkpoint as ckpt
 
 RUN = ["train.max_epoch=3", "train.save_interval=3"]  # 4 updates per epoch
@@ -81,3 +83,13 @@ def test_kill_9_mid_epoch_then_rerun_resumes_exactly(reference, corpus, tmp_path
 def test_bad_override_names_the_key(corpus, tmp_path):
     proc = run_train(corpus.overrides(tmp_path, "train.max_epochs=3"))
     assert proc.returncode != 0 and "max_epochs" in proc.stderr
+
+
+def test_a_units_txt_that_fits_no_utterance_fails_the_run(corpus, tmp_path):
+    units = tmp_path / "units.txt"
+    write_units(units, ["<blank>", "<unk>", "x", "<sos/eos>"])  # none of the corpus' letters
+    proc = run_train([*corpus.overrides(tmp_path, "train.max_epoch=2"), f"tokenizer.units={units}"])
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "epoch 0 ended without a single optimizer update" in proc.stderr + proc.stdout
+    assert "16 utterances: unknown_token=16" in proc.stderr + proc.stdout
+    assert not ckpt.list_checkpoints(tmp_path) and not (tmp_path / "final.pt").exists()

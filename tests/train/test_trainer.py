@@ -1,4 +1,5 @@
-"""The training loop in-process: accumulation, skipped steps, empty batches, stopping and resuming.
+"""The training loop in-process: accumulation, skipped steps, empty batches, epochs without
+updates, stopping and resuming (also after the data order changed).
 
 Most tests use a tiny linear stand-in with the ASR model's call signature, whose updates are
 exact to compare; the last ones train the real tiny U2++ on real batches.
@@ -20,7 +21,7 @@ from wenet_eff.data.dataset import build_dataloader
 from wenet_eff.data.tokenizer import build_tokenizer
 from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train.dist import DistContext
-from wenet_eff.train.trainer import Trainer, TrainingDiverged
+from wenet_eff.train.trainer import NothingTrained, Trainer, TrainingDiverged
 
 
 class MeanRegressor(nn.Module):
@@ -97,14 +98,14 @@ def stand_in_cfg(exp_dir, *overrides: str) -> DictConfig:
     )
 
 
-def fit(exp_dir, loader: list[dict], *overrides: str, model: nn.Module | None = None) -> Trainer:
+def fit(exp_dir, loader: list[dict], *overrides: str, cv: list[dict] | None = None) -> Trainer:
     torch.manual_seed(0)
     trainer = Trainer(
         stand_in_cfg(exp_dir, *overrides),
-        model or MeanRegressor(),
+        MeanRegressor(),
         loader,
         Epochs(),
-        [loader[0]],
+        cv or [loader[0]],
         DistContext(),
     )
     trainer.fit()
@@ -163,10 +164,30 @@ def test_repeated_nonfinite_losses_stop_training(tmp_path):
 
 def test_empty_batches_only_carry_skip_counts(tmp_path, caplog):
     loader = [empty({"too_long": 2}), batch("a"), empty({"unreadable": 1, "too_long": 1})]
+    cv = [empty({"too_short": 2}), batch("v", skipped={"unknown_token": 1})]
     with caplog.at_level(logging.INFO, logger="wenet_eff.train"):
-        trainer = fit(tmp_path, loader, "train.max_epoch=1")
+        trainer = fit(tmp_path, loader, "train.max_epoch=1", cv=cv)
     assert trainer.progress.step == 1
     assert "skipped 4 utterances: too_long=3, unreadable=1" in caplog.text
+    assert "cv skipped 3 utterances: too_short=2, unknown_token=1" in caplog.text
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    scalars = {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+    assert scalars["data/skipped_total"] == 4 and scalars["data/cv_skipped_total"] == 3
+    assert scalars["data/cv_skipped/too_short"] == 2
+
+
+def test_an_epoch_without_updates_stops_training(tmp_path):
+    # every utterance skipped (e.g. a units.txt that does not fit the text): no checkpoint
+    loader = [empty({"unknown_token": 4}), empty({"unknown_token": 3, "missing_file": 1})]
+    with pytest.raises(NothingTrained) as info:
+        fit(tmp_path, loader, "train.max_epoch=2")
+    assert isinstance(info.value, TrainingDiverged)  # bin/train.py: logged, exit 1
+    message = str(info.value)
+    assert "epoch 0 ended without a single optimizer update" in message
+    assert "8 utterances: missing_file=1, unknown_token=7" in message
+    assert "tokenizer.units" in message and "data.train_data" in message
+    assert not ckpt.list_checkpoints(tmp_path) and not (tmp_path / "final.pt").exists()
 
 
 def test_max_steps_stops_mid_epoch_and_resume_continues_exactly(tmp_path):
@@ -180,6 +201,21 @@ def test_max_steps_stops_mid_epoch_and_resume_continues_exactly(tmp_path):
     assert resumed.progress.step == whole.progress.step == 4
     assert torch.equal(resumed.model.w.weight, whole.model.w.weight)
     assert (tmp_path / "run" / "final.pt").resolve().name == "0.pt"
+
+
+@pytest.mark.parametrize(
+    "change", ["data.batch_size=3", "data.num_workers=5", "data.seed=1", "data.train_data=b.list"]
+)
+def test_resume_after_a_data_order_change_restarts_the_epoch(tmp_path, caplog, change):
+    loader = [batch(name, seed=i) for i, name in enumerate("abcd")]
+    fit(tmp_path, loader, "train.max_epoch=1", "train.max_steps=3")
+    with caplog.at_level(logging.INFO, logger="wenet_eff.train"):
+        resumed = fit(tmp_path, loader, "train.max_epoch=1", change)
+    key, value = change.split("=")
+    assert f"{key}: " in caplog.text and f" -> {value}" in caplog.text
+    assert "epoch 0 restarts from its first batch" in caplog.text
+    assert "resuming from step_3: epoch 0, step 3, 0 batches into the epoch" in caplog.text
+    assert resumed.progress.step == 3 + 4  # all 4 batches of epoch 0 again, none skipped
 
 
 def test_init_checkpoint_loads_weights_only(tmp_path):

@@ -11,16 +11,11 @@ reported only with `--checkpoint`. Writes JSON and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from pathlib import Path
 
 import torch
 
-from wenet_eff.config import load_config
-from wenet_eff.model import build_model
-from wenet_eff.train.checkpoint import load_weights
+from wenet_eff.bench.common import add_model_args, build_bench_model, environment, write_json
 
 
 def _time(fn, repeats: int) -> float:
@@ -32,13 +27,8 @@ def _time(fn, repeats: int) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    overrides = [f"model.vocab_size={args.vocab_size}", *args.override]
-    cfg = load_config(args.config or args.model, overrides)
-    model = build_model(cfg).eval()
-    if args.checkpoint:
-        load_weights(model, args.checkpoint, "--checkpoint")
+    cfg, model = build_bench_model(args)
+    model.eval()
     frames = int(args.seconds * 100)
     feats = torch.randn(args.batch_size, frames, cfg.model.input_dim)
     lens = torch.full((args.batch_size,), frames)
@@ -66,35 +56,25 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "model": cfg.model.name,
         "params": model.num_params(),
-        "threads": args.threads,
         "batch_size": args.batch_size,
         "utterance_seconds": args.seconds,
         "beam_size": args.beam_size,
         "random_weights": not args.checkpoint,
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
         "results": rows,
+        **environment(),
     }
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default="u2pp_conformer", help="packaged model config")
-    p.add_argument("--config", default="", help="or a train.yaml path")
-    p.add_argument("--checkpoint", default="")
-    p.add_argument("--vocab_size", type=int, default=5002)
-    p.add_argument("--threads", type=int, default=2)
+    add_model_args(p, "bench_results/decode_rtf.json")
     p.add_argument("--batch_size", type=int, default=1)
     p.add_argument("--seconds", type=float, default=10.0, help="length of each utterance")
     p.add_argument("--beam_size", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--chunks", type=int, nargs="*", default=[16])
-    p.add_argument("--override", nargs="*", default=[])
-    p.add_argument("--out", default="bench_results/decode_rtf.json")
     args = p.parse_args(argv)
     result = run(args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
     params = result["params"]["total"] / 1e6
     print(
         f"decode RTF: {result['model']} ({params:.1f}M params), {args.threads} threads, "
@@ -104,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{'stage':<32}{'seconds':>10}{'RTF':>10}")
     for row in result["results"]:
         print(f"{row['stage']:<32}{row['seconds']:>10.3f}{row['rtf']:>10.4f}")
-    print(f"wrote {args.out}")
+    write_json(result, args.out)
     return result
 
 

@@ -11,31 +11,24 @@ seconds of audio trained per second / 100. Writes JSON and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
-from pathlib import Path
 
 import torch
 
-from wenet_eff.config import load_config
-from wenet_eff.model import build_model
+from wenet_eff.bench.common import add_model_args, build_bench_model, environment, write_json
 from wenet_eff.train.optim import build_optimizer
 
 
 def run(args: argparse.Namespace) -> dict:
     """Time `args.repeats` training iterations after `args.warmup` untimed ones."""
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    cfg = load_config(
-        args.config or args.model, [f"model.vocab_size={args.vocab_size}", *args.override]
-    )
-    model = build_model(cfg).train()
+    cfg, model = build_bench_model(args)
+    model.train()
+    vocab = model.vocab_size
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     feats = torch.randn(args.batch_size, args.frames, cfg.model.input_dim)
     feats_lengths = torch.full((args.batch_size,), args.frames)
     # ids in [1, vocab - 2]: neither blank (0) nor sos/eos (vocab - 1)
-    target = torch.randint(1, args.vocab_size - 1, (args.batch_size, args.tokens))
+    target = torch.randint(1, vocab - 1, (args.batch_size, args.tokens))
     target_lengths = torch.full((args.batch_size,), args.tokens)
 
     def step() -> float:
@@ -59,46 +52,38 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "model": cfg.model.name,
         "params": model.num_params(),
-        "threads": args.threads,
         "dtype": args.dtype,
         "batch_size": args.batch_size,
         "frames": args.frames,
         "tokens": args.tokens,
-        "vocab_size": args.vocab_size,
+        "vocab_size": vocab,
         "repeats": args.repeats,
         "seconds_per_step": mean,
         "min_seconds_per_step": min(times),
         "frames_per_second": frames / mean,
         "losses": losses,
-        "cpu": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
+        **environment(),
     }
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default="u2pp_conformer", help="packaged model config")
-    p.add_argument("--config", default="", help="or a train.yaml path")
-    p.add_argument("--vocab_size", type=int, default=5002)
-    p.add_argument("--threads", type=int, default=2)
+    add_model_args(p, "bench_results/train_throughput.json")
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--frames", type=int, default=1000, help="input frames per utterance")
     p.add_argument("--tokens", type=int, default=30, help="target tokens per utterance")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--override", nargs="*", default=[])
-    p.add_argument("--out", default="bench_results/train_throughput.json")
     args = p.parse_args(argv)
-    if args.vocab_size < 3:
+    if 0 < args.vocab_size < 3:
         p.error("--vocab_size must be >= 3 (blank, a token, sos/eos)")
     result = run(args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
     params = result["params"]["total"] / 1e6
     print(
         f"training throughput: {result['model']} ({params:.1f}M params), {args.threads} threads, "
-        f"{args.dtype}, batch {args.batch_size} x {args.frames} frames, vocab {args.vocab_size}"
+        f"{args.dtype}, batch {args.batch_size} x {args.frames} frames, "
+        f"vocab {result['vocab_size']}"
     )
     print(f"{'seconds/step':>14}{'min s/step':>12}{'frames/s':>12}{'audio s/s':>11}")
     fps = result["frames_per_second"]
@@ -106,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{result['seconds_per_step']:>14.3f}{result['min_seconds_per_step']:>12.3f}"
         f"{fps:>12.0f}{fps / 100:>11.2f}"
     )
-    print(f"wrote {args.out}")
+    write_json(result, args.out)
     return result
 
 

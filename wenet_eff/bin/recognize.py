@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from wenet_eff.config import load_config
+from wenet_eff.data.batching import INFORMATIONAL_REASONS
 from wenet_eff.model import DECODE_METHODS, build_model
 from wenet_eff.train.checkpoint import load_weights
 
@@ -33,8 +34,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--result_dir", required=True)
     p.add_argument("--beam_size", type=int, default=10)
     p.add_argument("--batch_size", type=int, default=16)
-    p.add_argument("--ctc_weight", type=float, default=0.3, help="CTC weight in rescoring")
-    p.add_argument("--reverse_weight", type=float, default=0.5, help="r2l weight in rescoring")
+    p.add_argument("--ctc_weight", type=float, default=0.0, help="CTC weight in rescoring")
+    p.add_argument("--reverse_weight", type=float, default=0.0, help="r2l weight in rescoring")
     p.add_argument("--decoding_chunk_size", type=int, default=-1)
     p.add_argument("--num_decoding_left_chunks", type=int, default=-1)
     p.add_argument("--num_workers", type=int, default=0)
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg.data.speed_perturb = False
     # decode every utterance the features allow: training-time length filters do not apply
     cfg.data.filter.max_length = 10**9
-    cfg.data.filter.min_length = 1
+    # the shortest input the subsampling front end turns into one encoder frame
+    cfg.data.filter.min_length = model.encoder.embed.right_context + 1
     cfg.data.filter.token_max_length = 10**9
     cfg.data.filter.token_min_length = 0
     tokenizer = build_tokenizer(cfg.tokenizer)
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     for mode in args.modes:
         (out_dir / mode).mkdir(parents=True, exist_ok=True)
         files[mode] = open(out_dir / mode / "text", "w", encoding="utf-8")
-    skipped: dict[str, int] = {}
+    skipped: dict[str, int] = {}  # by reason; INFORMATIONAL_REASONS count kept utterances
     audio_seconds = decode_seconds = 0.0
     num_utts = 0
     with torch.inference_mode():
@@ -107,9 +109,12 @@ def main(argv: list[str] | None = None) -> dict:
                     files[mode].write(f"{key} {text}\n")
     for f in files.values():
         f.close()
+    notes = {r: n for r, n in skipped.items() if r in INFORMATIONAL_REASONS}
+    skipped = {r: n for r, n in skipped.items() if r not in INFORMATIONAL_REASONS}
     summary = {
         "utterances": num_utts,
         "skipped": skipped,
+        "notes": notes,
         "audio_seconds": round(audio_seconds, 2),
         "decode_seconds": round(decode_seconds, 3),
         "rtf_all_modes": round(decode_seconds / max(audio_seconds, 1e-9), 4),
@@ -117,7 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
         "modes": args.modes,
     }
     (out_dir / "decode_summary.json").write_text(json.dumps(summary, indent=2))
-    logging.info("decoded %d utterances (skipped %s) into %s", num_utts, skipped or 0, out_dir)
+    logging.info(
+        "decoded %d utterances (skipped %s, notes %s) into %s",
+        *(num_utts, skipped or 0, notes or "none", out_dir),
+    )
     logging.info(
         "RTF %.4f for %s together (%d threads)",
         summary["rtf_all_modes"],

@@ -13,10 +13,11 @@ import soxr
 MISSING_FILE = "missing_file"
 BAD_AUDIO = "bad_audio"
 EMPTY_AUDIO = "empty_audio"
+SAMPLE_RATE_TOO_LOW = "sample_rate_too_low"
 
 
 class AudioError(Exception):
-    """An audio file cannot be used; `reason`: missing_file | bad_audio | empty_audio."""
+    """An audio file cannot be used; `reason`: one of the skip reasons above."""
 
     def __init__(self, path: str, reason: str, detail: str) -> None:
         super().__init__(f"{path}: {detail}")
@@ -89,6 +90,24 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     if sr_in == sr_out:
         return wav
     return soxr.resample(wav, sr_in, sr_out).astype(np.float32, copy=False)
+
+
+def to_sample_rate(
+    wav: np.ndarray, sr: int, sample_rate: int, min_sample_rate: int, label: str
+) -> np.ndarray:
+    """Resample `wav (N,)` from `sr` to `sample_rate` Hz, as features are computed everywhere.
+
+    Audio below `min_sample_rate` is refused rather than upsampled: upsampling adds no band,
+    so the model would see features unlike its training data.
+
+    Raises:
+        AudioError: `sr < min_sample_rate` (reason sample_rate_too_low), naming `label`.
+    """
+    if sr < min_sample_rate:
+        raise AudioError(
+            label, SAMPLE_RATE_TOO_LOW, f"{sr} Hz is below min_sample_rate {min_sample_rate} Hz"
+        )
+    return resample(wav, sr, sample_rate)
 
 
 def speed_perturb(wav: np.ndarray, sr: int, speed: float) -> np.ndarray:

@@ -15,6 +15,10 @@ from torch.nn.utils.rnn import pad_sequence
 logger = logging.getLogger(__name__)
 
 IGNORE_ID = -1  # target padding, ignored by the losses
+# Counted next to the skip reasons but for utterances that were kept (e.g. decoding text with
+# characters outside units.txt); consumers summing skips should leave these out.
+UNKNOWN_TOKEN_MAPPED = "unknown_token_mapped"
+INFORMATIONAL_REASONS = frozenset({UNKNOWN_TOKEN_MAPPED})
 
 
 @dataclass
@@ -27,13 +31,23 @@ class Example:
 
 
 class SkipCounter:
-    """Logs each skipped utterance and counts skips by reason until the next batch drains them."""
+    """Logs each skipped utterance and counts skips by reason until the next batch drains them;
+    `note` logs and counts a kept utterance under an informational reason the same way."""
 
     def __init__(self) -> None:
         self.pending: Counter[str] = Counter()
 
     def __call__(self, key: str, reason: str, detail: str = "") -> None:
-        logger.warning("skip utterance %s: %s%s", key, reason, f" ({detail})" if detail else "")
+        self._count("skip utterance", key, reason, detail)
+
+    def note(self, key: str, reason: str, detail: str = "") -> None:
+        """Count kept utterance `key` under `reason`, one of `INFORMATIONAL_REASONS`."""
+        if reason not in INFORMATIONAL_REASONS:
+            raise ValueError(f"'{reason}' is not one of INFORMATIONAL_REASONS")
+        self._count("keep utterance", key, reason, detail)
+
+    def _count(self, action: str, key: str, reason: str, detail: str) -> None:
+        logger.warning("%s %s: %s%s", action, key, reason, f" ({detail})" if detail else "")
         self.pending[reason] += 1
 
     def drain(self) -> dict[str, int]:
@@ -106,8 +120,9 @@ def pad_batch(examples: list[Example], feat_dim: int, skipped: dict[str, int]) -
 
     Returns:
         keys: list[str] (B); feats: (B, T_max, D) float32 zero-padded; feats_lengths: (B,) int64;
-        target: (B, L_max) int64 padded with -1; target_lengths: (B,) int64;
-        skipped: {reason: count} of utterances skipped since the previous batch.
+        target: (B, L_max) int64 padded with IGNORE_ID; target_lengths: (B,) int64;
+        skipped: {reason: count} of utterances skipped since the previous batch, plus any
+        `INFORMATIONAL_REASONS` counting utterances that were kept.
         With no examples, B = 0 and T_max = L_max = 0.
     """
     examples = sorted(examples, key=lambda e: e.feats.shape[0], reverse=True)

@@ -4,7 +4,9 @@ Per epoch and per (rank, worker), `Dataset` walks its share of the sources throu
 read audio -> sample-rate check / resample -> speed perturb -> tokenize -> length filter
 -> fbank -> SpecSub / SpecTrim / SpecAugment -> shuffle buffer -> sort buffer -> batch -> pad.
 Bad utterances never raise: each is skipped, logged with its key, and counted by reason in
-the `skipped` field of the next batch.
+the `skipped` field of the next batch. Text with tokens outside units.txt is such a skip
+(`unknown_token`) in training; outside training it is kept with those tokens as `<unk>` and
+counted as `unknown_token_mapped`, so decoding never depends on the reference text.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from wenet_eff.config import DataConfig
-from wenet_eff.data.audio import AudioError, resample, speed_perturb
+from wenet_eff.data.audio import AudioError, speed_perturb, to_sample_rate
 from wenet_eff.data.augment import spec_aug, spec_sub, spec_trim
 from wenet_eff.data.batching import (
+    UNKNOWN_TOKEN_MAPPED,
     Example,
     SkipCounter,
     dynamic_batches,
@@ -57,7 +60,7 @@ class Dataset(IterableDataset):
         list_file: `data.list` (data_type raw) or a shard list (data_type shard).
         tokenizer: text -> ids (normalises the text itself).
         train: enables list shuffling, dither, speed perturbation, spec augmentation and the
-            shuffle buffer.
+            shuffle buffer, and skips text with unknown tokens (otherwise mapped to `<unk>`).
         rank, world_size: this process's DDP share of the sources (`rank::world_size`).
     """
 
@@ -85,6 +88,7 @@ class Dataset(IterableDataset):
         self.list_file = list_file
         self.tokenizer = tokenizer
         self.train = train
+        self.unk_policy = "error" if train else "map"
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
@@ -167,13 +171,12 @@ class Dataset(IterableDataset):
     ) -> Example | None:
         cfg = self.cfg
         wav, sr = utt.load()
-        if sr < cfg.min_sample_rate:
-            skips(utt.key, "sample_rate_too_low", f"{sr} Hz < data.min_sample_rate")
-            return None
-        wav = resample(wav, sr, cfg.sample_rate)
+        wav = to_sample_rate(wav, sr, cfg.sample_rate, cfg.min_sample_rate, utt.source)
         if self.train and cfg.speed_perturb:
             wav = speed_perturb(wav, cfg.sample_rate, rng.choice(list(cfg.speeds)))
-        _, ids = self.tokenizer.tokenize(utt.txt)
+        tokens, ids = self.tokenizer.tokenize(utt.txt, self.unk_policy)
+        if self.unk_policy == "map" and (unknown := self.tokenizer.unknown_tokens(tokens)):
+            skips.note(utt.key, UNKNOWN_TOKEN_MAPPED, f"{unknown} not in units, used <unk>")
         if not ids and cfg.filter.token_min_length > 0:  # 0: e.g. decoding unlabelled audio
             skips(utt.key, "empty_text", f"text {utt.txt!r} has no tokens after normalisation")
             return None

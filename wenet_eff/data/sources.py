@@ -28,10 +28,15 @@ class Utterance:
     start: float | None = None
     end: float | None = None
 
+    @property
+    def source(self) -> str:
+        """What audio errors name: the audio file (raw) or the key (shard member)."""
+        return self.key if isinstance(self.wav, bytes) else self.wav
+
     def load(self) -> tuple[np.ndarray, int]:
         """(wav (N,) float32, sample rate); raises AudioError."""
         if isinstance(self.wav, bytes):
-            return load_audio_bytes(self.wav, self.key, self.start, self.end)
+            return load_audio_bytes(self.wav, self.source, self.start, self.end)
         return load_audio(self.wav, self.start, self.end)
 
 

@@ -24,6 +24,7 @@ UNK = "<unk>"
 SOS_EOS = "<sos/eos>"
 SPACE = "\u2581"  # "▁", also sentencepiece's word-start mark
 _PLACEHOLDER_BASE = 0xE000  # Unicode private-use area
+UNK_POLICIES = ("error", "map")  # `Tokenizer.tokenize`: raise on, or map to <unk>, unknown tokens
 
 
 class UnknownTokenError(ValueError):
@@ -180,20 +181,33 @@ class Tokenizer(ABC):
     def text_to_tokens(self, text: str) -> list[str]:
         """Normalise `text` and split it into tokens (which may be out of vocabulary)."""
 
-    def tokenize(self, text: str) -> tuple[list[str], list[int]]:
+    def unknown_tokens(self, tokens: Iterable[str]) -> list[str]:
+        """The distinct `tokens` that are not in units.txt, in first-appearance order."""
+        return [t for t in dict.fromkeys(tokens) if t not in self.symbol_table]
+
+    def tokenize(self, text: str, unk_policy: str = "error") -> tuple[list[str], list[int]]:
         """Normalise and tokenise `text`.
 
+        Args:
+            text: raw transcript.
+            unk_policy: what a token missing from units.txt does: "error" raises (training
+                must not learn `<unk>` for text it could have learnt), "map" gives it
+                `unk_id` (decoding must not depend on the reference text).
+
         Returns:
-            (tokens, ids); both empty when nothing is left after normalisation.
+            (tokens, ids); both empty when nothing is left after normalisation. `tokens` are
+            the text's own tokens, so `unknown_tokens(tokens)` names the ones "map" replaced.
 
         Raises:
-            UnknownTokenError: a token is not in units.txt.
+            UnknownTokenError: a token is not in units.txt and `unk_policy` is "error".
+            ValueError: `unk_policy` is neither "error" nor "map".
         """
+        if unk_policy not in UNK_POLICIES:
+            raise ValueError(f"unk_policy: '{unk_policy}' is not one of {UNK_POLICIES}")
         tokens = self.text_to_tokens(text)
-        bad = [t for t in dict.fromkeys(tokens) if t not in self.symbol_table]
-        if bad:
+        if unk_policy == "error" and (bad := self.unknown_tokens(tokens)):
             raise UnknownTokenError(text, bad)
-        return tokens, [self.symbol_table[t] for t in tokens]
+        return tokens, [self.symbol_table.get(t, self.unk_id) for t in tokens]
 
     def detokenize(self, ids: Iterable[int]) -> tuple[str, list[str]]:
         """Token ids -> (text with `▁` as space, stripped; tokens)."""

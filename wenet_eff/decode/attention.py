@@ -101,7 +101,9 @@ def attention_rescoring(
     if not flat:
         return [Hypothesis([]) for _ in nbest]
     device = encoder_out.device
-    idx = torch.repeat_interleave(torch.arange(len(nbest), device=device), torch.tensor(counts))
+    idx = torch.repeat_interleave(
+        torch.arange(len(nbest), device=device), torch.tensor(counts, device=device)
+    )
     memory, memory_mask = encoder_out[idx], encoder_mask[idx]
     lens = torch.tensor([len(h.tokens) for h in flat], device=device)
     width = max(int(lens.max()), 1)

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from wenet_eff.nn.linear import linear
 
-_EMPTY = torch.zeros(0, 0, 0, 0)
+EMPTY_ATT_CACHE = torch.zeros(0, 0, 0, 0)
 
 
 class MultiHeadedAttention(nn.Module):
@@ -83,7 +83,7 @@ class MultiHeadedAttention(nn.Module):
         value: torch.Tensor,
         mask: torch.Tensor,
         pos_emb: torch.Tensor | None = None,
-        cache: torch.Tensor = _EMPTY,
+        cache: torch.Tensor = EMPTY_ATT_CACHE,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: query (B, T1, n_feat), key/value (B, T2, n_feat), mask as in forward_attention.
 
@@ -118,7 +118,7 @@ class RelPositionMultiHeadedAttention(MultiHeadedAttention):
         value: torch.Tensor,
         mask: torch.Tensor,
         pos_emb: torch.Tensor | None = None,
-        cache: torch.Tensor = _EMPTY,
+        cache: torch.Tensor = EMPTY_ATT_CACHE,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Args as MultiHeadedAttention, plus pos_emb (1, T_cache + T2, n_feat)."""
         q, k, v = self.forward_qkv(query, key, value)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from wenet_eff.nn.linear import pointwise_conv
 
-_EMPTY = torch.zeros(0, 0, 0)
+EMPTY_CNN_CACHE = torch.zeros(0, 0, 0)
 
 
 class ConvolutionModule(nn.Module):
@@ -53,7 +53,10 @@ class ConvolutionModule(nn.Module):
         self.activation = activation
 
     def forward(
-        self, x: torch.Tensor, mask_pad: torch.Tensor = _EMPTY, cache: torch.Tensor = _EMPTY
+        self,
+        x: torch.Tensor,
+        mask_pad: torch.Tensor = EMPTY_CNN_CACHE,
+        cache: torch.Tensor = EMPTY_CNN_CACHE,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Args: x (B, T, C); mask_pad (B, 1, T) True = valid, or empty; cache (B, C, k-1).
 
@@ -63,7 +66,7 @@ class ConvolutionModule(nn.Module):
         has_mask = mask_pad.size(2) > 0
         if has_mask:
             x = x.masked_fill(~mask_pad, 0.0)
-        new_cache = _EMPTY
+        new_cache = EMPTY_CNN_CACHE
         if self.lorder > 0:
             x = F.pad(x, (self.lorder, 0)) if cache.size(2) == 0 else torch.cat([cache, x], dim=2)
             new_cache = x[:, :, -self.lorder :]

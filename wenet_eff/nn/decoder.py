@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from wenet_eff.config import DecoderConfig
 from wenet_eff.nn.attention import MultiHeadedAttention
 from wenet_eff.nn.embedding import PositionalEncoding
 from wenet_eff.nn.ffn import PositionwiseFeedForward, activation
@@ -35,6 +36,15 @@ class DecoderLayer(nn.Module):
         self.dropout = nn.Dropout(dropout_rate)
         self.normalize_before = normalize_before
 
+    def _post_norm(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        return x if self.normalize_before else getattr(self, f"norm{i}")(x)
+
+    def _residual(self, x: torch.Tensor, i: int, fn) -> torch.Tensor:
+        """x + dropout(fn(norm_i(x))) with pre-norm, norm_i(x + dropout(fn(x))) with post-norm."""
+        norm = getattr(self, f"norm{i}")
+        y = x + self.dropout(fn(norm(x) if self.normalize_before else x))
+        return self._post_norm(y, i)
+
     def forward(
         self,
         tgt: torch.Tensor,
@@ -51,26 +61,14 @@ class DecoderLayer(nn.Module):
         Returns:
             (B, L, D).
         """
-        nb = self.normalize_before
-        residual = tgt
-        x = self.norm1(tgt) if nb else tgt
+        x = self.norm1(tgt) if self.normalize_before else tgt
         if cache is None:
-            query, query_mask = x, tgt_mask
-        else:
-            query, query_mask, residual = x[:, -1:], tgt_mask[:, -1:], residual[:, -1:]
-        y = residual + self.dropout(self.self_attn(query, x, x, query_mask)[0])
-        if not nb:
-            y = self.norm1(y)
-        residual = y
-        z = self.norm2(y) if nb else y
-        y = residual + self.dropout(self.src_attn(z, memory, memory, memory_mask)[0])
-        if not nb:
-            y = self.norm2(y)
-        residual = y
-        z = self.norm3(y) if nb else y
-        y = residual + self.dropout(self.feed_forward(z))
-        if not nb:
-            y = self.norm3(y)
+            query, query_mask, residual = x, tgt_mask, tgt
+        else:  # only the newest position is computed
+            query, query_mask, residual = x[:, -1:], tgt_mask[:, -1:], tgt[:, -1:]
+        y = self._post_norm(residual + self.dropout(self.self_attn(query, x, x, query_mask)[0]), 1)
+        y = self._residual(y, 2, lambda z: self.src_attn(z, memory, memory, memory_mask)[0])
+        y = self._residual(y, 3, self.feed_forward)
         return y if cache is None else torch.cat([cache, y], dim=1)
 
 
@@ -83,7 +81,7 @@ class TransformerDecoder(nn.Module):
         cfg: a `DecoderConfig`; `num_blocks` layers.
     """
 
-    def __init__(self, vocab_size: int, d_model: int, cfg, num_blocks: int):
+    def __init__(self, vocab_size: int, d_model: int, cfg: DecoderConfig, num_blocks: int):
         super().__init__()
         self.embed = nn.Sequential(
             nn.Embedding(vocab_size, d_model),
@@ -165,7 +163,7 @@ class TransformerDecoder(nn.Module):
 class BiTransformerDecoder(nn.Module):
     """U2++ decoder pair: `left_decoder` reads left-to-right, `right_decoder` right-to-left."""
 
-    def __init__(self, vocab_size: int, d_model: int, cfg):
+    def __init__(self, vocab_size: int, d_model: int, cfg: DecoderConfig):
         super().__init__()
         self.left_decoder = TransformerDecoder(vocab_size, d_model, cfg, cfg.num_blocks)
         self.right_decoder = (
@@ -190,6 +188,12 @@ class BiTransformerDecoder(nn.Module):
             right = self.right_decoder(memory, memory_mask, r_ys_in_pad, ys_in_lens)
         return left, right
 
-    def forward_one_step(self, memory, memory_mask, tgt, cache=None):
+    def forward_one_step(
+        self,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        tgt: torch.Tensor,
+        cache: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Left-to-right incremental step (see TransformerDecoder.forward_one_step)."""
         return self.left_decoder.forward_one_step(memory, memory_mask, tgt, cache)

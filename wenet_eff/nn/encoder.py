@@ -5,16 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from wenet_eff.nn.attention import RelPositionMultiHeadedAttention
+from wenet_eff.config import EncoderConfig
+from wenet_eff.nn.attention import EMPTY_ATT_CACHE, RelPositionMultiHeadedAttention
 from wenet_eff.nn.cmvn import GlobalCMVN
-from wenet_eff.nn.convolution import ConvolutionModule
+from wenet_eff.nn.convolution import EMPTY_CNN_CACHE, ConvolutionModule
 from wenet_eff.nn.embedding import RelPositionalEncoding
 from wenet_eff.nn.encoder_layer import ConformerEncoderLayer
 from wenet_eff.nn.ffn import PositionwiseFeedForward, activation
 from wenet_eff.nn.mask import add_optional_chunk_mask, make_pad_mask
 from wenet_eff.nn.subsampling import Conv2dSubsampling
-
-_EMPTY4 = torch.zeros(0, 0, 0, 0)
 
 
 class ConformerEncoder(nn.Module):
@@ -27,7 +26,7 @@ class ConformerEncoder(nn.Module):
         global_cmvn: optional CMVN module applied first.
     """
 
-    def __init__(self, input_size: int, cfg, global_cmvn: GlobalCMVN | None = None):
+    def __init__(self, input_size: int, cfg: EncoderConfig, global_cmvn: GlobalCMVN | None = None):
         super().__init__()
         d = cfg.output_size
         self._output_size = d
@@ -71,6 +70,7 @@ class ConformerEncoder(nn.Module):
         )
 
     def output_size(self) -> int:
+        """The model dimension D of the encoder output."""
         return self._output_size
 
     def forward(
@@ -85,8 +85,9 @@ class ConformerEncoder(nn.Module):
         Args:
             xs: (B, T, input_size) features.
             xs_lens: (B,) valid frames.
-            decoding_chunk_size: >0 chunk size in encoder frames, <0 full context, 0 the
-                training behaviour (dynamic / static chunks as configured).
+            decoding_chunk_size: for a dynamic-chunk model, >0 chunk size in encoder frames,
+                <0 full context, 0 the training behaviour (see add_optional_chunk_mask); a
+                static-chunk model always uses its chunk, other models full context.
             num_decoding_left_chunks: left chunks visible (<0: all).
         Returns:
             out (B, T', D), mask (B, 1, T') True at valid frames.
@@ -104,6 +105,7 @@ class ConformerEncoder(nn.Module):
             self.static_chunk_size,
             num_decoding_left_chunks,
             self.training,
+            max_chunk_size=100 // self.embed.subsampling_rate,
         )
         for layer in self.encoders:
             xs, chunk_masks, _, _ = layer(xs, chunk_masks, pos_emb, masks)
@@ -116,8 +118,8 @@ class ConformerEncoder(nn.Module):
         xs: torch.Tensor,
         offset: int,
         required_cache_size: int,
-        att_cache: torch.Tensor = _EMPTY4,
-        cnn_cache: torch.Tensor = _EMPTY4,
+        att_cache: torch.Tensor = EMPTY_ATT_CACHE,
+        cnn_cache: torch.Tensor = EMPTY_ATT_CACHE,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode one chunk of a stream (batch 1), reusing the caches of earlier chunks.
 
@@ -155,7 +157,7 @@ class ConformerEncoder(nn.Module):
                 no_mask,
                 pos_emb,
                 att_cache=att_cache[i : i + 1] if att_cache.size(0) > 0 else att_cache,
-                cnn_cache=cnn_cache[i] if cnn_cache.size(0) > 0 else torch.zeros(0, 0, 0),
+                cnn_cache=cnn_cache[i] if cnn_cache.size(0) > 0 else EMPTY_CNN_CACHE,
             )
             new_att.append(layer_att[:, :, next_cache_start:, :])
             new_cnn.append(layer_cnn.unsqueeze(0))

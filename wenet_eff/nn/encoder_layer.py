@@ -5,12 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from wenet_eff.nn.attention import RelPositionMultiHeadedAttention
-from wenet_eff.nn.convolution import ConvolutionModule
+from wenet_eff.nn.attention import EMPTY_ATT_CACHE, RelPositionMultiHeadedAttention
+from wenet_eff.nn.convolution import EMPTY_CNN_CACHE, ConvolutionModule
 from wenet_eff.nn.ffn import PositionwiseFeedForward
-
-_EMPTY3 = torch.zeros(0, 0, 0)
-_EMPTY4 = torch.zeros(0, 0, 0, 0)
 
 
 class ConformerEncoderLayer(nn.Module):
@@ -58,9 +55,9 @@ class ConformerEncoderLayer(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor,
         pos_emb: torch.Tensor,
-        mask_pad: torch.Tensor = _EMPTY3,
-        att_cache: torch.Tensor = _EMPTY4,
-        cnn_cache: torch.Tensor = _EMPTY3,
+        mask_pad: torch.Tensor = EMPTY_CNN_CACHE,
+        att_cache: torch.Tensor = EMPTY_ATT_CACHE,
+        cnn_cache: torch.Tensor = EMPTY_CNN_CACHE,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Args:
             x: (B, T, D).
@@ -82,7 +79,7 @@ class ConformerEncoderLayer(nn.Module):
         x, new_att_cache = self._residual(
             x, self.norm_mha, lambda y: self.self_attn(y, y, y, mask, pos_emb, att_cache)
         )
-        new_cnn_cache = _EMPTY3
+        new_cnn_cache = EMPTY_CNN_CACHE
         if self.conv_module is not None:
             x, new_cnn_cache = self._residual(
                 x, self.norm_conv, lambda y: self.conv_module(y, mask_pad, cnn_cache)

@@ -19,11 +19,6 @@ def make_pad_mask(lengths: torch.Tensor, max_len: int = 0) -> torch.Tensor:
     return positions.unsqueeze(0) >= lengths.unsqueeze(1)
 
 
-def make_non_pad_mask(lengths: torch.Tensor, max_len: int = 0) -> torch.Tensor:
-    """True at valid positions, (B, max_len) bool."""
-    return ~make_pad_mask(lengths, max_len)
-
-
 def subsequent_mask(size: int, device: torch.device | None = None) -> torch.Tensor:
     """Causal mask for decoders: (size, size) bool, row i may see columns 0..i."""
     return torch.ones(size, size, device=device, dtype=torch.bool).tril()
@@ -57,33 +52,37 @@ def add_optional_chunk_mask(
     static_chunk_size: int,
     num_decoding_left_chunks: int,
     training: bool,
+    max_chunk_size: int = 25,
 ) -> torch.Tensor:
-    """The encoder's attention mask, with chunking where the model or the caller asks for it.
+    """The encoder's attention mask, chunked as WeNet does.
 
-    decoding_chunk_size > 0 uses that chunk size; < 0 full context; 0 means the training
-    behaviour: a random chunk size per batch when `use_dynamic_chunk` and training (full context
-    with probability ~1/2, else 1..25 frames, as in U2++), the static chunk when
-    `static_chunk_size` > 0, full context otherwise.
+    A dynamic-chunk model uses `decoding_chunk_size` (> 0: that chunk, < 0: full context); with
+    0 it draws a random chunk per batch in training (full context with probability ~1/2, else
+    1..max_chunk_size frames, optionally a random number of left chunks), and uses full context
+    in evaluation (WeNet draws there too; a deterministic cv loss is more useful). A static-chunk
+    model always uses its chunk. Other models ignore the chunk arguments (full context).
 
     Args:
         xs: (B, T, D) encoder input after subsampling.
         masks: (B, 1, T) padding mask.
+        max_chunk_size: upper bound of random chunks (WeNet: 100 / subsampling rate).
     Returns:
         (B, T, T) chunk mask, or `masks` (B, 1, T) for full context.
     """
     max_len = xs.size(1)
-    if decoding_chunk_size > 0:
-        chunk_size, num_left = decoding_chunk_size, num_decoding_left_chunks
-    elif decoding_chunk_size < 0:
-        return masks
-    elif use_dynamic_chunk and training:
-        chunk_size, num_left = int(torch.randint(1, max(max_len, 2), (1,)).item()), -1
-        if chunk_size > max_len // 2:
+    if use_dynamic_chunk:
+        if decoding_chunk_size > 0:
+            chunk_size, num_left = decoding_chunk_size, num_decoding_left_chunks
+        elif decoding_chunk_size < 0 or not training:
             return masks
-        chunk_size = chunk_size % 25 + 1
-        if use_dynamic_left_chunk:
-            max_left_chunks = (max_len - 1) // chunk_size
-            num_left = int(torch.randint(0, max(max_left_chunks, 1), (1,)).item())
+        else:
+            chunk_size, num_left = int(torch.randint(1, max(max_len, 2), (1,)).item()), -1
+            if chunk_size > max_len // 2:
+                return masks
+            chunk_size = chunk_size % max_chunk_size + 1
+            if use_dynamic_left_chunk:
+                max_left_chunks = (max_len - 1) // chunk_size
+                num_left = int(torch.randint(0, max(max_left_chunks, 1), (1,)).item())
     elif static_chunk_size > 0:
         chunk_size, num_left = static_chunk_size, num_decoding_left_chunks
     else:

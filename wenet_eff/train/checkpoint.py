@@ -5,15 +5,17 @@ A checkpoint NAME (`0`, `1`, ... after each epoch; `step_1200` within an epoch) 
 - `NAME.pt`        the model's state_dict only, so `load_state_dict(strict=True)` and WeNet
                    tools read it as they are;
 - `NAME.state.pt`  what resuming needs besides the weights: optimizer, scheduler, progress
-                   counters and, per rank, the data position and RNG states;
+                   counters, the data order and, per rank, the data position and RNG states
+                   (see resume.py);
 - `deepspeed/NAME/` DeepSpeed's own (partitioned) optimizer state, with train_engine=deepspeed;
 - `NAME.yaml`      training info (epoch, step, lr, cv_loss, train_loss, time, tag), written
                    LAST: a checkpoint is complete once its yaml exists.
 
-Every file is written to a temporary name and renamed into place, so a crash leaves either
-the previous file or the new one. Only the newest checkpoint keeps its resume state
-(`.state.pt`, `deepspeed/NAME/`), since that is what resuming uses and optimizer state is twice the
-model's size; older ones keep `.pt` + `.yaml` for averaging.
+Every file is written to a temporary name, fsynced and renamed into place, so a crash (or a
+power loss) leaves either the previous file or the complete new one. Only the newest
+checkpoint keeps its resume state (`.state.pt`, `deepspeed/NAME/`), since that is what
+resuming uses and optimizer state is twice the model's size; older ones keep `.pt` + `.yaml`
+for averaging.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -34,20 +36,31 @@ NAME_RE = re.compile(r"^(\d+|step_\d+)$")
 DEEPSPEED_DIR = "deepspeed"  # exp_dir/deepspeed/NAME: DeepSpeed's save_dir/tag
 
 
+class UnreadableCheckpoint(ValueError):
+    """A checkpoint file exists but cannot be loaded (truncated, corrupt, unreadable)."""
+
+
+def _sync(f: IO) -> None:
+    # the data must be on disk before the rename makes the file look complete
+    f.flush()
+    os.fsync(f.fileno())
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """`torch.save` to a temporary file, then rename it to `path`."""
+    """`torch.save` to a temporary file, fsync it, then rename it to `path`."""
     tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        _sync(f)
     os.replace(tmp, path)
 
 
 def atomic_write_yaml(data: dict, path: str | os.PathLike) -> None:
-    """Write `data` as YAML to a temporary file, then rename it to `path`."""
+    """Write `data` as YAML to a temporary file, fsync it, then rename it to `path`."""
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         yaml.safe_dump(data, f, sort_keys=False)
-        f.flush()
-        os.fsync(f.fileno())
+        _sync(f)
     os.replace(tmp, path)
 
 
@@ -107,16 +120,30 @@ def latest_resumable(exp_dir: str | os.PathLike) -> str | None:
     """Name of the newest complete checkpoint that has resume state, or None."""
     exp = Path(exp_dir)
     for name, _ in reversed(list_checkpoints(exp)):
-        if (exp / f"{name}.state.pt").is_file():
+        if _has_state(exp, name):
             return name
     return None
 
 
+def _has_state(exp: Path, name: str) -> bool:
+    return (exp / f"{name}.state.pt").is_file()
+
+
+def _torch_load(path: str | os.PathLike, weights_only: bool) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    # a damaged file fails in many ways (zip reader, unpickler, EOF, I/O): all mean "unreadable"
+    except Exception as exc:
+        raise UnreadableCheckpoint(
+            f"cannot read {path} ({type(exc).__name__}: {exc}): truncated, corrupt or unreadable"
+        ) from exc
+
+
 def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A model state_dict from `path` (tensors only)."""
+    """A model state_dict from `path` (tensors only); UnreadableCheckpoint when damaged."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return _torch_load(path, weights_only=True)
 
 
 def load_weights(model: torch.nn.Module, path: str | os.PathLike, source: str) -> None:
@@ -128,8 +155,34 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike, source: str) -
 
 
 def load_train_state(path: str | os.PathLike) -> dict:
-    """The resume state written by `write_checkpoint` (our own file: RNG states are pickled)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """The resume state written by `write_checkpoint` (our own file: RNG states are pickled);
+    UnreadableCheckpoint when damaged."""
+    return _torch_load(path, weights_only=False)
+
+
+def load_resumable(model: torch.nn.Module, exp_dir: str | os.PathLike, name: str) -> dict:
+    """Load checkpoint NAME's weights into `model` and return its resume state.
+
+    A damaged NAME.pt or NAME.state.pt raises UnreadableCheckpoint naming the file and saying
+    how to fall back to the previous checkpoint (delete NAME.yaml).
+    """
+    exp = Path(exp_dir)
+    try:
+        load_weights(
+            model, exp / f"{name}.pt", "checkpoint to resume (is train.exp_dir another model's?)"
+        )
+        return load_train_state(exp / f"{name}.state.pt")
+    except UnreadableCheckpoint as exc:
+        older = [n for n, _ in list_checkpoints(exp) if n != name and _has_state(exp, n)]
+        then = (
+            f"a rerun then resumes from checkpoint {older[-1]}"
+            if older
+            else "no older checkpoint has resume state, so a rerun would start over: rather "
+            "train into a new train.exp_dir with train.init_checkpoint set to an older N.pt"
+        )
+        raise UnreadableCheckpoint(
+            f"{exc}. Delete {exp / name}.yaml to mark checkpoint {name} incomplete; {then}."
+        ) from exc
 
 
 def prune(exp_dir: str | os.PathLike, newest: str, keep_steps: int) -> None:

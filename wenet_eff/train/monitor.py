@@ -16,6 +16,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from wenet_eff.data.batching import INFORMATIONAL_REASONS
 from wenet_eff.train.dist import DistContext
 
 logger = logging.getLogger("wenet_eff.train")
@@ -66,6 +67,15 @@ def format_losses(values: dict[str, float]) -> str:
     """`loss 12.345 ctc 20.1 att 9.8` for whichever terms are present."""
     names = {"loss": "loss", "loss_ctc": "ctc", "loss_att": "att"}
     return " ".join(f"{names[k]} {values[k]:.3f}" for k in LOSS_KEYS if k in values)
+
+
+def format_skips(skipped: Counter) -> str:
+    """`4 utterances: too_long=3, unreadable=1` (total, then by reason), or `0 utterances: none`;
+    informational counts of kept utterances (e.g. unknown tokens mapped to <unk>) follow apart."""
+    dropped = {r: n for r, n in skipped.items() if r not in INFORMATIONAL_REASONS}
+    reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(dropped.items())) or "none"
+    kept = ", ".join(f"{r}={n}" for r, n in sorted(skipped.items()) if r in INFORMATIONAL_REASONS)
+    return f"{sum(dropped.values())} utterances: {reasons}" + (f" (kept: {kept})" if kept else "")
 
 
 class Monitor:
@@ -137,22 +147,21 @@ class Monitor:
         train: dict[str, float],
         cv: dict[str, float],
         skipped: Counter,
+        cv_skipped: Counter,
     ) -> None:
-        """Log the finished epoch: train and cv losses, and skipped utterances by reason."""
+        """Log the finished epoch: train and cv losses, and the utterances the data pipeline
+        skipped by reason, in training (`data/skipped*`) and in validation (`data/cv_skipped*`)."""
         if not self.active:
             return
-        reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(skipped.items())) or "none"
         logger.info(
-            "epoch %d done at step %d | train %s | cv %s | skipped %d utterances: %s",
-            epoch,
-            step,
-            format_losses(train),
-            format_losses(cv),
-            sum(skipped.values()),
-            reasons,
+            "epoch %d done at step %d | train %s | cv %s | skipped %s | cv skipped %s",
+            *(epoch, step, format_losses(train), format_losses(cv)),
+            *(format_skips(skipped), format_skips(cv_skipped)),
         )
-        self.scalars("data/skipped", {r: float(n) for r, n in skipped.items()}, step)
-        self.scalars("data", {"skipped_total": float(sum(skipped.values()))}, step)
+        for name, counts in (("skipped", skipped), ("cv_skipped", cv_skipped)):
+            self.scalars(f"data/{name}", {r: float(n) for r, n in counts.items()}, step)
+            total = sum(n for r, n in counts.items() if r not in INFORMATIONAL_REASONS)
+            self.scalars("data", {f"{name}_total": float(total)}, step)
 
     def close(self) -> None:
         self.end_epoch()

@@ -10,9 +10,15 @@ Ranks stay in lock step: before each micro-batch every rank says whether it stil
 (all-reduced), and an epoch ends when any rank runs out, so uneven data never hangs DDP.
 Knowing one batch ahead also tells the last micro-batch of an epoch, which closes the window.
 
+An epoch that ends without a single micro-batch trained, so without an update (every
+utterance skipped by the data pipeline: wrong units.txt, text normalisation, audio paths),
+stops training with the skip counts. Epochs whose windows were all non-finite are left to
+`train.max_nan_steps`.
+
 Checkpoints (see checkpoint.py): `N` after epoch N, `step_S` every `train.save_interval`
 updates; each records how many loader batches every rank consumed in the epoch, so a rerun
-resumes from the newest one exactly there (the data is deterministic given seed and epoch).
+resumes from the newest one exactly there (see resume.py: the data is deterministic given its
+settings and the epoch; when those changed, the epoch restarts from its first batch).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import math
 import time
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,36 +38,24 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from wenet_eff.train import checkpoint as ckpt
+from wenet_eff.train import resume
 from wenet_eff.train.dist import DistContext, deepspeed_initialize
-from wenet_eff.train.monitor import LOSS_KEYS, LossMeter, Monitor, loss_values
+from wenet_eff.train.monitor import LOSS_KEYS, LossMeter, Monitor, format_skips, loss_values
 from wenet_eff.train.optim import build_optimizer, build_scheduler
+from wenet_eff.train.resume import EpochState, Progress
 from wenet_eff.train.validate import batch_forward, cv_losses
 
 logger = logging.getLogger("wenet_eff.train")
 
 
 class TrainingDiverged(RuntimeError):
-    """Too many consecutive steps had a non-finite loss or gradient norm."""
+    """Too many consecutive steps had a non-finite loss or gradient norm. Training cannot go
+    on: bin/train.py logs the message of this class and its subclasses, and exits 1."""
 
 
-@dataclass
-class Progress:
-    """Run-wide counters, saved with every checkpoint."""
-
-    epoch: int = 0  # the epoch in progress, or the next one to start
-    step: int = 0  # successful optimizer updates
-    nonfinite_run: int = 0  # consecutive skipped updates
-    nonfinite_total: int = 0
-    train_time_s: float = 0.0
-
-
-@dataclass
-class EpochState:
-    """One rank's position and statistics within the current epoch, saved per rank."""
-
-    position: int = 0  # loader batches consumed (empty ones included)
-    skipped: Counter = field(default_factory=Counter)
-    meter: LossMeter = field(default_factory=LossMeter)
+class NothingTrained(TrainingDiverged):
+    """An epoch ended without a single optimizer update on any rank: no utterance of it
+    reached the model."""
 
 
 @dataclass
@@ -107,13 +101,13 @@ class Trainer:
         self.progress = Progress()
         self.epoch_state = EpochState()
         self.resume_rng: dict | None = None
+        self.data_order = resume.data_order(cfg, ctx.world_size)
         self.window = 0  # micro-batches in the current accumulation window
         self.window_bad = False
 
-        resume = ckpt.latest_resumable(self.exp_dir)
-        if resume:
-            where = "checkpoint to resume (is train.exp_dir another model's?)"
-            ckpt.load_weights(self.model, self.exp_dir / f"{resume}.pt", where)
+        resume_from = ckpt.latest_resumable(self.exp_dir)
+        if resume_from:
+            saved = ckpt.load_resumable(self.model, self.exp_dir, resume_from)
         elif tcfg.init_checkpoint:
             ckpt.load_weights(self.model, tcfg.init_checkpoint, "train.init_checkpoint")
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
@@ -130,9 +124,9 @@ class Trainer:
             )
         else:
             self.engine = self.model
-        if resume:
-            self._load_resume_state(resume)
-        self.monitor = Monitor(self.exp_dir, ctx, self.progress.step + 1 if resume else None)
+        if resume_from:
+            self._resume(resume_from, saved)
+        self.monitor = Monitor(self.exp_dir, ctx, self.progress.step + 1 if resume_from else None)
 
     # ------------------------------------------------------------------ the loop
 
@@ -176,6 +170,7 @@ class Trainer:
             nxt_ok = self.ctx.all_true(nxt.batch is not None)
             state.position = cur.position
             state.skipped.update(cur.skipped)
+            state.batches += 1
             self.window += 1
             boundary = self.window == self.tcfg.accum_grad or not nxt_ok
             self._train_batch(cur.batch, epoch, boundary)
@@ -200,7 +195,7 @@ class Trainer:
             if saving or stopped:
                 self.progress.train_time_s += time.perf_counter() - mark
                 mark = time.perf_counter()
-                self._save(f"step_{self.progress.step}", epoch, "step", self._cv())
+                self._save(f"step_{self.progress.step}", epoch, "step", self._cv()[0])
             if stopped:
                 break
         if cur.batch is None:
@@ -317,18 +312,31 @@ class Trainer:
         self.monitor.train_interval(epoch, self.progress.step, stats, self.lr, norm, fps)
         self._interval_reset()
 
-    def _cv(self) -> dict[str, float]:
+    def _cv(self) -> tuple[dict[str, float], Counter]:
         return cv_losses(self.model, self.cv_loader, self.ctx, self.bf16)
 
     def _end_epoch(self, epoch: int) -> None:
-        cv = self._cv()
         skipped = sum(self.ctx.gather(self.epoch_state.skipped), Counter())
         train = self.epoch_state.meter.totals(self.ctx)
-        self.monitor.epoch_summary(epoch, self.progress.step, train, cv, skipped)
+        if self.epoch_state.batches == 0:  # the same on every rank: all of them raise
+            raise NothingTrained(self._nothing_trained(epoch, skipped, train))
+        cv, cv_skipped = self._cv()
+        self.monitor.epoch_summary(epoch, self.progress.step, train, cv, skipped, cv_skipped)
         self.monitor.scalars("cv", {k: cv[k] for k in LOSS_KEYS if k in cv}, self.progress.step)
         self.progress.epoch = epoch + 1
         self.epoch_state = EpochState()
         self._save(str(epoch), epoch, "epoch", cv, train)
+
+    def _nothing_trained(self, epoch: int, skipped: Counter, train: dict[str, float]) -> str:
+        data, tok = self.cfg.data, self.cfg.tokenizer
+        return (
+            f"epoch {epoch} ended without a single optimizer update: the data pipeline skipped "
+            f"{format_skips(skipped)}; {int(train['utts'])} utterances trained with a finite "
+            f"loss. Check data.train_data ({data.train_data}): that its audio paths exist "
+            f"(missing_file, bad_audio), that tokenizer.units ({tok.units}) and "
+            f"tokenizer.normalize ({tok.normalize}) fit its transcripts (unknown_token, "
+            "empty_text), and that data.filter fits its lengths (too_long, too_short)."
+        )
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -336,83 +344,30 @@ class Trainer:
         """Write checkpoint `name` (a collective: every rank calls it; rank 0 writes files)."""
         if train is None:
             train = self.epoch_state.meter.totals(self.ctx)
-        state = self.epoch_state
-        ranks = self.ctx.gather(
-            {
-                "position": state.position,
-                "skipped": dict(state.skipped),
-                "meter": state.meter.sums,
-                "rng": ckpt.rng_state(),
-            }
-        )
+        ranks = self.ctx.gather(resume.rank_entry(self.epoch_state))
         if self.deepspeed:
             self.engine.save_checkpoint(
                 str(self.exp_dir / ckpt.DEEPSPEED_DIR), tag=name, save_latest=False
             )
             self.ctx.barrier()  # every rank's partition is on disk before the yaml marks it done
         if self.ctx.is_main:
-            resume_state: dict[str, Any] = {
-                "engine": self.tcfg.train_engine,
-                "progress": asdict(self.progress),
-                "ranks": ranks,
-            }
-            if not self.deepspeed:
-                resume_state["optimizer"] = self.optimizer.state_dict()
-                resume_state["scheduler"] = self.scheduler.state_dict()
-            info = {
-                "epoch": epoch,
-                "step": self.progress.step,
-                "tag": tag,
-                "lr": self.lr,
-                "cv_loss": cv.get("loss"),
-                "cv_loss_ctc": cv.get("loss_ctc"),
-                "cv_loss_att": cv.get("loss_att"),
-                "train_loss": train.get("loss"),
-                "train_loss_ctc": train.get("loss_ctc"),
-                "train_loss_att": train.get("loss_att"),
-                "train_time_s": round(self.progress.train_time_s, 1),
-                "nonfinite_steps": self.progress.nonfinite_total,
-            }
+            p = self.progress
+            optim = (None, None) if self.deepspeed else (self.optimizer, self.scheduler)
+            state = resume.resume_state(self.tcfg.train_engine, p, self.data_order, ranks, *optim)
+            info = resume.checkpoint_info(epoch, tag, p, self.lr, cv, train)
             weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-            ckpt.write_checkpoint(self.exp_dir, name, weights, info, resume_state)
+            ckpt.write_checkpoint(self.exp_dir, name, weights, info, state)
             ckpt.prune(self.exp_dir, name, self.tcfg.keep_checkpoints)
-            logger.info("saved checkpoint %s (epoch %d, step %d)", name, epoch, self.progress.step)
+            logger.info("saved checkpoint %s (epoch %d, step %d)", name, epoch, p.step)
         self.ctx.barrier()
 
-    def _load_resume_state(self, name: str) -> None:
-        state = ckpt.load_train_state(self.exp_dir / f"{name}.state.pt")
-        if state["engine"] != self.tcfg.train_engine:
-            raise ValueError(
-                f"{self.exp_dir}/{name}.state.pt was written with train.train_engine="
-                f"{state['engine']}; resume with that engine or use a new train.exp_dir"
-            )
-        self.progress = Progress(**state["progress"])
+    def _resume(self, name: str, saved: dict) -> None:
+        """Take up checkpoint `name`'s resume state (its weights are loaded already)."""
+        self.progress, self.epoch_state, self.resume_rng = resume.restore(
+            saved, self.exp_dir, name, self.tcfg.train_engine, self.data_order, self.ctx
+        )
         if self.deepspeed:
             self.engine.load_checkpoint(str(self.exp_dir / ckpt.DEEPSPEED_DIR), tag=name)
         else:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-        ranks = state["ranks"]
-        if len(ranks) == self.ctx.world_size:
-            mine = ranks[self.ctx.rank]
-            self.epoch_state = EpochState(
-                mine["position"], Counter(mine["skipped"]), LossMeter(mine["meter"])
-            )
-            self.resume_rng = mine["rng"]
-        elif self.ctx.is_main:
-            logger.warning(
-                "checkpoint %s was written by %d ranks, this run has %d: epoch %d restarts "
-                "from its first batch",
-                name,
-                len(ranks),
-                self.ctx.world_size,
-                self.progress.epoch,
-            )
-        if self.ctx.is_main:
-            logger.info(
-                "resuming from %s: epoch %d, step %d, %d batches into the epoch",
-                name,
-                self.progress.epoch,
-                self.progress.step,
-                self.epoch_state.position,
-            )
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])

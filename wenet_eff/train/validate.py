@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Iterable
 
 import torch
@@ -31,13 +32,22 @@ def batch_forward(
 @torch.no_grad()
 def cv_losses(
     model: torch.nn.Module, loader: Iterable[dict], ctx: DistContext, bf16: bool
-) -> dict[str, float]:
-    """Utterance-weighted mean losses over all ranks ({loss, loss_ctc, loss_att}, plus `utts`
-    and `frames`). A collective: every rank calls it with its share of the cv data. Batches
-    with a non-finite loss are logged and left out. The model is back in train mode after."""
+) -> tuple[dict[str, float], Counter]:
+    """Validate on every rank's share of the cv data. A collective: every rank calls it.
+
+    Batches with a non-finite loss are logged and left out. The model is back in train mode
+    after.
+
+    Returns:
+        utterance-weighted mean losses over all ranks ({loss, loss_ctc, loss_att}, plus `utts`
+        and `frames`), and the cv utterances the data pipeline skipped, by reason, over all
+        ranks.
+    """
     model.eval()
     meter = LossMeter()
+    skipped: Counter = Counter()
     for batch in loader:
+        skipped.update(batch.get("skipped") or {})
         if not batch["keys"]:
             continue
         losses = loss_values(batch_forward(model, batch, ctx.device, bf16))
@@ -46,4 +56,4 @@ def cv_losses(
         else:
             logger.warning("rank %d: non-finite cv loss %s in %s", ctx.rank, losses, batch["keys"])
     model.train()
-    return meter.totals(ctx)
+    return meter.totals(ctx), sum(ctx.gather(skipped), Counter())

@@ -1,0 +1,25 @@
+"""Run a benchmark by name: `python -m wenet_eff.bin.benchmark NAME [its options]`.
+
+    python -m wenet_eff.bin.benchmark decode_rtf --model u2pp_conformer --threads 2
+    python -m wenet_eff.bin.benchmark train_throughput --model u2pp_conformer --threads 2
+
+Each benchmark prints a table and writes JSON (see `--help` of each).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ("decode_rtf", "train_throughput")
+
+
+def main(argv: list[str] | None = None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in BENCHMARKS:
+        sys.exit(f"usage: python -m wenet_eff.bin.benchmark {{{','.join(BENCHMARKS)}}} [options]")
+    return importlib.import_module(f"wenet_eff.bench.{argv[0]}").main(argv[1:])
+
+
+if __name__ == "__main__":
+    main()
