@@ -91,3 +91,9 @@ def test_unknown_config_key_names_the_key():
         wenet_eff.load_config("mini", ["model.encoder.outptu_size=3"])
     with pytest.raises(ValueError, match="no_such_model"):
         wenet_eff.load_config("no_such_model")
+
+
+def test_unused_parameter_flag_follows_the_loss_weights():
+    assert not tiny_model().may_leave_parameters_unused()
+    assert tiny_model("model.reverse_weight=0.0").may_leave_parameters_unused()
+    assert tiny_model("model.ctc_weight=1.0").may_leave_parameters_unused()

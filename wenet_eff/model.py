@@ -166,6 +166,13 @@ class ASRModel(nn.Module):
             self, methods, encoder_out, encoder_mask, beam_size, ctc_weight, reverse_weight
         )
 
+    def may_leave_parameters_unused(self) -> bool:
+        """Whether a training forward can leave parameters without gradient (the CTC head or the
+        decoders at a 0/1 ctc_weight, the right-to-left decoder at reverse_weight 0): DDP then
+        has to search the graph for them every step."""
+        unused_right = self.reverse_weight == 0.0 and self.decoder.right_decoder is not None
+        return self.ctc_weight in (0.0, 1.0) or unused_right
+
     def num_params(self) -> dict[str, int]:
         """Parameter counts: `total`, and `active` (parameters used per frame; equal for dense)."""
         total = sum(p.numel() for p in self.parameters())

@@ -4,7 +4,9 @@ import torch
 from tests.tiny import tiny_model
 
 
-@pytest.mark.parametrize("layer,rate", [("conv2d", 4), ("conv2d6", 6), ("conv2d8", 8)])
+@pytest.mark.parametrize(
+    "layer,rate", [("conv2d", 4), ("conv2d6", 6), ("conv2d8", 8), ("dwconv2d", 4)]
+)
 def test_subsampling_lengths(layer, rate):
     model = tiny_model(f"model.encoder.input_layer={layer}")
     xs = torch.randn(2, 100, 80)
@@ -44,3 +46,12 @@ def test_batch_norm_option_builds_and_runs():
     out, _ = model.encoder(torch.randn(2, 40, 80), torch.tensor([40, 30]))
     assert torch.isfinite(out).all()
     assert "encoder.encoders.0.conv_module.norm.running_mean" in model.state_dict()
+
+
+def test_separable_front_end_is_cheaper_with_the_same_frame_rate():
+    full = tiny_model("model.encoder.output_size=64")
+    separable = tiny_model("model.encoder.output_size=64", "model.encoder.input_layer=dwconv2d")
+    count = lambda m: sum(p.numel() for p in m.encoder.embed.conv.parameters())  # noqa: E731
+    assert count(separable) < count(full) / 4
+    xs, lens = torch.randn(1, 50, 80), torch.tensor([50])
+    assert full.encoder(xs, lens)[0].shape == separable.encoder(xs, lens)[0].shape

@@ -118,9 +118,10 @@ class Trainer:
             self.engine = deepspeed_initialize(self.model, self.optimizer, self.scheduler, cfg)
         elif ctx.world_size > 1:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-            # unused parameters: the right-to-left decoder at reverse_weight=0, idle experts
             self.engine = DistributedDataParallel(
-                self.model, device_ids=device_ids, find_unused_parameters=True
+                self.model,
+                device_ids=device_ids,
+                find_unused_parameters=self.model.may_leave_parameters_unused(),
             )
         else:
             self.engine = self.model

@@ -29,10 +29,11 @@ nbpe=300
 model=mini              # packaged model config
 dir=exp/mini
 num_gpus=0              # > 0: torchrun with one process per GPU
-nproc=1                 # CPU processes for torchrun DDP when num_gpus=0
+nproc=2                 # CPU processes (1 thread each) for torchrun DDP when num_gpus=0
 train_engine=torch_ddp  # torch_ddp | deepspeed
 deepspeed_config=conf/ds_stage2.json
-max_epoch=30
+max_epoch=16
+train_config=conf/train_mini.yaml  # the recipe's training config (packaged train.yaml + these)
 train_opts=""           # extra Hydra overrides for training, e.g. "optim.lr=0.001"
 average_num=5
 decode_modes="ctc_greedy_search ctc_prefix_beam_search attention attention_rescoring"
@@ -44,7 +45,7 @@ reverse_weight=0.5
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj N]
   [--num_sentences N] [--max_test_real N] [--data_type raw|shard] [--token_type char|bpe] [--nbpe N] [--dir exp/NAME]
   [--num_gpus N | --nproc N] [--train_engine torch_ddp|deepspeed] [--max_epoch N]
-  [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']"
+  [--train_config conf/X.yaml] [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']"
 . tools/parse_options.sh
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -150,14 +151,17 @@ if run_stage 4; then
     fi
     if [ "$nproc" -gt 1 ] || [ "$train_engine" = deepspeed ]; then
       launcher="torchrun --standalone --nnodes=1 --nproc_per_node=$nproc"
+      # on CPU, one thread per process: small matrices scale better over processes than threads
+      [ "$num_gpus" -eq 0 ] && launcher="env OMP_NUM_THREADS=1 $launcher"
     else
       launcher=python
     fi
     # shellcheck disable=SC2086  # the option strings are lists of Hydra overrides
-    $launcher -m wenet_eff.bin.train model="$model" \
+    $launcher -m wenet_eff.bin.train --config-dir "$PWD/$(dirname "$train_config")" \
+      --config-name "$(basename "$train_config" .yaml)" model="$model" \
       data.train_data="data/train/$list_name" data.cv_data="data/dev/$list_name" \
       data.data_type="$data_type" $tokenizer_opts cmvn.file=data/train/global_cmvn \
-      train.exp_dir="$dir" train.max_epoch="$max_epoch" data.num_workers="$nj" \
+      train.exp_dir="$dir" train.max_epoch="$max_epoch" \
       $engine_opts $train_opts
   fi
   python tools/plot_training.py "$dir"
