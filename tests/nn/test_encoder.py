@@ -41,11 +41,17 @@ def test_chunk_by_chunk_equals_masked_full_forward(chunk, left):
     assert (streamed - full).abs().max() <= 1e-5
 
 
-def test_batch_norm_option_builds_and_runs():
+def test_batch_norm_option_tracks_statistics_in_training_only():
     model = tiny_model("model.encoder.cnn_module_norm=batch_norm")
-    out, _ = model.encoder(torch.randn(2, 40, 80), torch.tensor([40, 30]))
-    assert torch.isfinite(out).all()
+    norm = model.encoder.encoders[0].conv_module.norm
     assert "encoder.encoders.0.conv_module.norm.running_mean" in model.state_dict()
+    xs, lens = torch.randn(2, 40, 80), torch.tensor([40, 30])
+    before = norm.running_mean.clone()
+    model.encoder(xs, lens)  # eval: statistics frozen
+    assert torch.equal(norm.running_mean, before)
+    model.train()
+    model.encoder(xs, lens)
+    assert not torch.equal(norm.running_mean, before)
 
 
 def test_separable_front_end_is_cheaper_with_the_same_frame_rate():
