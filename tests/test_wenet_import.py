@@ -159,3 +159,16 @@ def test_our_resolved_yaml_round_trips(tmp_path):
     save_config(cfg, tmp_path / "train.yaml")
     again = wenet_eff.load_config(tmp_path / "train.yaml")
     assert again == cfg
+
+
+def test_wenet_moe_yaml_maps_to_moe_layers(wenet_exp):
+    raw = json.loads(json.dumps(WENET_YAML))
+    for section in ("encoder_conf", "decoder_conf"):
+        raw[section].update(mlp_type="moe", n_expert=4, n_expert_activated=2, num_blocks=1)
+    raw["decoder_conf"]["r_num_blocks"] = 1
+    (wenet_exp / "train.yaml").write_text(yaml.safe_dump(raw))
+    cfg = wenet_eff.load_config(wenet_exp / "train.yaml")
+    assert (cfg.model.encoder.mlp_type, cfg.model.encoder.n_expert) == ("moe", 4)
+    keys = wenet_eff.build_model(cfg).state_dict().keys()
+    assert "encoder.encoders.0.feed_forward.experts.3.w_1.weight" in keys
+    assert "decoder.right_decoder.decoders.0.feed_forward.gate.weight" in keys

@@ -42,6 +42,9 @@ class EncoderConfig:
     use_dynamic_chunk: bool = False
     use_dynamic_left_chunk: bool = False
     max_pos_len: int = 5000
+    mlp_type: str = "position_wise_feed_forward"  # | moe (every FFN, macaron included)
+    n_expert: int = 8
+    n_expert_activated: int = 2
 
 
 @dataclass
@@ -58,6 +61,18 @@ class DecoderConfig:
     src_attention_dropout_rate: float = 0.1
     normalize_before: bool = True
     max_pos_len: int = 5000
+    mlp_type: str = "position_wise_feed_forward"  # | moe
+    n_expert: int = 8
+    n_expert_activated: int = 2
+
+
+@dataclass
+class MoEConfig:
+    """Training options of the MoE layers (all off by default, as in U2++ MoE)."""
+
+    capacity_factor: float = 0.0  # >0: at most ceil(cf * frames * k / E) frames per expert
+    load_balance_weight: float = 0.0  # weight of the Switch load-balancing loss
+    z_loss_weight: float = 0.0  # weight of the router z-loss
 
 
 @dataclass
@@ -69,6 +84,7 @@ class ModelConfig:
     vocab_size: int = 0  # 0: taken from tokenizer.units when the model is built
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    moe: MoEConfig = field(default_factory=MoEConfig)
     ctc_weight: float = 0.3
     reverse_weight: float = 0.3
     lsm_weight: float = 0.1

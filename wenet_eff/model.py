@@ -15,6 +15,7 @@ from wenet_eff.nn.ctc import CTC
 from wenet_eff.nn.decoder import BiTransformerDecoder
 from wenet_eff.nn.encoder import ConformerEncoder
 from wenet_eff.nn.label_smoothing import LabelSmoothingLoss
+from wenet_eff.nn.moe import moe_layers
 
 DECODE_METHODS = ("ctc_greedy_search", "ctc_prefix_beam_search", "attention", "attention_rescoring")
 
@@ -70,6 +71,8 @@ class ASRModel(nn.Module):
         reverse_weight: float = 0.3,
         lsm_weight: float = 0.1,
         length_normalized_loss: bool = False,
+        moe_load_balance_weight: float = 0.0,
+        moe_z_loss_weight: float = 0.0,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -85,6 +88,8 @@ class ASRModel(nn.Module):
         self.criterion_att = LabelSmoothingLoss(
             vocab_size, IGNORE_ID, lsm_weight, length_normalized_loss
         )
+        self.moe_load_balance_weight = moe_load_balance_weight
+        self.moe_z_loss_weight = moe_z_loss_weight
 
     def forward(
         self,
@@ -115,7 +120,25 @@ class ASRModel(nn.Module):
             loss = loss_ctc
         else:
             loss = self.ctc_weight * loss_ctc + (1 - self.ctc_weight) * loss_att
-        return {"loss": loss, "loss_ctc": loss_ctc, "loss_att": loss_att}
+        out = {"loss": loss, "loss_ctc": loss_ctc, "loss_att": loss_att}
+        if self.moe_load_balance_weight > 0 or self.moe_z_loss_weight > 0:
+            aux = self.moe_aux_loss()
+            out["loss_moe"] = aux
+            out["loss"] = loss + aux
+        return out
+
+    def moe_aux_loss(self) -> torch.Tensor:
+        """Weighted MoE load-balancing + z losses of the last training forward, mean over layers."""
+        layers = [m for _, m in moe_layers(self) if m.aux]
+        if not layers:
+            return torch.zeros(())
+        balance = torch.stack([m.aux["load_balance"] for m in layers]).mean()
+        z_loss = torch.stack([m.aux["z_loss"] for m in layers]).mean()
+        return self.moe_load_balance_weight * balance + self.moe_z_loss_weight * z_loss
+
+    def expert_usage(self) -> dict[str, torch.Tensor]:
+        """Fraction of frames routed to each expert in the last forward, per MoE layer (sum k)."""
+        return {name: m.usage for name, m in moe_layers(self) if m.usage is not None}
 
     def _att_loss(self, encoder_out, encoder_mask, ys_pad, ys_lens) -> torch.Tensor:
         ys_in, ys_out = add_sos_eos(ys_pad, self.sos, self.eos)
@@ -174,9 +197,14 @@ class ASRModel(nn.Module):
         return self.ctc_weight in (0.0, 1.0) or unused_right
 
     def num_params(self) -> dict[str, int]:
-        """Parameter counts: `total`, and `active` (parameters used per frame; equal for dense)."""
+        """Parameter counts: `total`, and `active` (parameters used per frame: only k of the
+        E experts of each MoE layer count; equal to total for a dense model)."""
         total = sum(p.numel() for p in self.parameters())
-        return {"total": total, "active": total}
+        inactive = 0
+        for _, layer in moe_layers(self):
+            per_expert = sum(p.numel() for p in layer.experts[0].parameters())
+            inactive += (layer.n_expert - layer.k) * per_expert
+        return {"total": total, "active": total - inactive}
 
 
 def build_model(cfg: DictConfig) -> ASRModel:
@@ -202,7 +230,7 @@ def build_model(cfg: DictConfig) -> ASRModel:
     encoder = ConformerEncoder(mcfg.input_dim, mcfg.encoder, global_cmvn)
     d = encoder.output_size()
     decoder = BiTransformerDecoder(vocab_size, d, mcfg.decoder)
-    return ASRModel(
+    model = ASRModel(
         vocab_size,
         encoder,
         decoder,
@@ -211,4 +239,9 @@ def build_model(cfg: DictConfig) -> ASRModel:
         mcfg.reverse_weight,
         mcfg.lsm_weight,
         mcfg.length_normalized_loss,
+        mcfg.moe.load_balance_weight,
+        mcfg.moe.z_loss_weight,
     )
+    for _, layer in moe_layers(model):
+        layer.capacity_factor = mcfg.moe.capacity_factor
+    return model

@@ -16,11 +16,12 @@ _ENCODER_KEYS = {
     "positional_dropout_rate", "attention_dropout_rate", "input_layer", "normalize_before",
     "macaron_style", "use_cnn_module", "cnn_module_kernel", "cnn_module_norm", "causal",
     "activation_type", "static_chunk_size", "use_dynamic_chunk", "use_dynamic_left_chunk",
+    "mlp_type", "n_expert", "n_expert_activated",
 }  # fmt: skip
 _DECODER_KEYS = {
     "attention_heads", "linear_units", "num_blocks", "r_num_blocks", "dropout_rate",
     "positional_dropout_rate", "self_attention_dropout_rate", "src_attention_dropout_rate",
-    "normalize_before",
+    "normalize_before", "mlp_type", "n_expert", "n_expert_activated",
 }  # fmt: skip
 # WeNet keys that only select behaviour we implement as the default (value must match).
 _ENCODER_FIXED = {
@@ -39,11 +40,13 @@ _WENET_ENCODER_DEFAULTS = {
     "use_dynamic_chunk": False, "use_dynamic_left_chunk": False, "macaron_style": True,
     "activation_type": "swish", "use_cnn_module": True, "cnn_module_kernel": 15,
     "causal": False, "cnn_module_norm": "batch_norm",
+    "mlp_type": "position_wise_feed_forward", "n_expert": 8, "n_expert_activated": 2,
 }  # fmt: skip
 _WENET_DECODER_DEFAULTS = {
     "attention_heads": 4, "linear_units": 2048, "num_blocks": 6, "r_num_blocks": 0,
     "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.0,
     "src_attention_dropout_rate": 0.0, "normalize_before": True,
+    "mlp_type": "position_wise_feed_forward", "n_expert": 8, "n_expert_activated": 2,
 }  # fmt: skip
 _WENET_MODEL_DEFAULTS = {
     "ctc_weight": 0.5, "reverse_weight": 0.0, "lsm_weight": 0.0, "length_normalized_loss": False,

@@ -42,3 +42,15 @@ def test_two_ranks_stay_identical_with_uneven_data_and_a_nan(tmp_path):
     assert info["step"] == 2 and info["nonfinite_steps"] == 1
     cfg = load_config(exp / "train.yaml")
     assert abs(info["cv_loss"] - cv_loss(cfg, final)) < 1e-4 * info["cv_loss"]
+
+
+def test_two_ranks_train_an_moe_model_without_unused_parameter_search(tmp_path):
+    # few frames per batch and 8 experts: some experts get no frame on one rank in some step;
+    # they still join the graph (zero gradient), so DDP needs no find_unused_parameters
+    corpus = write_corpus(tmp_path / "data", 8)
+    exp = tmp_path / "exp"
+    args = corpus.overrides(exp, "train.max_epoch=1", "model/ffn=moe")
+    check(run_train(args, nproc=2, module="tests.train.hooks", env={"DUMP_PARAMS": "1"}))
+    rank0, rank1 = (torch.load(exp / f"rank{r}.params.pt") for r in (0, 1))
+    assert any("experts.7.w_1" in k for k in rank0)
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)

@@ -272,3 +272,21 @@ def test_real_model_bf16(corpus, tmp_path):
     trainer.fit()
     assert trainer.progress.step == 2
     assert ckpt.read_info(tmp_path / "step_2.yaml")["cv_loss"] > 0
+
+
+def test_moe_model_trains_and_logs_expert_usage(corpus, tmp_path):
+    overrides = ["model/ffn=moe", "model.moe.load_balance_weight=0.01", "train.max_steps=4"]
+    _, trainer = real_setup(corpus, tmp_path, *overrides, "train.log_interval=2")
+    gate = trainer.model.encoder.encoders[0].feed_forward.gate.weight
+    before = gate.detach().clone()
+    trainer.fit()
+    assert trainer.progress.step == 4
+    assert not torch.equal(gate, before)  # the router learns (no auxiliary loss needed for it)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss_moe", "moe/max_load"} <= tags
+    usage = [t for t in tags if t.startswith("moe_usage/encoder.encoders.0.feed_forward/")]
+    assert len(usage) == 8
+    total = sum(events.Scalars(t)[-1].value for t in usage)
+    assert total == pytest.approx(2.0, abs=1e-4)  # fractions of frames sum to k

@@ -2,6 +2,7 @@
 
     python -m wenet_eff.bin.benchmark decode_rtf --model u2pp_conformer --threads 2
     python -m wenet_eff.bin.benchmark train_throughput --model u2pp_conformer --threads 2
+    python -m wenet_eff.bin.benchmark moe_rtf --threads 2
 
 Each benchmark prints a table and writes JSON (see `--help` of each).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("decode_rtf", "train_throughput")
+BENCHMARKS = ("decode_rtf", "train_throughput", "moe_rtf")
 
 
 def main(argv: list[str] | None = None):

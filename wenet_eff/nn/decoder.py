@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from wenet_eff.config import DecoderConfig
 from wenet_eff.nn.attention import MultiHeadedAttention
 from wenet_eff.nn.embedding import PositionalEncoding
-from wenet_eff.nn.ffn import PositionwiseFeedForward, activation
+from wenet_eff.nn.ffn import activation
 from wenet_eff.nn.linear import linear
 from wenet_eff.nn.mask import make_pad_mask, subsequent_mask
+from wenet_eff.nn.moe import build_ffn
 
 
 class DecoderLayer(nn.Module):
@@ -22,7 +23,7 @@ class DecoderLayer(nn.Module):
         size: int,
         self_attn: MultiHeadedAttention,
         src_attn: MultiHeadedAttention,
-        feed_forward: PositionwiseFeedForward,
+        feed_forward: nn.Module,
         dropout_rate: float,
         normalize_before: bool = True,
     ):
@@ -95,8 +96,14 @@ class TransformerDecoder(nn.Module):
                 d_model,
                 MultiHeadedAttention(cfg.attention_heads, d_model, cfg.self_attention_dropout_rate),
                 MultiHeadedAttention(cfg.attention_heads, d_model, cfg.src_attention_dropout_rate),
-                PositionwiseFeedForward(
-                    d_model, cfg.linear_units, cfg.dropout_rate, activation("relu")
+                build_ffn(
+                    d_model,
+                    cfg.linear_units,
+                    cfg.dropout_rate,
+                    activation("relu"),
+                    cfg.mlp_type,
+                    cfg.n_expert,
+                    cfg.n_expert_activated,
                 ),
                 cfg.dropout_rate,
                 cfg.normalize_before,

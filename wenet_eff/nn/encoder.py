@@ -11,8 +11,9 @@ from wenet_eff.nn.cmvn import GlobalCMVN
 from wenet_eff.nn.convolution import EMPTY_CNN_CACHE, ConvolutionModule
 from wenet_eff.nn.embedding import RelPositionalEncoding
 from wenet_eff.nn.encoder_layer import ConformerEncoderLayer
-from wenet_eff.nn.ffn import PositionwiseFeedForward, activation
+from wenet_eff.nn.ffn import activation
 from wenet_eff.nn.mask import add_optional_chunk_mask, make_pad_mask
+from wenet_eff.nn.moe import build_ffn
 from wenet_eff.nn.subsampling import Conv2dSubsampling
 
 
@@ -43,9 +44,15 @@ class ConformerEncoder(nn.Module):
         self.use_dynamic_chunk = cfg.use_dynamic_chunk
         self.use_dynamic_left_chunk = cfg.use_dynamic_left_chunk
 
-        def ffn() -> PositionwiseFeedForward:
-            return PositionwiseFeedForward(
-                d, cfg.linear_units, cfg.dropout_rate, activation(cfg.activation_type)
+        def ffn() -> nn.Module:
+            return build_ffn(
+                d,
+                cfg.linear_units,
+                cfg.dropout_rate,
+                activation(cfg.activation_type),
+                cfg.mlp_type,
+                cfg.n_expert,
+                cfg.n_expert_activated,
             )
 
         self.encoders = nn.ModuleList(

@@ -7,7 +7,6 @@ import torch.nn as nn
 
 from wenet_eff.nn.attention import EMPTY_ATT_CACHE, RelPositionMultiHeadedAttention
 from wenet_eff.nn.convolution import EMPTY_CNN_CACHE, ConvolutionModule
-from wenet_eff.nn.ffn import PositionwiseFeedForward
 
 
 class ConformerEncoderLayer(nn.Module):
@@ -20,8 +19,8 @@ class ConformerEncoderLayer(nn.Module):
         self,
         size: int,
         self_attn: RelPositionMultiHeadedAttention,
-        feed_forward: PositionwiseFeedForward,
-        feed_forward_macaron: PositionwiseFeedForward | None,
+        feed_forward: nn.Module,
+        feed_forward_macaron: nn.Module | None,
         conv_module: ConvolutionModule | None,
         dropout_rate: float,
         normalize_before: bool = True,

@@ -15,6 +15,7 @@ ROLES = (
     "attn.pos",  # relative-position projection
     "ffn.w_1",
     "ffn.w_2",
+    "moe.gate",  # MoE router (kept in float by default: tiny and routing-critical)
     "conv.pointwise",
     "subsampling.out",
     "output",  # CTC head and decoder output layer

@@ -21,7 +21,7 @@ from wenet_eff.train.dist import DistContext
 
 logger = logging.getLogger("wenet_eff.train")
 
-LOSS_KEYS = ("loss", "loss_ctc", "loss_att")
+LOSS_KEYS = ("loss", "loss_ctc", "loss_att", "loss_moe")
 
 
 def loss_values(out: dict) -> dict[str, float]:
@@ -39,7 +39,10 @@ class LossMeter:
 
     def __init__(self, sums: list[float] | None = None) -> None:
         # per loss key: (weighted sum, utterances), then total utterances, total frames
-        self.sums = list(sums) if sums is not None else [0.0] * (2 * len(LOSS_KEYS) + 2)
+        size = 2 * len(LOSS_KEYS) + 2
+        self.sums = list(sums) if sums is not None else [0.0] * size
+        if len(self.sums) < size:  # a checkpoint from before a key was added: its sums are zero
+            self.sums[-2:-2] = [0.0] * (size - len(self.sums))
 
     def add(self, losses: dict[str, float], utts: int, frames: int) -> None:
         """Add one batch's per-utterance losses, weighted by its `utts` utterances."""
@@ -65,7 +68,7 @@ class LossMeter:
 
 def format_losses(values: dict[str, float]) -> str:
     """`loss 12.345 ctc 20.1 att 9.8` for whichever terms are present."""
-    names = {"loss": "loss", "loss_ctc": "ctc", "loss_att": "att"}
+    names = {"loss": "loss", "loss_ctc": "ctc", "loss_att": "att", "loss_moe": "moe"}
     return " ".join(f"{names[k]} {values[k]:.3f}" for k in LOSS_KEYS if k in values)
 
 
@@ -139,6 +142,18 @@ class Monitor:
         self.scalars(
             "train", {**values, "lr": lr, "grad_norm": grad_norm, "frames_per_s": fps}, step
         )
+
+    def expert_usage(self, usage: dict[str, list[float]], k: int, step: int) -> None:
+        """TensorBoard `moe_usage/<layer>/expert<e>`: fraction of frames per expert (sums to k
+        per layer), and `moe/max_load`: the busiest expert's share over a balanced one's."""
+        if self.writer is None or not usage:
+            return
+        for layer, fractions in usage.items():
+            for e, value in enumerate(fractions):
+                self.writer.add_scalar(f"moe_usage/{layer}/expert{e}", value, step)
+        max_load = max(max(f) * len(f) / k for f in usage.values())
+        self.writer.add_scalar("moe/max_load", max_load, step)
+        self.writer.flush()
 
     def epoch_summary(
         self,

@@ -37,6 +37,7 @@ from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from wenet_eff.nn.moe import moe_layers
 from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train import resume
 from wenet_eff.train.dist import DistContext, deepspeed_initialize
@@ -98,6 +99,7 @@ class Trainer:
         self.deepspeed = tcfg.train_engine == "deepspeed"
         self.bf16 = tcfg.dtype == "bf16"
         self.model = model.to(ctx.device)  # the plain module: what N.pt holds
+        self.moe = moe_layers(self.model)
         self.progress = Progress()
         self.epoch_state = EpochState()
         self.resume_rng: dict | None = None
@@ -239,6 +241,10 @@ class Trainer:
         if self.deepspeed and not boundary:
             self.engine.step()  # DeepSpeed counts micro-batches in step(); no update here
         losses = loss_values(out)
+        for name, layer in self.moe:
+            if layer.usage is not None:
+                self.interval_usage[name] = self.interval_usage.get(name, 0) + layer.usage
+        self.interval_batches += 1
         if all(math.isfinite(v) for v in losses.values()):
             utts, frames = len(batch["keys"]), int(batch["feats_lengths"].sum())
             self.interval_meter.add(losses, utts, frames)
@@ -304,6 +310,8 @@ class Trainer:
     def _interval_reset(self) -> None:
         self.interval_meter = LossMeter()
         self.interval_norms: list[float] = []
+        self.interval_usage: dict[str, torch.Tensor] = {}  # MoE layer -> summed usage
+        self.interval_batches = 0
         self.interval_start = time.perf_counter()
 
     def _log_interval(self, epoch: int) -> None:
@@ -311,6 +319,10 @@ class Trainer:
         fps = stats["frames"] / max(time.perf_counter() - self.interval_start, 1e-9)
         norm = sum(self.interval_norms) / max(len(self.interval_norms), 1)
         self.monitor.train_interval(epoch, self.progress.step, stats, self.lr, norm, fps)
+        if self.moe:
+            batches = max(self.interval_batches, 1)
+            usage = {n: (u / batches).tolist() for n, u in self.interval_usage.items()}
+            self.monitor.expert_usage(usage, self.moe[0][1].k, self.progress.step)
         self._interval_reset()
 
     def _cv(self) -> tuple[dict[str, float], Counter]:

@@ -1,0 +1,222 @@
+"""MoE cost benchmark: Dense-225M vs MoE-1B vs Dense-1B RTF, and MoE dispatch vs a full scan.
+
+    python -m wenet_eff.bin.benchmark moe_rtf --threads 2
+
+1. Dispatch: one MoE layer of the paper shape (d=576, 2048 units, 8 experts, top-2) on a
+   1,000-frame batch: our sort-once dispatch against the per-expert full scan (`torch.where`
+   over all frames for each expert, as WeNet does), inference and training (forward+backward).
+2. Models (random weights, batch 1, `--seconds` of audio, threads stated):
+   - ctc_greedy: encoder (full context) + CTC head + argmax;
+   - streaming: chunk-by-chunk encoder with caches (`--chunk` frames, all left context) + CTC;
+   - attention_rescoring: encoder + CTC + both decoders scoring a fixed n-best of `--nbest`
+     hypotheses of `--hyp_len` tokens (fixed so random weights do not change the work; the
+     CTC prefix search itself is model-independent Python and left out).
+   Active FLOPs are counted with FlopCounterMode (encoder + CTC), so the table shows the RTF
+   ratio to Dense-225M next to the FLOPs ratio, and their quotient: the MoE overhead.
+3. Expert usage of the MoE model on the benchmark audio (fraction of frames per expert).
+Writes JSON and prints tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+import torch
+
+from wenet_eff.bench.common import environment, write_json
+from wenet_eff.bench.model_info import flops_per_second
+from wenet_eff.config import load_config
+from wenet_eff.decode.attention import attention_rescoring
+from wenet_eff.decode.ctc import Hypothesis
+from wenet_eff.model import build_model
+from wenet_eff.nn.moe import MoEFFNLayer, moe_layers, naive_moe
+
+MODELS = ("paper_dense_225m", "paper_moe_1b", "paper_dense_1b")
+
+
+def _time(fn, repeats: int) -> float:
+    """Mean seconds of `fn()` over `repeats` runs after one warm-up run."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
+def dispatch(args: argparse.Namespace) -> dict:
+    """Our MoE dispatch vs the per-expert full scan on one paper-shaped layer."""
+    torch.manual_seed(0)
+    layer = MoEFFNLayer(args.dim, args.units, 0.0, torch.nn.SiLU(), args.n_expert, args.k)
+    # a trained-looking router: larger logits, so routing is decisive
+    torch.nn.init.normal_(layer.gate.weight, std=0.5)
+    x = torch.randn(1, args.frames, args.dim)
+    assert torch.allclose(layer(x), naive_moe(layer, x), atol=1e-4), "dispatch != reference"
+    out = {}
+    with torch.inference_mode():
+        out["ours_infer_s"] = _time(lambda: layer(x), args.repeats * 5)
+        out["scan_infer_s"] = _time(lambda: naive_moe(layer, x), args.repeats * 5)
+
+    def train_step(fn):
+        layer.zero_grad(set_to_none=True)
+        fn(layer, x).sum().backward()
+
+    out["ours_train_s"] = _time(lambda: train_step(MoEFFNLayer.__call__), args.repeats * 5)
+    out["scan_train_s"] = _time(lambda: train_step(naive_moe), args.repeats * 5)
+    out["infer_speedup"] = out["scan_infer_s"] / out["ours_infer_s"]
+    out["train_speedup"] = out["scan_train_s"] / out["ours_train_s"]
+    return out
+
+
+@torch.inference_mode()
+def model_rtf(name: str, args: argparse.Namespace) -> dict:
+    """RTF of one packaged model on `args.seconds` of random features (random weights)."""
+    torch.manual_seed(0)
+    cfg = load_config(name, [f"model.vocab_size={args.vocab_size}", *args.override])
+    model = build_model(cfg).eval()
+    frames = int(args.seconds * 100)
+    feats = torch.randn(1, frames, cfg.model.input_dim)
+    lens = torch.tensor([frames])
+    flops = flops_per_second(model, args.seconds, cfg.model.input_dim)
+    generator = torch.Generator().manual_seed(1)
+    nbest = [
+        [
+            Hypothesis(
+                torch.randint(2, args.vocab_size - 1, (args.hyp_len,), generator=generator).tolist()
+            )
+            for _ in range(args.nbest)
+        ]
+    ]
+
+    def greedy():
+        enc, _ = model.encoder(feats, lens)
+        return model.ctc.log_softmax(enc).argmax(-1)
+
+    def streaming():
+        enc, _ = model.encoder.forward_chunk_by_chunk(feats, args.chunk, -1)
+        return model.ctc.log_softmax(enc).argmax(-1)
+
+    def rescoring():
+        enc, mask = model.encoder(feats, lens)
+        model.ctc.log_softmax(enc).argmax(-1)
+        return attention_rescoring(model, nbest, enc, mask, 0.3, 0.3)
+
+    times = {
+        "ctc_greedy": _time(greedy, args.repeats),
+        f"streaming_chunk{args.chunk}": _time(streaming, args.repeats),
+        "attention_rescoring": _time(rescoring, args.repeats),
+    }
+    usage = {}
+    if moe_layers(model):
+        model.encoder(feats, lens)
+        usage = {n: [round(v, 4) for v in u.tolist()] for n, u in model.expert_usage().items()}
+    result = {
+        "model": name,
+        "params": model.num_params(),
+        "gflops_per_audio_second": (flops["encoder"] + flops["ctc"]) / 1e9,
+        "rtf": {k: t / args.seconds for k, t in times.items()},
+        "expert_usage": usage,
+    }
+    return result
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    result = {"dispatch": dispatch(args), "models": [], **environment()}
+    for name in args.models:
+        result["models"].append(model_rtf(name, args))
+        gc.collect()  # free one model (GBs) before building the next
+        print(f"  measured {name}", flush=True)
+    base = result["models"][0]
+    for row in result["models"]:
+        flops_ratio = row["gflops_per_audio_second"] / base["gflops_per_audio_second"]
+        row["flops_ratio"] = flops_ratio
+        row["rtf_ratio"] = {k: v / base["rtf"][k] for k, v in row["rtf"].items()}
+        row["overhead_vs_flops"] = {k: v / flops_ratio for k, v in row["rtf_ratio"].items()}
+        row["seconds_per_tflop"] = {
+            k: v / row["gflops_per_audio_second"] * 1e3 for k, v in row["rtf"].items()
+        }
+    result["settings"] = {
+        k: getattr(args, k)
+        for k in ("seconds", "chunk", "nbest", "hyp_len", "vocab_size", "frames", "threads")
+    }
+    return result
+
+
+def print_result(result: dict, args: argparse.Namespace) -> None:
+    d = result["dispatch"]
+    print(
+        f"MoE dispatch, {args.frames} frames, d={args.dim}, {args.units} units, "
+        f"{args.n_expert} experts top-{args.k}, {args.threads} threads:"
+    )
+    print(f"{'':<12}{'ours ms':>10}{'full scan ms':>14}{'speedup':>10}")
+    for mode in ("infer", "train"):
+        print(
+            f"{mode:<12}{d[f'ours_{mode}_s'] * 1e3:>10.2f}{d[f'scan_{mode}_s'] * 1e3:>14.2f}"
+            f"{d[f'{mode}_speedup']:>9.2f}x"
+        )
+    print(
+        f"\nRTF, {args.seconds:g} s of audio, batch 1, {args.threads} threads, random weights "
+        f"(rescoring: {args.nbest} x {args.hyp_len}-token n-best):"
+    )
+    keys = list(result["models"][0]["rtf"])
+    head = f"{'model':<18}{'params':>9}{'active':>9}{'GFLOP/s':>9}{'FLOPs x':>9}"
+    print(head + "".join(f"{k:>22}" for k in keys))
+    for row in result["models"]:
+        p = row["params"]
+        line = (
+            f"{row['model']:<18}{p['total'] / 1e6:>8.1f}M{p['active'] / 1e6:>8.1f}M"
+            f"{row['gflops_per_audio_second']:>9.2f}{row['flops_ratio']:>8.2f}x"
+        )
+        cells = "".join(f"{row['rtf'][k]:>11.4f} ({row['rtf_ratio'][k]:>5.2f}x)  " for k in keys)
+        print(line + cells)
+    print("RTF ratio / FLOPs ratio (MoE overhead beyond active compute; target <= 1.1):")
+    for row in result["models"][1:]:
+        cells = ", ".join(f"{k} {v:.2f}" for k, v in row["overhead_vs_flops"].items())
+        print(f"  {row['model']}: {cells}")
+    names = [r["model"] for r in result["models"]]
+    if "paper_moe_1b" in names and "paper_dense_1b" in names:
+        moe = result["models"][names.index("paper_moe_1b")]["rtf"]
+        big = result["models"][names.index("paper_dense_1b")]["rtf"]
+        cells = ", ".join(f"{k} {big[k] / moe[k]:.2f}" for k in moe)
+        print(f"RTF Dense-1B / MoE-1B (target >= 2): {cells}")
+    for row in result["models"]:
+        if row["expert_usage"]:
+            usage = row["expert_usage"]
+            shares = [max(u) for u in usage.values()]
+            print(
+                f"expert usage of {row['model']} ({len(usage)} MoE layers, fractions sum to k): "
+                f"busiest expert per layer {min(shares):.3f}..{max(shares):.3f} "
+                f"(balanced: {args.k / args.n_expert:.3f})"
+            )
+            for name, u in list(usage.items())[:3]:
+                print(f"  {name}: {' '.join(f'{v:.3f}' for v in u)}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", nargs="+", default=list(MODELS), help="first one is the baseline")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--chunk", type=int, default=16, help="streaming chunk (encoder frames)")
+    p.add_argument("--nbest", type=int, default=10)
+    p.add_argument("--hyp_len", type=int, default=60)
+    p.add_argument("--vocab_size", type=int, default=5002)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--frames", type=int, default=1000, help="dispatch benchmark batch")
+    p.add_argument("--dim", type=int, default=576)
+    p.add_argument("--units", type=int, default=2048)
+    p.add_argument("--n_expert", type=int, default=8)
+    p.add_argument("--k", type=int, default=2)
+    p.add_argument("--override", nargs="*", default=[], help="config overrides for every model")
+    p.add_argument("--out", default="bench_results/moe_rtf.json")
+    args = p.parse_args(argv)
+    result = run(args)
+    print_result(result, args)
+    write_json(result, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
