@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 
@@ -14,6 +15,7 @@ from asterisk_prompts import (
     select_prompts,
 )
 from generate_sentences import MAX_WORDS, generate_sentences, tts_prompt
+from lexicon import load_lexicon
 
 from wenet_eff.data.text_norm import normalize_english
 
@@ -77,3 +79,13 @@ def test_default_corpus_avoids_every_real_prompt():
     assert len(exclude) > 300
     sentences = generate_sentences(2500, seed=7, exclude=exclude)
     assert not exclude & {s.text for s in sentences}
+
+
+def test_lexicon_size_limits_the_vocabulary():
+    full = {w for s in generate_sentences(1500, seed=1) for w in s.text.split()}
+    small = {w for s in generate_sentences(1500, seed=1, lexicon_size=10) for w in s.text.split()}
+    assert len(small) < 0.6 * len(full)
+    lexicon = load_lexicon(max_per_list=10)
+    assert all(len(getattr(lexicon, f.name)) <= 10 for f in dataclasses.fields(lexicon))
+    # spread through each (alphabetical) list, not just its first entries
+    assert lexicon.objects[-1].singular[0] > "m"

@@ -77,3 +77,11 @@ def test_each_engine_speaks(name):
     assert sr >= 8000 and wav.dtype == np.float32 and wav.ndim == 1
     assert 0.5 < wav.shape[0] / sr < 5 and np.sqrt(np.mean(wav**2)) > 0.01
     assert fast_wav.shape[0] < wav.shape[0]  # the tempo control reaches the engine
+
+
+def test_espeak_speaker_pool_holds_the_test_variant_out():
+    names = [v.name for v in VOICES]
+    assert len(names) == len(set(names))
+    espeak = [v for v in VOICES if v.engine == "espeak" and v.name not in HELD_OUT_VOICES]
+    assert len(espeak) > 300  # accents x variants: many speakers, not a handful
+    assert not any(v.model.endswith("+f5") for v in espeak)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The mini recipe: a U2++ Conformer trained on ~2 h of English synthesised with offline TTS
-# voices (flite, festival, espeak-ng, piper), tested on held-out synthetic speech (`test`) and
+# The mini recipe: a U2++ Conformer trained on ~6 h of English synthesised with offline TTS
+# voices (flite, festival, espeak-ng with hundreds of accent x variant speakers, piper), tested on held-out synthetic speech (`test`) and
 # on real recorded telephone prompts (`test_real`, Asterisk core sounds, never trained on).
 #
 #   bash run.sh                          # everything, stage -1 to 7
-#   bash run.sh --stage 4 --stop_stage 5 --max_epoch 20
+#   bash run.sh --stage 4 --stop_stage 5 --model mini_moe --dir exp/mini_moe   # MoE FFNs
 #   bash run.sh --stage 4 --nproc 2      # CPU DDP with torchrun
 #   bash run.sh --stage 4 --num_gpus 2 --train_engine deepspeed --deepspeed_config conf/ds_stage2.json
 #
@@ -18,7 +18,8 @@ stop_stage=7
 force=false
 nj=2                    # parallel processes for synthesis, audio decoding, CMVN and shards
 seed=7
-num_sentences=2500
+num_sentences=8000      # ~6.5 h of speech
+lexicon_size=20         # N words per open-class word list (0: all; 20 gives ~840 words)
 num_test=200            # test-only sentences (half spoken by voices never in train)
 num_dev=150
 max_test_real=0         # >0: only the first N real prompts (quick trials and tests)
@@ -32,10 +33,10 @@ num_gpus=0              # > 0: torchrun with one process per GPU
 nproc=2                 # CPU processes (1 thread each) for torchrun DDP when num_gpus=0
 train_engine=torch_ddp  # torch_ddp | deepspeed
 deepspeed_config=conf/ds_stage2.json
-max_epoch=16
+max_epoch=100           # conf/train_mini.yaml stops at train.max_steps first
 train_config=conf/train_mini.yaml  # the recipe's training config (packaged train.yaml + these)
 train_opts=""           # extra Hydra overrides for training, e.g. "optim.lr=0.001"
-average_num=5
+average_num=2
 decode_modes="ctc_greedy_search ctc_prefix_beam_search attention attention_rescoring"
 test_sets="test test_real"
 beam_size=10
@@ -71,6 +72,7 @@ if run_stage -1; then
   fi
   if needs data/local/sentences.tsv; then
     python local/generate_sentences.py --num "$num_sentences" --seed "$seed" \
+      --lexicon_size "$lexicon_size" \
       --exclude data/local/test_real/exclude.txt data/local/sentences.tsv
   fi
   if needs data/local/synth/wav.scp; then

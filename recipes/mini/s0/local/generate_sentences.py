@@ -38,18 +38,21 @@ class Sentence:
     prompt: str
 
 
-def generate_sentences(num: int, seed: int, exclude: set[str] = frozenset()) -> list[Sentence]:
+def generate_sentences(
+    num: int, seed: int, exclude: set[str] = frozenset(), lexicon_size: int = 0
+) -> list[Sentence]:
     """`num` distinct sentences drawn from the grammar with `random.Random(seed)`.
 
     Args:
         num: how many sentences.
         seed: the only source of randomness: the same seed gives the same list.
         exclude: normalised sentences that must never be produced (the test_real prompts).
+        lexicon_size: > 0 uses only N words of each open-class word list.
 
     Raises:
         RuntimeError: the grammar cannot produce `num` distinct allowed sentences.
     """
-    grammar = Grammar(load_lexicon(), random.Random(seed))
+    grammar = Grammar(load_lexicon(max_per_list=lexicon_size), random.Random(seed))
     seen: set[str] = set()
     sentences: list[Sentence] = []
     attempts = 0
@@ -106,11 +109,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num", type=int, default=2500, help="number of sentences")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--lexicon_size", type=int, default=0, help="N words of each word list (0: all)"
+    )
     parser.add_argument("--exclude", help="normalised sentences to never produce, one per line")
     parser.add_argument("out", help="output TSV: TRANSCRIPT<TAB>prompt")
     args = parser.parse_args()
     exclude = read_exclude(args.exclude) if args.exclude else set()
-    sentences = generate_sentences(args.num, args.seed, exclude)
+    sentences = generate_sentences(args.num, args.seed, exclude, args.lexicon_size)
     write_sentences(args.out, sentences)
     words = {w for s in sentences for w in s.text.split()}
     print(

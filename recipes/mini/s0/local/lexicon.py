@@ -7,6 +7,7 @@ so a person can read and extend them; a noun line may give an irregular plural
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,9 +109,14 @@ def _read_words(name: str, lexicon_dir: Path) -> tuple[str, ...]:
     return tuple(" ".join(fields) for fields in _read_entries(name, lexicon_dir))
 
 
-def load_lexicon(lexicon_dir: Path = LEXICON_DIR) -> Lexicon:
-    """Read every word list from `lexicon_dir`."""
-    return Lexicon(
+def load_lexicon(lexicon_dir: Path = LEXICON_DIR, max_per_list: int = 0) -> Lexicon:
+    """Read every word list from `lexicon_dir`.
+
+    Args:
+        max_per_list: > 0 keeps N entries of each list, evenly spaced through it (a smaller
+            vocabulary, so each word is heard more often in a corpus of a given size); 0: all.
+    """
+    lexicon = Lexicon(
         people=_read_nouns("people", lexicon_dir),
         objects=_read_nouns("objects", lexicon_dir),
         places=_read_nouns("places", lexicon_dir),
@@ -125,3 +131,14 @@ def load_lexicon(lexicon_dir: Path = LEXICON_DIR) -> Lexicon:
         surnames=_read_words("surnames", lexicon_dir),
         cities=_read_words("cities", lexicon_dir),
     )
+    if max_per_list > 0:
+        names = [f.name for f in dataclasses.fields(Lexicon)]
+        lexicon = Lexicon(**{n: _spread(getattr(lexicon, n), max_per_list) for n in names})
+    return lexicon
+
+
+def _spread(entries: tuple, n: int) -> tuple:
+    """`n` entries evenly spaced through `entries` (all of them when there are at most n)."""
+    if len(entries) <= n:
+        return entries
+    return tuple(entries[i * len(entries) // n] for i in range(n))

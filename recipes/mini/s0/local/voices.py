@@ -52,6 +52,28 @@ class Prosody:
     pitch: int = 50
 
 
+# espeak-ng speakers: every accent with every variant below (a variant sets the voice
+# quality: formants, pitch range, breathiness). Variant f5 is held out entirely, so the
+# held-out test speaker's voice quality is never heard in training.
+ESPEAK_ACCENTS = (
+    "en-us", "en", "en-gb", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+    "en-gb-scotland", "en-us-nyc",
+)  # fmt: skip
+ESPEAK_VARIANTS = (
+    "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "klatt", "klatt2",
+    "klatt3", "klatt4", "klatt6", "croak", "adam", "Alex", "Andy", "Annie", "aunty", "belinda",
+    "benjamin", "caleb", "david", "ed", "edward", "Gene", "grandma", "grandpa", "Jacky", "john",
+    "Lee", "linda", "max", "Michael", "Mike", "norbert", "paul", "quincy", "rob", "robert",
+    "shelby", "steph", "Storm", "travis", "victor",
+)  # fmt: skip
+ESPEAK_SHARE = 11.0  # total training weight of all espeak speakers together
+
+
+def _espeak_voice(accent: str, variant: str, weight: float) -> Voice:
+    name = f"espeak-{accent.replace('-x-', '-')}-{variant.lower()}"
+    return Voice(name, "espeak", f"{accent}+{variant}", weight)
+
+
 VOICES: tuple[Voice, ...] = (
     Voice("flite-kal", "flite", "kal"),
     Voice("flite-kal16", "flite", "kal16"),
@@ -61,19 +83,15 @@ VOICES: tuple[Voice, ...] = (
     Voice("festival-kal", "festival", "kal_diphone"),
     Voice("festival-ked", "festival", "ked_diphone"),
     Voice("festival-slt-hts", "festival", "cmu_us_slt_arctic_hts", 2.0),
-    Voice("espeak-en-us", "espeak", "en-us"),
-    Voice("espeak-en-us-f2", "espeak", "en-us+f2"),
-    Voice("espeak-en-us-m3", "espeak", "en-us+m3"),
-    Voice("espeak-en-us-klatt2", "espeak", "en-us+klatt2"),
-    Voice("espeak-en-f4", "espeak", "en+f4"),
-    Voice("espeak-en-m7", "espeak", "en+m7"),
-    Voice("espeak-en-gb-rp-m1", "espeak", "en-gb-x-rp+m1"),
-    Voice("espeak-en-gb-f3", "espeak", "en-gb+f3"),
-    Voice("espeak-en-029-m2", "espeak", "en-029+m2"),
-    Voice("espeak-en-gb-gbclan-f1", "espeak", "en-gb-x-gbclan+f1"),
-    Voice("espeak-en-gb-scotland-f5", "espeak", "en-gb-scotland+f5"),
     Voice("piper-joe", "piper", "en_US-joe-medium", 4.0),
+    _espeak_voice("en-gb-scotland", "f5", 1.0),
+    *(
+        _espeak_voice(a, v, ESPEAK_SHARE / (len(ESPEAK_ACCENTS) * len(ESPEAK_VARIANTS)))
+        for a in ESPEAK_ACCENTS
+        for v in ESPEAK_VARIANTS
+    ),
 )
+
 # Voices heard only in the test set: one flite CG voice and one espeak accent+variant.
 HELD_OUT_VOICES = ("flite-awb", "espeak-en-gb-scotland-f5")
 
