@@ -10,7 +10,7 @@ def _teacher_forced_score(model, memory, mask, tokens, decoder):
     """Reference: one sequence at a time, no padding, no cache."""
     ys_in = torch.tensor([[model.sos, *tokens]])
     logits = decoder(memory, mask, ys_in, torch.tensor([len(tokens) + 1]))
-    logp = F.log_softmax(logits, -1)[0]
+    logp = F.log_softmax(logits, -1)[0].detach()
     return float(sum(logp[i, t] for i, t in enumerate([*tokens, model.eos])))
 
 
