@@ -184,3 +184,13 @@ def test_upcycling_refuses_a_different_model():
     other = tiny_model(*MOE, "model.encoder.linear_units=64")
     with pytest.raises(ValueError, match="shape"):
         upcycle_state_dict(dense.state_dict(), other)
+
+
+def test_aux_losses_belong_to_training_forwards_only():
+    layer = _layer(4, 2).train()
+    x = torch.randn(1, 10, 8)
+    layer(x)
+    assert set(layer.aux) == {"load_balance", "z_loss"}
+    layer.eval()
+    layer(x)
+    assert layer.aux == {}  # a validation forward does not carry the last step's losses

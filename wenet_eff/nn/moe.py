@@ -98,8 +98,7 @@ class MoEFFNLayer(nn.Module):
             frame, gathered_weights = frame[keep], gathered_weights[keep]
             counts = counts.clamp(max=capacity)
         self.usage = counts.detach().float() / max(n, 1)
-        if self.training:
-            self.aux = self._aux_losses(logits, counts, n)
+        self.aux = self._aux_losses(logits, counts, n) if self.training else {}
         x_sorted = x.index_select(0, frame)
         outs = [
             expert(block)
