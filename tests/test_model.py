@@ -66,13 +66,13 @@ def test_loss_is_weighted_sum_and_decreases_on_a_tiny_batch():
     w = model.ctc_weight
     assert torch.allclose(out["loss"], w * out["loss_ctc"] + (1 - w) * out["loss_att"])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = float(out["loss"])
+    first = out["loss"].item()
     for _ in range(40):
         opt.zero_grad()
         loss = model(speech, lens, text, text_lens)["loss"]
         loss.backward()
         opt.step()
-    assert float(loss) < 0.5 * first
+    assert loss.item() < 0.5 * first
 
 
 def test_ctc_only_and_attention_only_weights():
