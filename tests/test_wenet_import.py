@@ -8,7 +8,7 @@ import torch
 import yaml
 
 import wenet_eff
-from tests.tiny import WENET_LAYOUT
+from tests.wenet_layout import wenet_u2pp_layout
 
 # The architecture part of WeNet's LibriSpeech train_u2++_conformer.yaml, as WeNet writes it
 # into an experiment directory (paths relative to the recipe directory).
@@ -88,8 +88,7 @@ def test_wenet_train_yaml_maps_to_the_same_architecture(wenet_exp):
     assert cfg.cmvn.file == str(wenet_exp / "global_cmvn")  # exp-dir copy found
     assert cfg.tokenizer.units == str(wenet_exp / "units.txt")
     model = wenet_eff.build_model(cfg)
-    reference = json.loads(WENET_LAYOUT.read_text())["state_dict"]
-    assert {k: list(v.shape) for k, v in model.state_dict().items()} == reference
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == wenet_u2pp_layout()
     # CMVN buffers come from the exp dir's global_cmvn: mean 2, var 40 - 4 = 36
     assert torch.allclose(model.encoder.global_cmvn.mean, torch.full((80,), 2.0))
     assert torch.allclose(model.encoder.global_cmvn.istd, torch.full((80,), 1 / 6.0))

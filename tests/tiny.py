@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import wenet_eff
-
-# WeNet's LibriSpeech U2++ Conformer state-dict layout (a copy of shared/reference/)
-WENET_LAYOUT = Path(__file__).resolve().parent / "fixtures" / "wenet_u2pp_conformer_keys.json"
 
 TINY = [
     "model.vocab_size=12",
