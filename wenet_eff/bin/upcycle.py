@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> float:
     moe.load_state_dict(state, strict=True)
 
     diff = _check(dense, moe, dense_cfg.model.input_dim)
+    if diff > 1e-4:
+        raise SystemExit(
+            f"upcycling: the MoE model's encoder output differs from the dense one by {diff:.2e}"
+            " (expected < 1e-4); nothing written"
+        )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "upcycled.pt.tmp"
