@@ -77,6 +77,18 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     assert all(mode in table for mode in MODES)
     assert "runtime not built yet" in log
 
+    # streaming fine-tuning (stage 8) and decoding per chunk size (stage 9)
+    log = _run(s0, "--stage", "8", "--stop_stage", "9", *opts, "--ft_steps", "6",
+               "--ft_warmup", "2", "--decoding_chunks", "4 -1")  # fmt: skip
+    streaming = s0 / "exp" / "mini_streaming"
+    assert "weights initialised from exp/mini/avg_2.pt" in log
+    enc = yaml.safe_load((streaming / "train.yaml").read_text())["model"]["encoder"]
+    assert enc["use_dynamic_chunk"] and enc["causal"]
+    table = (streaming / "wer_table.md").read_text()
+    assert "test/chunk4 WER %" in table and "test/full WER %" in table
+    for name in ("chunk4", "full"):
+        assert (streaming / "test" / name / "attention_rescoring" / "wer").exists()
+
     again = _run(s0, "--stage", "1", "--stop_stage", "5", *opts)
     assert "exp/mini/final.pt exists, kept" in again
     assert "data/train/global_cmvn exists, kept" in again

@@ -93,3 +93,25 @@ def test_a_units_txt_that_fits_no_utterance_fails_the_run(corpus, tmp_path):
     assert "epoch 0 ended without a single optimizer update" in proc.stderr + proc.stdout
     assert "16 utterances: unknown_token=16" in proc.stderr + proc.stdout
     assert not ckpt.list_checkpoints(tmp_path) and not (tmp_path / "final.pt").exists()
+
+
+def test_streaming_finetune_starts_from_a_full_context_checkpoint(reference, corpus, tmp_path):
+    base, _ = reference
+    proc = run_train(
+        corpus.overrides(
+            tmp_path,
+            "train=streaming_finetune",
+            f"train.init_checkpoint={base / 'final.pt'}",
+            "train.max_steps=8",
+        )
+    )
+    check(proc)
+    assert f"weights initialised from {base / 'final.pt'}" in proc.stderr + proc.stdout
+    cfg = load_config(tmp_path / "train.yaml")
+    enc = cfg.model.encoder
+    assert enc.use_dynamic_chunk and enc.causal and not enc.use_dynamic_left_chunk
+    assert cfg.optim.scheduler == "cosine" and cfg.train.max_steps == 8
+    tuned = ckpt.load_model_state(tmp_path / "final.pt")
+    start = ckpt.load_model_state(base / "final.pt")
+    assert tuned.keys() == start.keys()
+    assert not torch.equal(tuned["ctc.ctc_lo.weight"], start["ctc.ctc_lo.weight"])

@@ -3,6 +3,7 @@
     python -m wenet_eff.bin.benchmark decode_rtf --model u2pp_conformer --threads 2
     python -m wenet_eff.bin.benchmark train_throughput --model u2pp_conformer --threads 2
     python -m wenet_eff.bin.benchmark moe_rtf --threads 2
+    python -m wenet_eff.bin.benchmark streaming_latency --config exp/x/train.yaml --checkpoint ...
 
 Each benchmark prints a table and writes JSON (see `--help` of each).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("decode_rtf", "train_throughput", "moe_rtf")
+BENCHMARKS = ("decode_rtf", "train_throughput", "moe_rtf", "streaming_latency")
 
 
 def main(argv: list[str] | None = None):

@@ -53,6 +53,20 @@ def compute_fbank(
         # Dither here rather than in the extractor, whose internal RNG cannot be seeded.
         noise = (rng or np.random.default_rng()).standard_normal(samples.shape[0], dtype=np.float32)
         samples += dither * noise
+    extractor = fbank_extractor(sample_rate, num_mel_bins, frame_length, frame_shift)
+    extractor.accept_waveform(float(sample_rate), samples)
+    extractor.input_finished()
+    return read_frames(extractor, 0, extractor.num_frames_ready)
+
+
+def fbank_extractor(
+    sample_rate: int, num_mel_bins: int = 80, frame_length: int = 25, frame_shift: int = 10
+) -> knf.OnlineFbank:
+    """A kaldi-native-fbank online extractor with the options of `compute_fbank` (no dither).
+
+    Feed it int16-range samples (`wav * INT16_SCALE`) in pieces of any size: the frames equal
+    those of `compute_fbank` on the whole waveform (the streaming session relies on this).
+    """
     opts = knf.FbankOptions()
     opts.frame_opts.samp_freq = float(sample_rate)
     opts.frame_opts.frame_length_ms = float(frame_length)
@@ -61,11 +75,14 @@ def compute_fbank(
     opts.frame_opts.snip_edges = True
     opts.mel_opts.num_bins = num_mel_bins
     opts.energy_floor = 0.0
-    extractor = knf.OnlineFbank(opts)
-    extractor.accept_waveform(float(sample_rate), samples)
-    extractor.input_finished()
+    return knf.OnlineFbank(opts)
+
+
+def read_frames(extractor: knf.OnlineFbank, start: int, end: int) -> torch.Tensor:
+    """Frames [start, end) of an online extractor as a (end - start, D) float32 tensor."""
     # This binding only exposes per-frame reads; the loop costs ~5% of the extraction itself.
-    feats = np.empty((extractor.num_frames_ready, num_mel_bins), dtype=np.float32)
-    for i in range(feats.shape[0]):
-        feats[i] = extractor.get_frame(i)
+    dim = extractor.dim
+    feats = np.empty((max(end - start, 0), dim), dtype=np.float32)
+    for i in range(start, end):
+        feats[i - start] = extractor.get_frame(i)
     return torch.from_numpy(feats)

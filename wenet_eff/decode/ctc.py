@@ -55,14 +55,75 @@ def _accumulate(beam: dict, prefix: tuple[int, ...], pb: float, pnb: float) -> N
     cur[1] = _logaddexp(cur[1], pnb)
 
 
-def ctc_prefix_beam_search(
-    ctc_log_probs: torch.Tensor, beam_size: int, blank: int = 0, token_beam: int = 0
-) -> list[Hypothesis]:
-    """Prefix beam search over one utterance.
+class CtcPrefixBeam:
+    """Incremental CTC prefix beam search: `advance` with each new block of frames, read the
+    n-best at any time (streaming partial results); over the whole utterance it is exactly
+    `ctc_prefix_beam_search`.
 
     Each prefix keeps two log scores: paths ending in blank (pb) and in its last token (pnb).
     With `beam_size` >= the number of distinct prefixes and all tokens expanded, the scores are
     the exact total probability of each labelling (tests check this by enumeration).
+
+    Args:
+        beam_size: prefixes kept per frame.
+        blank: the blank id.
+        token_beam: tokens expanded per frame (0: beam_size).
+    """
+
+    def __init__(self, beam_size: int, blank: int = 0, token_beam: int = 0):
+        self.beam_size = beam_size
+        self.blank = blank
+        self.token_beam = token_beam or beam_size
+        self.beam: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
+        self.frames = 0
+        # frame at which each prefix's last token was (most recently) emitted: token timing
+        self.emitted_at: dict[tuple[int, ...], int] = {(): -1}
+
+    def advance(self, ctc_log_probs: torch.Tensor) -> None:
+        """Consume (T, V) log posteriors of the next T frames."""
+        blank = self.blank
+        logp = ctc_log_probs.float()
+        top_logp, top_ids = logp.topk(min(self.token_beam, logp.size(1)), dim=-1)
+        beam = self.beam
+        for frame_logp, frame_ids in zip(top_logp.tolist(), top_ids.tolist(), strict=True):
+            nxt: dict[tuple[int, ...], list[float]] = {}
+            for prefix, (pb, pnb) in beam.items():
+                total = _logaddexp(pb, pnb)
+                last = prefix[-1] if prefix else None
+                for p, s in zip(frame_logp, frame_ids, strict=True):
+                    if s == blank:
+                        _accumulate(nxt, prefix, total + p, NEG_INF)
+                    elif s == last:
+                        _accumulate(nxt, prefix, NEG_INF, pnb + p)  # a repeat collapses
+                        _accumulate(nxt, prefix + (s,), NEG_INF, pb + p)  # blank-separated: new
+                    else:
+                        _accumulate(nxt, prefix + (s,), NEG_INF, total + p)
+            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
+            beam = {prefix: (v[0], v[1]) for prefix, v in ranked[: self.beam_size]}
+            for prefix in beam:
+                if prefix not in self.emitted_at:
+                    self.emitted_at[prefix] = self.frames
+            self.frames += 1
+        self.beam = beam
+        # forget timings of prefixes that left the beam (keep their ancestors: beam members')
+        live = {prefix[:n] for prefix in beam for n in range(len(prefix) + 1)}
+        self.emitted_at = {p: f for p, f in self.emitted_at.items() if p in live}
+
+    def nbest(self) -> list[Hypothesis]:
+        """The current hypotheses, best first, score = log P(prefix so far)."""
+        return [
+            Hypothesis(list(prefix), _logaddexp(pb, pnb)) for prefix, (pb, pnb) in self.beam.items()
+        ]
+
+    def token_frames(self, tokens: list[int]) -> list[int]:
+        """For a prefix in the beam, the frame at which each of its tokens first appeared."""
+        return [self.emitted_at.get(tuple(tokens[: n + 1]), -1) for n in range(len(tokens))]
+
+
+def ctc_prefix_beam_search(
+    ctc_log_probs: torch.Tensor, beam_size: int, blank: int = 0, token_beam: int = 0
+) -> list[Hypothesis]:
+    """Prefix beam search over one utterance (see CtcPrefixBeam).
 
     Args:
         ctc_log_probs: (T, V) log posteriors of one utterance (valid frames only).
@@ -71,24 +132,6 @@ def ctc_prefix_beam_search(
     Returns:
         up to beam_size Hypothesis, best first, score = log P(prefix).
     """
-    token_beam = token_beam or beam_size
-    logp = ctc_log_probs.float()
-    top_logp, top_ids = logp.topk(min(token_beam, logp.size(1)), dim=-1)
-    top_logp, top_ids = top_logp.tolist(), top_ids.tolist()
-    beam: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
-    for frame_logp, frame_ids in zip(top_logp, top_ids, strict=True):
-        nxt: dict[tuple[int, ...], list[float]] = {}
-        for prefix, (pb, pnb) in beam.items():
-            total = _logaddexp(pb, pnb)
-            last = prefix[-1] if prefix else None
-            for p, s in zip(frame_logp, frame_ids, strict=True):
-                if s == blank:
-                    _accumulate(nxt, prefix, total + p, NEG_INF)
-                elif s == last:
-                    _accumulate(nxt, prefix, NEG_INF, pnb + p)  # a repeat collapses
-                    _accumulate(nxt, prefix + (s,), NEG_INF, pb + p)  # blank-separated: new
-                else:
-                    _accumulate(nxt, prefix + (s,), NEG_INF, total + p)
-        ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
-        beam = {prefix: (v[0], v[1]) for prefix, v in ranked[:beam_size]}
-    return [Hypothesis(list(prefix), _logaddexp(pb, pnb)) for prefix, (pb, pnb) in beam.items()]
+    search = CtcPrefixBeam(beam_size, blank, token_beam)
+    search.advance(ctc_log_probs)
+    return search.nbest()

@@ -112,6 +112,8 @@ class Trainer:
             saved = ckpt.load_resumable(self.model, self.exp_dir, resume_from)
         elif tcfg.init_checkpoint:
             ckpt.load_weights(self.model, tcfg.init_checkpoint, "train.init_checkpoint")
+            if ctx.is_main:
+                logger.info("weights initialised from %s", tcfg.init_checkpoint)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
         self.scheduler = build_scheduler(
             self.optimizer, cfg.optim, tcfg.max_steps, cfg.model.encoder.output_size

@@ -7,6 +7,7 @@
 #   bash run.sh --stage 4 --stop_stage 5 --model mini_moe --dir exp/mini_moe   # MoE FFNs
 #   bash run.sh --stage 4 --nproc 2      # CPU DDP with torchrun
 #   bash run.sh --stage 4 --num_gpus 2 --train_engine deepspeed --deepspeed_config conf/ds_stage2.json
+#   bash run.sh --stage 8 --stop_stage 9   # streaming fine-tuning of $dir, WER per chunk size
 #
 # Stages skip work whose outputs exist; --force true redoes them.
 set -euo pipefail
@@ -14,7 +15,7 @@ cd "$(dirname "$0")"
 . ./path.sh
 
 stage=-1
-stop_stage=7
+stop_stage=7            # stages 8-9 (streaming fine-tuning) run when asked for
 force=false
 nj=2                    # parallel processes for synthesis, audio decoding, CMVN and shards
 seed=7
@@ -38,6 +39,15 @@ train_config=conf/train_mini.yaml  # the recipe's training config (packaged trai
 train_opts=""           # extra Hydra overrides for training, e.g. "optim.lr=0.001"
 average_num=2
 decode_modes="ctc_greedy_search ctc_prefix_beam_search attention attention_rescoring"
+# Streaming fine-tuning (stages 8-9) of $dir's averaged model into $streaming_dir
+streaming_dir=""        # default: ${dir}_streaming
+ft_steps=400            # updates of the fine-tuning (cosine schedule to 0)
+ft_lr=0.001
+ft_warmup=50
+decoding_chunks="4 8 16 -1"  # encoder frames per chunk (40 ms each); -1 = full context
+num_decoding_left_chunks=-1
+streaming_modes="ctc_greedy_search ctc_prefix_beam_search attention_rescoring"
+streaming_test_sets="test"
 test_sets="test test_real"
 beam_size=10
 decode_batch_size=16
@@ -46,7 +56,8 @@ reverse_weight=0.5
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj N]
   [--num_sentences N] [--max_test_real N] [--data_type raw|shard] [--token_type char|bpe] [--nbpe N] [--dir exp/NAME]
   [--num_gpus N | --nproc N] [--train_engine torch_ddp|deepspeed] [--max_epoch N]
-  [--train_config conf/X.yaml] [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']"
+  [--train_config conf/X.yaml] [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']
+  [--streaming_dir exp/NAME] [--ft_steps N] [--ft_lr X] [--decoding_chunks '4 8 16 -1']"
 . tools/parse_options.sh
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -140,31 +151,67 @@ fi
 
 if [ "$data_type" = shard ]; then list_name=shards.list; else list_name=data.list; fi
 
+# Train into $1 with extra Hydra overrides $2 (the recipe's data, tokenizer and engine options).
+train_model() {
+  local exp=$1 extra_opts=$2 launcher tokenizer_opts engine_opts procs=$nproc
+  mkdir -p "$exp"
+  [ "$num_gpus" -gt 0 ] && procs=$num_gpus
+  tokenizer_opts="tokenizer.type=$token_type tokenizer.units=$dict"
+  [ "$token_type" = bpe ] && tokenizer_opts="$tokenizer_opts tokenizer.bpe_model=$bpe_prefix.model"
+  engine_opts=""
+  if [ "$train_engine" = deepspeed ]; then
+    engine_opts="train.train_engine=deepspeed train.deepspeed_config=$deepspeed_config"
+  fi
+  if [ "$procs" -gt 1 ] || [ "$train_engine" = deepspeed ]; then
+    launcher="torchrun --standalone --nnodes=1 --nproc_per_node=$procs"
+    # on CPU, one thread per process: small matrices scale better over processes than threads
+    [ "$num_gpus" -eq 0 ] && launcher="env OMP_NUM_THREADS=1 $launcher"
+  else
+    launcher=python
+  fi
+  # shellcheck disable=SC2086  # the option strings are lists of Hydra overrides
+  $launcher -m wenet_eff.bin.train --config-dir "$PWD/$(dirname "$train_config")" \
+    --config-name "$(basename "$train_config" .yaml)" model="$model" \
+    data.train_data="data/train/$list_name" data.cv_data="data/dev/$list_name" \
+    data.data_type="$data_type" $tokenizer_opts cmvn.file=data/train/global_cmvn \
+    train.exp_dir="$exp" train.max_epoch="$max_epoch" \
+    $engine_opts $train_opts $extra_opts
+}
+
+# Decode data/$2 with checkpoint $1 into $3/<mode>/ for the modes $4, chunk size $5, and score.
+decode_and_score() {
+  local checkpoint=$1 test_set=$2 result_dir=$3 modes=$4 chunk=$5 decoded=true mode
+  for mode in $modes; do [ -f "$result_dir/$mode/text" ] || decoded=false; done
+  if [ "$decoded" = false ] || [ "$force" = true ]; then
+    # shellcheck disable=SC2086  # modes is a list
+    python -m wenet_eff.bin.recognize --config "$(dirname "$checkpoint")/train.yaml" \
+      --checkpoint "$checkpoint" --test_data "data/$test_set/data.list" --data_type raw \
+      --modes $modes --result_dir "$result_dir" --beam_size "$beam_size" \
+      --batch_size "$decode_batch_size" --ctc_weight "$ctc_weight" \
+      --reverse_weight "$reverse_weight" --decoding_chunk_size "$chunk" \
+      --num_decoding_left_chunks "$num_decoding_left_chunks"
+  fi
+  for mode in $modes; do
+    python tools/compute_wer.py --char=0 --v=1 "data/$test_set/text" "$result_dir/$mode/text" \
+      > "$result_dir/$mode/wer"
+    echo "$result_dir/$mode/wer: $(grep '^Overall' "$result_dir/$mode/wer")"
+  done
+}
+
+# Average the $average_num best checkpoints of $1 (by cv loss) into $1/avg_N.pt.
+average() {
+  if needs "$1/avg_${average_num}.pt"; then
+    python -m wenet_eff.bin.average_model --dst_model "$1/avg_${average_num}.pt" --src_path "$1" \
+      --num "$average_num" --val_best
+  fi
+}
+
+streaming_dir=${streaming_dir:-${dir}_streaming}
+
 if run_stage 4; then
   echo "stage 4: training $dir ($train_engine, num_gpus=$num_gpus, nproc=$nproc)"
   if needs "$dir/final.pt"; then
-    mkdir -p "$dir"
-    [ "$num_gpus" -gt 0 ] && nproc=$num_gpus
-    tokenizer_opts="tokenizer.type=$token_type tokenizer.units=$dict"
-    [ "$token_type" = bpe ] && tokenizer_opts="$tokenizer_opts tokenizer.bpe_model=$bpe_prefix.model"
-    engine_opts=""
-    if [ "$train_engine" = deepspeed ]; then
-      engine_opts="train.train_engine=deepspeed train.deepspeed_config=$deepspeed_config"
-    fi
-    if [ "$nproc" -gt 1 ] || [ "$train_engine" = deepspeed ]; then
-      launcher="torchrun --standalone --nnodes=1 --nproc_per_node=$nproc"
-      # on CPU, one thread per process: small matrices scale better over processes than threads
-      [ "$num_gpus" -eq 0 ] && launcher="env OMP_NUM_THREADS=1 $launcher"
-    else
-      launcher=python
-    fi
-    # shellcheck disable=SC2086  # the option strings are lists of Hydra overrides
-    $launcher -m wenet_eff.bin.train --config-dir "$PWD/$(dirname "$train_config")" \
-      --config-name "$(basename "$train_config" .yaml)" model="$model" \
-      data.train_data="data/train/$list_name" data.cv_data="data/dev/$list_name" \
-      data.data_type="$data_type" $tokenizer_opts cmvn.file=data/train/global_cmvn \
-      train.exp_dir="$dir" train.max_epoch="$max_epoch" \
-      $engine_opts $train_opts
+    train_model "$dir" ""
   fi
   python tools/plot_training.py "$dir"
   echo "stage 4 wrote $dir/{train.yaml,N.pt,N.yaml,final.pt,training_curves.png}"
@@ -172,31 +219,13 @@ fi
 
 if run_stage 5; then
   echo "stage 5: average $average_num checkpoints, decode $test_sets, score"
-  checkpoint=$dir/avg_${average_num}.pt
-  if needs "$checkpoint"; then
-    python -m wenet_eff.bin.average_model --dst_model "$checkpoint" --src_path "$dir" \
-      --num "$average_num" --val_best
-  fi
+  average "$dir"
   for test_set in $test_sets; do
-    result_dir=$dir/$test_set
-    decoded=true
-    for mode in $decode_modes; do [ -f "$result_dir/$mode/text" ] || decoded=false; done
-    if [ "$decoded" = false ] || [ "$force" = true ]; then
-      # shellcheck disable=SC2086  # decode_modes is a list
-      python -m wenet_eff.bin.recognize --config "$dir/train.yaml" --checkpoint "$checkpoint" \
-        --test_data "data/$test_set/data.list" --data_type raw --modes $decode_modes \
-        --result_dir "$result_dir" --beam_size "$beam_size" --batch_size "$decode_batch_size" \
-        --ctc_weight "$ctc_weight" --reverse_weight "$reverse_weight" \
-        --decoding_chunk_size -1 --num_decoding_left_chunks -1
-    fi
-    for mode in $decode_modes; do
-      python tools/compute_wer.py --char=0 --v=1 "data/$test_set/text" "$result_dir/$mode/text" \
-        > "$result_dir/$mode/wer"
-      echo "$result_dir/$mode/wer: $(grep '^Overall' "$result_dir/$mode/wer")"
-    done
+    decode_and_score "$dir/avg_${average_num}.pt" "$test_set" "$dir/$test_set" "$decode_modes" -1
   done
   python local/wer_table.py --test_sets "$test_sets" --modes "$decode_modes" "$dir"
-  echo "stage 5 wrote $checkpoint, $dir/<test_set>/<mode>/{text,wer}, $dir/wer_table.{md,json}"
+  echo "stage 5 wrote $dir/avg_${average_num}.pt, $dir/<test_set>/<mode>/{text,wer}," \
+    "$dir/wer_table.{md,json}"
 fi
 
 if run_stage 6; then
@@ -205,4 +234,33 @@ fi
 
 if run_stage 7; then
   echo "stage 7 (runtime RTF): C++ runtime not built yet (issue: runtime/export); nothing to do"
+fi
+
+if run_stage 8; then
+  echo "stage 8: streaming fine-tuning of $dir/avg_${average_num}.pt into $streaming_dir"
+  if needs "$streaming_dir/final.pt"; then
+    train_model "$streaming_dir" "train=streaming_finetune \
+      train.init_checkpoint=$dir/avg_${average_num}.pt train.max_steps=$ft_steps \
+      optim.lr=$ft_lr optim.warmup_steps=$ft_warmup"
+  fi
+  python tools/plot_training.py "$streaming_dir"
+  echo "stage 8 wrote $streaming_dir/{train.yaml,N.pt,final.pt,training_curves.png}"
+fi
+
+if run_stage 9; then
+  echo "stage 9: decode $streaming_dir at chunk sizes $decoding_chunks, score"
+  average "$streaming_dir"
+  columns=""
+  for test_set in $streaming_test_sets; do
+    for chunk in $decoding_chunks; do
+      name=chunk$chunk
+      [ "$chunk" -lt 0 ] && name=full
+      decode_and_score "$streaming_dir/avg_${average_num}.pt" "$test_set" \
+        "$streaming_dir/$test_set/$name" "$streaming_modes" "$chunk"
+      columns="$columns $test_set/$name"
+    done
+  done
+  python local/wer_table.py --test_sets "$columns" --modes "$streaming_modes" "$streaming_dir"
+  echo "stage 9 wrote $streaming_dir/<test_set>/{chunkN,full}/<mode>/{text,wer}," \
+    "$streaming_dir/wer_table.{md,json}"
 fi
