@@ -89,6 +89,15 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     for name in ("chunk4", "full"):
         assert (streaming / "test" / name / "attention_rescoring" / "wer").exists()
 
+    # QAT fine-tuning (stage 10), packing and decoding the packed model (stage 11)
+    log = _run(s0, "--stage", "10", "--stop_stage", "11", *opts, "--qat_configs", "qat_int4",
+               "--qat_steps", "6", "--qat_warmup", "2")  # fmt: skip
+    qat = s0 / "exp" / "mini_qat_int4"
+    assert (qat / "packed.pt").stat().st_size < (exp / "avg_2.pt").stat().st_size / 5
+    assert (qat / "test" / "attention_rescoring" / "wer").exists()
+    table = (exp / "compress_table.md").read_text()
+    assert "4-bit sym channel ste" in table and "float32" in table
+
     again = _run(s0, "--stage", "1", "--stop_stage", "5", *opts)
     assert "exp/mini/final.pt exists, kept" in again
     assert "data/train/global_cmvn exists, kept" in again

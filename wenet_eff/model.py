@@ -90,6 +90,7 @@ class ASRModel(nn.Module):
         )
         self.moe_load_balance_weight = moe_load_balance_weight
         self.moe_z_loss_weight = moe_z_loss_weight
+        self.quant_norm_decay = False  # set by build_model when QAT adds a norm-decay loss
 
     def forward(
         self,
@@ -124,7 +125,14 @@ class ASRModel(nn.Module):
         if self.moe_load_balance_weight > 0 or self.moe_z_loss_weight > 0:
             aux = self.moe_aux_loss()
             out["loss_moe"] = aux
-            out["loss"] = loss + aux
+            out["loss"] = out["loss"] + aux
+        if self.quant_norm_decay:
+            from wenet_eff.compress import regularization
+
+            reg = regularization(self)
+            if reg is not None:
+                out["loss_quant"] = reg
+                out["loss"] = out["loss"] + reg
         return out
 
     def moe_aux_loss(self) -> torch.Tensor:
@@ -244,4 +252,9 @@ def build_model(cfg: DictConfig) -> ASRModel:
     )
     for _, layer in moe_layers(model):
         layer.capacity_factor = mcfg.moe.capacity_factor
+    if "compress" in cfg:
+        from wenet_eff import compress
+
+        compress.apply(model, cfg)
+        model.quant_norm_decay = cfg.compress.quant.enabled and cfg.compress.quant.norm_decay > 0
     return model

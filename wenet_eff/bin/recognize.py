@@ -27,7 +27,9 @@ from wenet_eff.train.checkpoint import load_weights
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", required=True, help="experiment train.yaml (ours or WeNet's)")
-    p.add_argument("--checkpoint", required=True, help="model state_dict (.pt)")
+    p.add_argument(
+        "--checkpoint", required=True, help="model state_dict (.pt) or a packed model (bin.pack)"
+    )
     p.add_argument("--test_data", required=True, help="data.list or shard list")
     p.add_argument("--data_type", default="raw", choices=["raw", "shard"])
     p.add_argument("--modes", nargs="+", default=["attention_rescoring"], choices=DECODE_METHODS)
@@ -45,7 +47,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def load_model(config: str, checkpoint: str, overrides: list[str]):
-    """(cfg, model in eval mode) from a config and a state_dict checkpoint (strict)."""
+    """(cfg, model in eval mode) from a config and a state_dict checkpoint (strict), or from a
+    packed model (`bin.pack` output: its own config; `config` is then only checked to exist)."""
+    from wenet_eff.compress.pack import is_packed, load_packed
+
+    if is_packed(checkpoint):
+        cfg, model = load_packed(checkpoint)
+        if overrides:
+            raise ValueError(f"--override does not apply to a packed model ({checkpoint})")
+        return cfg, model
     cfg = load_config(config, overrides)
     model = build_model(cfg)
     load_weights(model, checkpoint, "--checkpoint")

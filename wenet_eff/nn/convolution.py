@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wenet_eff.nn.linear import pointwise_conv
+from wenet_eff.nn.linear import pointwise_conv, tag
 
 EMPTY_CNN_CACHE = torch.zeros(0, 0, 0)
 
@@ -44,8 +44,9 @@ class ConvolutionModule(nn.Module):
         self.pointwise_conv1 = pointwise_conv(channels, 2 * channels)
         self.lorder = kernel_size - 1 if causal else 0
         padding = 0 if causal else (kernel_size - 1) // 2
-        self.depthwise_conv = nn.Conv1d(
-            channels, channels, kernel_size, padding=padding, groups=channels
+        self.depthwise_conv = tag(
+            nn.Conv1d(channels, channels, kernel_size, padding=padding, groups=channels),
+            "conv.depthwise",
         )
         self.use_layer_norm = norm == "layer_norm"
         self.norm = nn.LayerNorm(channels) if self.use_layer_norm else nn.BatchNorm1d(channels)

@@ -10,7 +10,7 @@ from wenet_eff.config import DecoderConfig
 from wenet_eff.nn.attention import MultiHeadedAttention
 from wenet_eff.nn.embedding import PositionalEncoding
 from wenet_eff.nn.ffn import activation
-from wenet_eff.nn.linear import linear
+from wenet_eff.nn.linear import linear, tag
 from wenet_eff.nn.mask import make_pad_mask, subsequent_mask
 from wenet_eff.nn.moe import build_ffn
 
@@ -85,7 +85,7 @@ class TransformerDecoder(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, cfg: DecoderConfig, num_blocks: int):
         super().__init__()
         self.embed = nn.Sequential(
-            nn.Embedding(vocab_size, d_model),
+            tag(nn.Embedding(vocab_size, d_model), "embedding"),
             PositionalEncoding(d_model, cfg.positional_dropout_rate, cfg.max_pos_len),
         )
         self.normalize_before = cfg.normalize_before

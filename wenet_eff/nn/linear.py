@@ -17,9 +17,20 @@ ROLES = (
     "ffn.w_2",
     "moe.gate",  # MoE router (kept in float by default: tiny and routing-critical)
     "conv.pointwise",
+    "conv.depthwise",  # the convolution module's depthwise Conv1d
+    "subsampling.conv",  # the Conv2d layers of the subsampling front end
     "subsampling.out",
+    "embedding",  # the decoders' token embedding (nn.Embedding)
     "output",  # CTC head and decoder output layer
 )
+
+
+def tag(module: nn.Module, role: str) -> nn.Module:
+    """Tag a weight-bearing module that is not a Linear (Conv1d/Conv2d/Embedding) with `role`."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role '{role}' (known: {', '.join(ROLES)})")
+    module.role = role
+    return module
 
 
 def linear(in_features: int, out_features: int, bias: bool = True, role: str = "") -> nn.Linear:
@@ -36,9 +47,7 @@ def pointwise_conv(in_channels: int, out_channels: int, bias: bool = True) -> nn
 
     Kept as Conv1d, not Linear, so WeNet checkpoints (weights shaped (out, in, 1)) load as-is.
     """
-    layer = nn.Conv1d(in_channels, out_channels, kernel_size=1, bias=bias)
-    layer.role = "conv.pointwise"
-    return layer
+    return tag(nn.Conv1d(in_channels, out_channels, kernel_size=1, bias=bias), "conv.pointwise")
 
 
 def weight_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from wenet_eff.nn.embedding import PositionalEncoding
-from wenet_eff.nn.linear import linear
+from wenet_eff.nn.linear import linear, tag
 
 # input_layer name -> (kernel, stride) of each Conv2d
 _CONV_LAYOUTS = {
@@ -46,11 +46,11 @@ class Conv2dSubsampling(nn.Module):
         for kernel, stride in _CONV_LAYOUTS[input_layer]:
             if in_ch > 1 and input_layer in _SEPARABLE:
                 layers += [
-                    nn.Conv2d(in_ch, in_ch, kernel, stride, groups=in_ch),
-                    nn.Conv2d(in_ch, odim, 1),
+                    tag(nn.Conv2d(in_ch, in_ch, kernel, stride, groups=in_ch), "subsampling.conv"),
+                    tag(nn.Conv2d(in_ch, odim, 1), "subsampling.conv"),
                 ]
             else:
-                layers.append(nn.Conv2d(in_ch, odim, kernel, stride))
+                layers.append(tag(nn.Conv2d(in_ch, odim, kernel, stride), "subsampling.conv"))
             layers.append(nn.ReLU())
             freq = (freq - kernel) // stride + 1
             # each layer needs (kernel - 1) more input frames at the current frame rate

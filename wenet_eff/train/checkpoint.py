@@ -146,12 +146,29 @@ def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return _torch_load(path, weights_only=True)
 
 
-def load_weights(model: torch.nn.Module, path: str | os.PathLike, source: str) -> None:
-    """Load the state_dict at `path` into `model` (strict); `source` names it in errors."""
+def load_weights(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    source: str,
+    optional: set[str] | frozenset[str] = frozenset(),
+) -> set[str]:
+    """Load the state_dict at `path` into `model` (strict, except that the `optional` keys may
+    be missing); `source` names it in errors. Returns the optional keys that were missing."""
+    state = load_model_state(path)
+    missing = set(optional) - set(state)
     try:
-        model.load_state_dict(load_model_state(path))
+        if missing:
+            result = model.load_state_dict(state, strict=False)
+            if set(result.missing_keys) - missing or result.unexpected_keys:
+                raise RuntimeError(
+                    f"missing keys {sorted(set(result.missing_keys) - missing)[:10]}, "
+                    f"unexpected keys {result.unexpected_keys[:10]}"
+                )
+        else:
+            model.load_state_dict(state)
     except RuntimeError as exc:
         raise ValueError(f"{source} {path} does not fit the model of this config: {exc}") from exc
+    return missing
 
 
 def load_train_state(path: str | os.PathLike) -> dict:

@@ -21,7 +21,7 @@ from wenet_eff.train.dist import DistContext
 
 logger = logging.getLogger("wenet_eff.train")
 
-LOSS_KEYS = ("loss", "loss_ctc", "loss_att", "loss_moe")
+LOSS_KEYS = ("loss", "loss_ctc", "loss_att", "loss_moe", "loss_quant")
 
 
 def loss_values(out: dict) -> dict[str, float]:

@@ -37,6 +37,7 @@ from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from wenet_eff import compress
 from wenet_eff.nn.moe import moe_layers
 from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train import resume
@@ -111,9 +112,21 @@ class Trainer:
         if resume_from:
             saved = ckpt.load_resumable(self.model, self.exp_dir, resume_from)
         elif tcfg.init_checkpoint:
-            ckpt.load_weights(self.model, tcfg.init_checkpoint, "train.init_checkpoint")
+            # a float checkpoint fine-tunes with QAT: quantizer state starts from its weights
+            missing = ckpt.load_weights(
+                self.model,
+                tcfg.init_checkpoint,
+                "train.init_checkpoint",
+                optional=compress.compression_keys(self.model),
+            )
+            if missing:
+                compress.refresh(self.model)
             if ctx.is_main:
-                logger.info("weights initialised from %s", tcfg.init_checkpoint)
+                logger.info(
+                    "weights initialised from %s%s",
+                    tcfg.init_checkpoint,
+                    " (float weights: quantizer state derived from them)" if missing else "",
+                )
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
         self.scheduler = build_scheduler(
             self.optimizer, cfg.optim, tcfg.max_steps, cfg.model.encoder.output_size

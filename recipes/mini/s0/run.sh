@@ -8,6 +8,7 @@
 #   bash run.sh --stage 4 --nproc 2      # CPU DDP with torchrun
 #   bash run.sh --stage 4 --num_gpus 2 --train_engine deepspeed --deepspeed_config conf/ds_stage2.json
 #   bash run.sh --stage 8 --stop_stage 9   # streaming fine-tuning of $dir, WER per chunk size
+#   bash run.sh --stage 10 --stop_stage 11 --qat_configs "qat_int8 qat_int4 binary"   # QAT + pack
 #
 # Stages skip work whose outputs exist; --force true redoes them.
 set -euo pipefail
@@ -15,7 +16,7 @@ cd "$(dirname "$0")"
 . ./path.sh
 
 stage=-1
-stop_stage=7            # stages 8-9 (streaming fine-tuning) run when asked for
+stop_stage=7            # stages 8-11 (streaming, QAT) run when asked for
 force=false
 nj=2                    # parallel processes for synthesis, audio decoding, CMVN and shards
 seed=7
@@ -48,6 +49,12 @@ decoding_chunks="4 8 16 -1"  # encoder frames per chunk (40 ms each); -1 = full 
 num_decoding_left_chunks=-1
 streaming_modes="ctc_greedy_search ctc_prefix_beam_search attention_rescoring"
 streaming_test_sets="test"
+# Quantization-aware fine-tuning (stages 10-11) of $dir's averaged model, one run per config
+qat_configs="qat_int8 qat_int4"  # packaged compress configs (wenet_eff/conf/compress/)
+qat_steps=300
+qat_lr=0.0005
+qat_warmup=30
+qat_modes="ctc_greedy_search attention_rescoring"
 test_sets="test test_real"
 beam_size=10
 decode_batch_size=16
@@ -57,7 +64,8 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj 
   [--num_sentences N] [--max_test_real N] [--data_type raw|shard] [--token_type char|bpe] [--nbpe N] [--dir exp/NAME]
   [--num_gpus N | --nproc N] [--train_engine torch_ddp|deepspeed] [--max_epoch N]
   [--train_config conf/X.yaml] [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']
-  [--streaming_dir exp/NAME] [--ft_steps N] [--ft_lr X] [--decoding_chunks '4 8 16 -1']"
+  [--streaming_dir exp/NAME] [--ft_steps N] [--ft_lr X] [--decoding_chunks '4 8 16 -1']
+  [--qat_configs 'qat_int8 qat_int4 ...'] [--qat_steps N] [--qat_lr X]"
 . tools/parse_options.sh
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -263,4 +271,31 @@ if run_stage 9; then
   python local/wer_table.py --test_sets "$columns" --modes "$streaming_modes" "$streaming_dir"
   echo "stage 9 wrote $streaming_dir/<test_set>/{chunkN,full}/<mode>/{text,wer}," \
     "$streaming_dir/wer_table.{md,json}"
+fi
+
+if run_stage 10; then
+  echo "stage 10: quantization-aware fine-tuning of $dir/avg_${average_num}.pt: $qat_configs"
+  for qat in $qat_configs; do
+    if needs "${dir}_$qat/final.pt"; then
+      train_model "${dir}_$qat" "compress=$qat train.init_checkpoint=$dir/avg_${average_num}.pt \
+        train.max_steps=$qat_steps optim.lr=$qat_lr optim.warmup_steps=$qat_warmup \
+        optim.scheduler=cosine"
+    fi
+  done
+  echo "stage 10 wrote ${dir}_<config>/{train.yaml,N.pt,final.pt} for $qat_configs"
+fi
+
+if run_stage 11; then
+  echo "stage 11: pack, decode the packed models, size x WER table"
+  for qat in $qat_configs; do
+    exp=${dir}_$qat
+    average "$exp"
+    python -m wenet_eff.bin.pack --config "$exp/train.yaml" \
+      --checkpoint "$exp/avg_${average_num}.pt" --out "$exp/packed.pt"
+    decode_and_score "$exp/packed.pt" test "$exp/test" "$qat_modes" -1
+  done
+  python local/compress_table.py --float_dir "$dir" --modes "$qat_modes" \
+    $(for qat in $qat_configs; do echo "${dir}_$qat"; done) > "$dir/compress_table.md"
+  cat "$dir/compress_table.md"
+  echo "stage 11 wrote ${dir}_<config>/{packed.pt,packed.pt.size.json,test/}, $dir/compress_table.md"
 fi

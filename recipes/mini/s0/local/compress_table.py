@@ -1,0 +1,88 @@
+"""Size x WER table of QAT experiments against their float model.
+
+Reads FLOAT_DIR/test/<mode>/wer and, for each QAT experiment dir, its train.yaml (compress
+settings), packed.pt.size.json (bin.pack) and test/<mode>/wer; prints a Markdown table and
+writes the same rows as JSON next to the float model (FLOAT_DIR/compress_table.json).
+
+Usage: compress_table.py --float_dir exp/mini --modes "ctc_greedy_search attention_rescoring" \
+           exp/mini_qat_int8 exp/mini_qat_int4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wer_table import parse_overall  # noqa: E402
+
+
+def describe(quant: dict) -> str:
+    """A short label of the quantizer settings, e.g. `4-bit sym channel ste`."""
+    kind = "binary" if quant["bits"] == 1 else ("sym" if quant["symmetric"] else "asym")
+    parts = [f"{quant['bits']}-bit", kind, quant["granularity"]]
+    if quant["granularity"] == "subchannel":
+        parts[-1] += f"/{quant['block_size']}"
+    if quant["clip"] != "none":
+        parts.append(f"clip={quant['clip']}")
+    parts.append(quant["estimator"])
+    if quant["bits_by_role"]:
+        parts.append("(" + ", ".join(quant["bits_by_role"]) + ")")
+    return " ".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--float_dir", required=True)
+    parser.add_argument("--modes", required=True, help="space-separated")
+    parser.add_argument("--test_set", default="test")
+    parser.add_argument("qat_dirs", nargs="+")
+    args = parser.parse_args()
+    modes = args.modes.split()
+
+    def wers(exp: str) -> dict[str, float]:
+        return {m: parse_overall(os.path.join(exp, args.test_set, m, "wer"))["wer"] for m in modes}
+
+    rows = []
+    for exp in args.qat_dirs:
+        with open(os.path.join(exp, "packed.pt.size.json"), encoding="utf-8") as f:
+            size = json.load(f)
+        with open(os.path.join(exp, "train.yaml"), encoding="utf-8") as f:
+            quant = yaml.safe_load(f)["compress"]["quant"]
+        rows.append(
+            {
+                "exp": exp,
+                "quant": describe(quant),
+                "bytes": size["total"]["packed_bytes"],
+                "ratio": size["total"]["ratio"],
+                "wer": wers(exp),
+            }
+        )
+    float_bytes = size["total"]["float32_bytes"]
+    rows.insert(
+        0, {"exp": args.float_dir, "quant": "float32", "bytes": float_bytes, "ratio": 1.0,
+            "wer": wers(args.float_dir)}
+    )  # fmt: skip
+    base = rows[0]["wer"]
+    header = " | ".join(f"{m} WER % (rel.)" for m in modes)
+    print(f"| experiment | weights | size MB | x smaller | {header} |")
+    print("|---|---|---:|---:|" + "---:|" * len(modes))
+    for row in rows:
+        cells = " | ".join(
+            f"{row['wer'][m]:.2f} ({100 * (row['wer'][m] / base[m] - 1):+.1f} %)" for m in modes
+        )
+        print(
+            f"| {row['exp']} | {row['quant']} | {row['bytes'] / 1e6:.2f} | {row['ratio']:.2f} "
+            f"| {cells} |"
+        )
+    with open(os.path.join(args.float_dir, "compress_table.json"), "w", encoding="utf-8") as f:
+        json.dump({"test_set": args.test_set, "rows": rows}, f, indent=2)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Packing: bit fields, bit-exact reload, sizes, the native-integer forward, the pack CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import wenet_eff
+from tests.tiny import TINY
+from wenet_eff import compress
+from wenet_eff.bin import pack as pack_cli
+from wenet_eff.compress.pack import load_packed, pack_bits, save_packed, unpack_bits
+from wenet_eff.config import save_config
+
+MOE = ["model/ffn=moe", "model.encoder.n_expert=4", "model.decoder.n_expert=4"]
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("n", [1, 7, 64, 1001])
+def test_bit_fields_round_trip(bits, n):
+    values = torch.randint(0, 2**bits, (n,), dtype=torch.uint8)
+    packed = pack_bits(values, bits)
+    assert packed.dtype == torch.uint8 and packed.numel() == -(-n * bits // 8)
+    assert torch.equal(unpack_bits(packed, bits, n), values)
+
+
+def _model(*overrides):
+    torch.manual_seed(0)
+    cfg = wenet_eff.load_config("mini", [*TINY, *overrides])
+    return cfg, wenet_eff.build_model(cfg).eval()
+
+
+def _outputs(model):
+    torch.manual_seed(1)
+    x, lens = torch.randn(2, 90, 80), torch.tensor([90, 61])
+    with torch.inference_mode():
+        enc, _ = model.encoder(x, lens)
+        hyps = model.decode(["attention_rescoring"], x, lens, beam_size=3, reverse_weight=0.3)
+    return enc, [(h.tokens, h.score) for h in hyps["attention_rescoring"]]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["compress=qat_int8"],
+        ["compress=qat_int4", *MOE],
+        ["compress=qat_int2_subchannel"],
+        ["compress=binary"],
+        ["compress=mixed_4_8", *MOE],
+        ["compress=qat_int4", "compress.quant.learnable_scale=true"],
+        ["compress=qat_int8", "compress.quant.native_int=true"],
+        ["compress=qat_int4", "compress.quant.native_int=true",
+         "compress.quant.granularity=subchannel", "compress.quant.block_size=16"],
+    ],
+    ids=["int8", "int4-moe", "int2-sub", "binary", "mixed-moe", "int4-lsq", "native8",
+         "native4-sub"],
+)  # fmt: skip
+def test_packed_model_reproduces_the_qat_model_bit_for_bit(tmp_path, overrides):
+    cfg, model = _model(*overrides)
+    # move the weights away from their initial ranges, as training would
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    report = save_packed(model, cfg, tmp_path / "packed.pt")
+    _, loaded = load_packed(tmp_path / "packed.pt")
+    enc, hyps = _outputs(model)
+    enc2, hyps2 = _outputs(loaded)
+    assert torch.equal(enc, enc2)
+    assert hyps == hyps2
+    assert report["file_bytes"] < report["total"]["float32_bytes"]
+
+
+def test_native_integer_forward_is_exact_and_trains():
+    cfg, model = _model("compress=qat_int8", "compress.quant.native_int=true")
+    layer = dict(compress.quant_layers(model))["encoder.encoders.0.self_attn.linear_q"]
+    x = torch.randn(3, 5, layer.in_features)
+    stored = layer.stored()
+    x_scale = x.abs().amax() / 127
+    xq = (x / x_scale).round().clamp(-127, 127)
+    wq = stored["q"].double().reshape(layer.out_features, -1)
+    expected = (
+        (xq.double() @ wq.T) * stored["scale"].double().reshape(1, -1) * x_scale.double()
+    ).float() + layer.bias
+    with torch.no_grad():
+        assert torch.equal(layer(x), expected)
+    model.train()
+    xs, lens = torch.randn(2, 60, 80), torch.tensor([60, 45])
+    text, tlens = torch.randint(1, 10, (2, 4)), torch.tensor([4, 3])
+    model(xs, lens, text, tlens)["loss"].backward()
+    assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+
+
+def test_sizes_follow_the_bits():
+    sizes = {}
+    for name in ("qat_int8", "qat_int4", "binary"):
+        cfg = wenet_eff.load_config("mini", ["model.vocab_size=31", f"compress={name}"])
+        model = wenet_eff.build_model(cfg)
+        sizes[name] = compress.pack.size_report(model, compress.pack.pack_model(model, cfg))
+    for name, bits in (("qat_int8", 8), ("qat_int4", 4)):
+        attn = sizes[name]["roles"][f"attn.qkv ({bits}-bit)"]
+        # levels at `bits` bits plus one float16 scale per output channel (144 x 144 layers)
+        layers = attn["params"] // (144 * 144)
+        assert attn["packed_bytes"] == attn["params"] * bits // 8 + 2 * 144 * layers
+    assert sizes["binary"]["roles"]["ffn.w_1 (1-bit)"]["ratio"] > 28
+    assert sizes["qat_int4"]["total"]["ratio"] > 7.0
+    assert sizes["qat_int8"]["total"]["ratio"] > 3.8
+
+
+def test_pack_cli_writes_the_file_and_the_size_table(tmp_path, capsys):
+    cfg, model = _model("compress=qat_int4")
+    save_config(cfg, tmp_path / "train.yaml")
+    torch.save(model.state_dict(), tmp_path / "final.pt")
+    out = tmp_path / "packed.pt"
+    report = pack_cli.main(
+        ["--config", str(tmp_path / "train.yaml"), "--checkpoint", str(tmp_path / "final.pt"),
+         "--out", str(out)]
+    )  # fmt: skip
+    assert out.exists() and report["file_bytes"] == out.stat().st_size
+    assert json.loads((tmp_path / "packed.pt.size.json").read_text())["total"]["ratio"] > 1
+    assert "whole model" in capsys.readouterr().out
+    float_cfg, float_model = _model()
+    save_config(float_cfg, tmp_path / "float.yaml")
+    torch.save(float_model.state_dict(), tmp_path / "float.pt")
+    with pytest.raises(SystemExit, match="no compression configured"):
+        pack_cli.main(
+            ["--config", str(tmp_path / "float.yaml"), "--checkpoint", str(tmp_path / "float.pt"),
+             "--out", str(tmp_path / "x.pt")]
+        )  # fmt: skip

@@ -1,0 +1,237 @@
+"""Packing a QAT model into real low-bit storage, and loading it back exactly.
+
+File (torch.save of a dict, format `wenet_eff.packed/1`):
+- `config`: the experiment config (resolved, as train.yaml);
+- `layers`: per quantized layer, its `bits`, `numel`, `data` (the levels as unsigned b-bit
+  fields packed into bytes: 8 per byte at 1 bit, 4 at 2, 2 at 4, 1 at 8), `scale` (float16 per
+  group) and `zero` (asymmetric: b-bit zero points, packed the same way);
+- `float`: every other tensor of the state dict (biases, norms, CMVN, ...) in float32, except
+  the positional tables that the model computes from its config.
+
+`load_packed` rebuilds the model and serves the stored integers: its outputs equal the QAT
+model's eval forward bit for bit (tests check).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from wenet_eff.compress import quant_layers
+from wenet_eff.compress.quant import qrange
+
+FORMAT = "wenet_eff.packed/1"
+# buffers the model computes from its config (sinusoidal positional tables): not stored
+DERIVED = (".pe",)
+
+
+def pack_bits(values: torch.Tensor, bits: int) -> torch.Tensor:
+    """Pack unsigned `bits`-bit values (any shape, each < 2^bits) into a flat uint8 tensor."""
+    if bits == 8:
+        return values.reshape(-1).to(torch.uint8).clone()
+    per = 8 // bits
+    flat = values.reshape(-1).to(torch.uint8)
+    pad = (-flat.numel()) % per
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    fields = flat.reshape(-1, per)
+    out = torch.zeros(fields.size(0), dtype=torch.uint8)
+    for i in range(per):
+        out |= fields[:, i] << (bits * i)
+    return out
+
+
+def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
+    """Inverse of `pack_bits`: the first `numel` values as uint8."""
+    if bits == 8:
+        return packed[:numel].clone()
+    per = 8 // bits
+    mask = (1 << bits) - 1
+    fields = torch.stack([(packed >> (bits * i)) & mask for i in range(per)], dim=1)
+    return fields.reshape(-1)[:numel]
+
+
+def pack_layer(layer) -> dict:
+    """The packed record of one QAT layer."""
+    quantizer = layer.weight_quantizer
+    stored = layer.stored()
+    bits = quantizer.bits
+    qmin, _ = qrange(bits, quantizer.symmetric)
+    levels = quantizer.layout.merge(stored["q"].to(torch.int16))  # drop padding
+    unsigned = (levels + 1) // 2 if bits == 1 else levels - qmin  # binary: -1/1 -> 0/1
+    record = {
+        "bits": bits,
+        "numel": levels.numel(),
+        "data": pack_bits(unsigned, bits),
+        "scale": stored["scale"].reshape(-1).clone(),
+        "zero": None,
+    }
+    if stored["zero"] is not None:
+        record["zero"] = pack_bits(stored["zero"], bits)
+    return record
+
+
+def unpack_layer(record: dict, quantizer) -> dict:
+    """The `WeightQuantizer.integers` form of a packed record."""
+    bits = record["bits"]
+    qmin, _ = qrange(bits, quantizer.symmetric)
+    unsigned = unpack_bits(record["data"], bits, record["numel"]).to(torch.int16)
+    levels = unsigned * 2 - 1 if bits == 1 else unsigned + qmin
+    layout = quantizer.layout
+    q = layout.split(levels.reshape(layout.shape).float()).to(torch.int16)
+    shape = (layout.rows, layout.groups, 1)
+    zero = None
+    if record["zero"] is not None:
+        zero = unpack_bits(record["zero"], bits, layout.rows * layout.groups).reshape(shape)
+    return {"q": q, "scale": record["scale"].reshape(shape), "zero": zero}
+
+
+def pack_model(model, cfg) -> dict:
+    """The packed file's content for a QAT model (see the module docstring)."""
+    layers = {name: pack_layer(layer) for name, layer in quant_layers(model)}
+    if not layers:
+        raise ValueError("the model has no quantized layers: train with compress=... first")
+    skip = {f"{name}.weight" for name in layers}
+    floats = {
+        k: v.detach().float() if v.is_floating_point() else v.detach()
+        for k, v in model.state_dict().items()
+        if k not in skip and ".weight_quantizer." not in k and not k.endswith(DERIVED)
+    }
+    return {
+        "format": FORMAT,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "layers": layers,
+        "float": floats,
+    }
+
+
+def save_packed(model, cfg, path: str | os.PathLike) -> dict:
+    """Write the packed model to `path` (atomically); returns `size_report`."""
+    packed = pack_model(model, cfg)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(packed, tmp)
+    os.replace(tmp, path)
+    report = size_report(model, packed)
+    report["file_bytes"] = path.stat().st_size
+    return report
+
+
+def is_packed(path: str | os.PathLike) -> bool:
+    """Whether `path` is a packed model file (by its format tag)."""
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not ours to judge here: the state_dict loader reports it
+        return False
+    return isinstance(content, dict) and content.get("format") == FORMAT
+
+
+def load_packed(path: str | os.PathLike):
+    """(cfg, model in eval mode) serving the stored integers of a packed file."""
+    import wenet_eff
+    from wenet_eff.nn.cmvn import GlobalCMVN
+
+    packed = torch.load(path, map_location="cpu", weights_only=True)
+    if packed.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a packed model (format {packed.get('format')!r})")
+    cfg = OmegaConf.merge(wenet_eff.config.schema(), packed["config"])
+    cfg.cmvn.file = ""  # the statistics are in the file
+    model = wenet_eff.build_model(cfg)
+    floats = packed["float"]
+    if "encoder.global_cmvn.mean" in floats:
+        model.encoder.global_cmvn = GlobalCMVN(
+            floats["encoder.global_cmvn.mean"], floats["encoder.global_cmvn.istd"]
+        )
+    layers = dict(quant_layers(model))
+    if set(layers) != set(packed["layers"]):
+        raise ValueError(f"{path}: its quantized layers do not match its config's")
+    for name, record in packed["layers"].items():
+        layer = layers[name]
+        stored = unpack_layer(record, layer.weight_quantizer)
+        with torch.no_grad():
+            layer.weight.copy_(layer.weight_quantizer.dequantize(stored))
+        layer.packed = stored
+    state = model.state_dict()
+    missing = [k for k in state if k not in floats and not _is_packed_key(k, layers)]
+    if missing:
+        raise ValueError(f"{path}: missing tensors {missing[:5]}")
+    model.load_state_dict({**state, **floats}, strict=True)
+    return cfg, model.eval()
+
+
+def _is_packed_key(key: str, layers: dict) -> bool:
+    return (
+        ".weight_quantizer." in key
+        or key.removesuffix(".weight") in layers
+        or key.endswith(DERIVED)
+    )
+
+
+def _record_bytes(record: dict) -> int:
+    size = record["data"].numel() + 2 * record["scale"].numel()
+    if record["zero"] is not None:
+        size += record["zero"].numel()
+    return size
+
+
+def size_report(model, packed: dict) -> dict:
+    """Bytes per role: float32 vs packed, and the whole model (other tensors in float32)."""
+    layers = dict(quant_layers(model))
+    roles: dict[str, dict] = {}
+    for name, record in packed["layers"].items():
+        layer = layers[name]
+        key = f"{layer.role} ({record['bits']}-bit)"
+        row = roles.setdefault(key, {"params": 0, "float32_bytes": 0, "packed_bytes": 0})
+        row["params"] += record["numel"]
+        row["float32_bytes"] += 4 * record["numel"]
+        row["packed_bytes"] += _record_bytes(record)
+    other = sum(v.numel() for k, v in packed["float"].items() if v.is_floating_point())
+    other_bytes = sum(v.numel() * v.element_size() for v in packed["float"].values())
+    total_params = sum(r["params"] for r in roles.values()) + other
+    packed_bytes = sum(r["packed_bytes"] for r in roles.values()) + other_bytes
+    for row in roles.values():
+        row["ratio"] = row["float32_bytes"] / max(row["packed_bytes"], 1)
+    return {
+        "roles": dict(sorted(roles.items())),
+        "other_float": {"params": other, "bytes": other_bytes},
+        "total": {
+            "params": total_params,
+            "float32_bytes": 4 * total_params,
+            "packed_bytes": packed_bytes,
+            "ratio": 4 * total_params / max(packed_bytes, 1),
+        },
+    }
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'group':<28}{'params':>12}{'float32 B':>14}{'packed B':>12}{'ratio':>8}"]
+    for role, row in report["roles"].items():
+        lines.append(
+            f"{role:<28}{row['params']:>12,}{row['float32_bytes']:>14,}"
+            f"{row['packed_bytes']:>12,}{row['ratio']:>8.2f}"
+        )
+    other = report["other_float"]
+    lines.append(
+        f"{'other (float32)':<28}{other['params']:>12,}{other['bytes']:>14,}"
+        f"{other['bytes']:>12,}{1.0:>8.2f}"
+    )
+    total = report["total"]
+    lines.append(
+        f"{'whole model':<28}{total['params']:>12,}{total['float32_bytes']:>14,}"
+        f"{total['packed_bytes']:>12,}{total['ratio']:>8.2f}"
+    )
+    if "file_bytes" in report:
+        lines.append(f"file on disk: {report['file_bytes']:,} bytes")
+    return "\n".join(lines)
+
+
+def serialized_bytes(obj) -> int:
+    """Size of `obj` as torch.save writes it."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.tell()
