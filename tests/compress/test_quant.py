@@ -205,3 +205,15 @@ def test_config_errors_name_the_key():
                                                              "compress.quant.bits=3"]))  # fmt: skip
     with pytest.raises(ValueError, match="granularity='row'"):
         WeightQuantizer(qcfg(granularity="row"), 8, weight())
+
+
+def test_quantized_streaming_model_decodes_chunk_by_chunk_exactly():
+    cfg = wenet_eff.load_config(
+        "mini", [*TINY, "compress=qat_int4", "model.encoder.use_dynamic_chunk=true"]
+    )
+    model = wenet_eff.build_model(cfg).eval()
+    x = torch.randn(1, 150, 80)
+    with torch.inference_mode():
+        full, _ = model.encoder(x, torch.tensor([150]), 4, 2)
+        stream, _ = model.encoder.forward_chunk_by_chunk(x, 4, 2)
+    assert (full - stream).abs().max() <= 1e-5

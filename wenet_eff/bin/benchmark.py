@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("decode_rtf", "train_throughput", "moe_rtf", "streaming_latency")
+BENCHMARKS = ("decode_rtf", "train_throughput", "moe_rtf", "streaming_latency", "compress_size")
 
 
 def main(argv: list[str] | None = None):

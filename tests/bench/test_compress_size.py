@@ -1,0 +1,21 @@
+"""The packed-size benchmark on a tiny model, through `bin.benchmark`."""
+
+from __future__ import annotations
+
+import json
+
+from wenet_eff.bin import benchmark
+
+
+def test_compress_size_table(tmp_path, capsys):
+    out = tmp_path / "size.json"
+    result = benchmark.main(
+        ["compress_size", "--models", "mini", "--configs", "qat_int8", "qat_int4", "binary",
+         "--vocab_size", "31", "--out", str(out)]
+    )  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    rows = {r["compress"]: r for r in result["results"]}
+    assert rows["qat_int8"]["ratio"] < rows["qat_int4"]["ratio"]
+    assert 3.8 < rows["qat_int8"]["main_bits_ratio"] <= 4.0
+    assert rows["binary"]["main_bits_ratio"] > 25  # 1-bit layers, 8-bit front end left out
+    assert "b-bit layers only" in capsys.readouterr().out

@@ -1,0 +1,75 @@
+"""Packed model sizes per compression config and model shape (real packing, random weights).
+
+    python -m wenet_eff.bench.compress_size --models mini u2pp_conformer paper_dense_225m
+
+Packs each model (vocabulary 5002 unless --vocab_size) with each packaged compress config
+exactly as `bin.pack` does and reports float32 bytes, packed bytes and the ratio for the whole
+model (biases, norms and CMVN stay float32 and are included), and for the layers at the
+config's main bit width alone (mixed configs keep the front end and output layers at 8 bits).
+Sizes do not depend on the weight values. Writes JSON and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import wenet_eff
+from wenet_eff.bench.common import environment, write_json
+from wenet_eff.compress.pack import pack_model, size_report
+
+CONFIGS = ["qat_int8", "mixed_4_8", "qat_int4", "qat_int2", "qat_int2_subchannel", "binary"]
+
+
+def measure(model_name: str, config: str, vocab_size: int) -> dict:
+    torch.manual_seed(0)
+    cfg = wenet_eff.load_config(
+        model_name, [f"model.vocab_size={vocab_size}", f"compress={config}"]
+    )
+    model = wenet_eff.build_model(cfg)
+    report = size_report(model, pack_model(model, cfg))
+    main = [r for k, r in report["roles"].items() if k.endswith(f"({cfg.compress.quant.bits}-bit)")]
+    main_float = sum(r["float32_bytes"] for r in main)
+    main_packed = sum(r["packed_bytes"] for r in main)
+    return {
+        "model": model_name,
+        "compress": config,
+        "params": report["total"]["params"],
+        "float32_bytes": report["total"]["float32_bytes"],
+        "packed_bytes": report["total"]["packed_bytes"],
+        "ratio": report["total"]["ratio"],
+        "bits": cfg.compress.quant.bits,
+        # the layers at the config's main bit width alone (8-bit front end / outputs left out)
+        "main_bits_ratio": main_float / main_packed,
+        "other_float_bytes": report["other_float"]["bytes"],
+        "roles": report["roles"],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["mini", "u2pp_conformer"])
+    p.add_argument("--configs", nargs="+", default=CONFIGS)
+    p.add_argument("--vocab_size", type=int, default=5002)
+    p.add_argument("--out", default="bench_results/compress_size.json")
+    args = p.parse_args(argv)
+    rows = [measure(m, c, args.vocab_size) for m in args.models for c in args.configs]
+    print(f"packed sizes (vocabulary {args.vocab_size})")
+    print(
+        f"{'model':<18}{'compress':<22}{'params':>12}{'float32 MB':>12}{'packed MB':>11}"
+        f"{'ratio':>8}{'b-bit layers only':>19}"
+    )
+    for r in rows:
+        print(
+            f"{r['model']:<18}{r['compress']:<22}{r['params']:>12,}"
+            f"{r['float32_bytes'] / 1e6:>12.2f}{r['packed_bytes'] / 1e6:>11.2f}"
+            f"{r['ratio']:>8.2f}{r['main_bits_ratio']:>19.2f}"
+        )
+    result = {"vocab_size": args.vocab_size, "results": rows, **environment()}
+    write_json(result, args.out)
+    return result
+
+
+if __name__ == "__main__":
+    main()
