@@ -79,7 +79,8 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
 
     # streaming fine-tuning (stage 8) and decoding per chunk size (stage 9)
     log = _run(s0, "--stage", "8", "--stop_stage", "9", *opts, "--ft_steps", "6",
-               "--ft_warmup", "2", "--decoding_chunks", "4 -1")  # fmt: skip
+               "--ft_warmup", "2", "--decoding_chunks", "4 -1", "--average_num", "1",
+               "--init_checkpoint", "exp/mini/avg_2.pt")  # fmt: skip
     streaming = s0 / "exp" / "mini_streaming"
     assert "weights initialised from exp/mini/avg_2.pt" in log
     enc = yaml.safe_load((streaming / "train.yaml").read_text())["model"]["encoder"]
@@ -91,7 +92,8 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
 
     # QAT fine-tuning (stage 10), packing and decoding the packed model (stage 11)
     log = _run(s0, "--stage", "10", "--stop_stage", "11", *opts, "--qat_configs", "qat_int4",
-               "--qat_steps", "6", "--qat_warmup", "2")  # fmt: skip
+               "--qat_steps", "6", "--qat_warmup", "2", "--average_num", "1",
+               "--init_checkpoint", "exp/mini/avg_2.pt")  # fmt: skip
     qat = s0 / "exp" / "mini_qat_int4"
     assert (qat / "packed.pt").stat().st_size < (exp / "avg_2.pt").stat().st_size / 5
     assert (qat / "test" / "attention_rescoring" / "wer").exists()

@@ -40,6 +40,8 @@ train_config=conf/train_mini.yaml  # the recipe's training config (packaged trai
 train_opts=""           # extra Hydra overrides for training, e.g. "optim.lr=0.001"
 average_num=2
 decode_modes="ctc_greedy_search ctc_prefix_beam_search attention attention_rescoring"
+# Fine-tuning stages (8, 10) start from $init_checkpoint (default: $dir/avg_$average_num.pt)
+init_checkpoint=""
 # Streaming fine-tuning (stages 8-9) of $dir's averaged model into $streaming_dir
 streaming_dir=""        # default: ${dir}_streaming
 ft_steps=400            # updates of the fine-tuning (cosine schedule to 0)
@@ -65,7 +67,7 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj 
   [--num_gpus N | --nproc N] [--train_engine torch_ddp|deepspeed] [--max_epoch N]
   [--train_config conf/X.yaml] [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']
   [--streaming_dir exp/NAME] [--ft_steps N] [--ft_lr X] [--decoding_chunks '4 8 16 -1']
-  [--qat_configs 'qat_int8 qat_int4 ...'] [--qat_steps N] [--qat_lr X]"
+  [--qat_configs 'qat_int8 qat_int4 ...'] [--qat_steps N] [--qat_lr X] [--init_checkpoint PATH]"
 . tools/parse_options.sh
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
@@ -215,6 +217,7 @@ average() {
 }
 
 streaming_dir=${streaming_dir:-${dir}_streaming}
+init_checkpoint=${init_checkpoint:-$dir/avg_${average_num}.pt}
 
 if run_stage 4; then
   echo "stage 4: training $dir ($train_engine, num_gpus=$num_gpus, nproc=$nproc)"
@@ -245,10 +248,10 @@ if run_stage 7; then
 fi
 
 if run_stage 8; then
-  echo "stage 8: streaming fine-tuning of $dir/avg_${average_num}.pt into $streaming_dir"
+  echo "stage 8: streaming fine-tuning of $init_checkpoint into $streaming_dir"
   if needs "$streaming_dir/final.pt"; then
     train_model "$streaming_dir" "train=streaming_finetune \
-      train.init_checkpoint=$dir/avg_${average_num}.pt train.max_steps=$ft_steps \
+      train.init_checkpoint=$init_checkpoint train.max_steps=$ft_steps \
       optim.lr=$ft_lr optim.warmup_steps=$ft_warmup"
   fi
   python tools/plot_training.py "$streaming_dir"
@@ -274,10 +277,10 @@ if run_stage 9; then
 fi
 
 if run_stage 10; then
-  echo "stage 10: quantization-aware fine-tuning of $dir/avg_${average_num}.pt: $qat_configs"
+  echo "stage 10: quantization-aware fine-tuning of $init_checkpoint: $qat_configs"
   for qat in $qat_configs; do
     if needs "${dir}_$qat/final.pt"; then
-      train_model "${dir}_$qat" "compress=$qat train.init_checkpoint=$dir/avg_${average_num}.pt \
+      train_model "${dir}_$qat" "compress=$qat train.init_checkpoint=$init_checkpoint \
         train.max_steps=$qat_steps optim.lr=$qat_lr optim.warmup_steps=$qat_warmup \
         optim.scheduler=cosine"
     fi
