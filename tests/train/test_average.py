@@ -7,7 +7,7 @@ import torch
 
 from wenet_eff.bin import average_model
 from wenet_eff.train.average import average_checkpoints, select_checkpoints
-from wenet_eff.train.checkpoint import load_model_state, write_checkpoint
+from wenet_eff.train.checkpoint import link_final, load_model_state, write_checkpoint
 
 
 @pytest.fixture
@@ -36,6 +36,18 @@ def test_select_last_best_and_range(exp):
     assert [p.name for p in select_checkpoints(exp, 1, True, min_epoch=2)] == ["3.pt"]
     with pytest.raises(ValueError, match="only 4 qualify"):
         select_checkpoints(exp, 5)
+
+
+def test_a_run_stopped_by_max_steps_offers_its_last_step_checkpoint(exp):
+    state = {"w": torch.full((3,), 7.0), "n": torch.tensor(0)}
+    info = {"epoch": 4, "step": 45, "tag": "step", "cv_loss": 0.5}
+    write_checkpoint(exp, "step_45", state, info, None)
+    # not the end of the run yet (no final.pt): only epoch checkpoints qualify
+    assert [p.name for p in select_checkpoints(exp, 2, val_best=True)] == ["1.pt", "3.pt"]
+    link_final(exp, "step_45")
+    assert [p.name for p in select_checkpoints(exp, 2, val_best=True)] == ["step_45.pt", "1.pt"]
+    assert [p.name for p in select_checkpoints(exp, 1)] == ["step_45.pt"]
+    assert "step_35.pt" not in [p.name for p in select_checkpoints(exp, 5)]  # mid-run step
 
 
 def test_cli_val_best(exp):

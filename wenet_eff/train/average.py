@@ -18,7 +18,8 @@ def select_checkpoints(
     min_epoch: int = 0,
     max_epoch: int = sys.maxsize,
 ) -> list[Path]:
-    """Epoch checkpoints (`N.pt` with a complete `N.yaml`) to average.
+    """Epoch checkpoints (`N.pt` with a complete `N.yaml`) to average, plus the step checkpoint
+    a `train.max_steps` run ended on.
 
     Args:
         src_path: the experiment directory.
@@ -32,10 +33,16 @@ def select_checkpoints(
     if num < 1:
         raise ValueError(f"--num must be >= 1, got {num}")
     exp = Path(src_path)
+    checkpoints = list_checkpoints(exp)
+    # a run stopped by train.max_steps ends on a step checkpoint: the most trained model, and it
+    # has a cv_loss, so it is a candidate too (mid-epoch save_interval checkpoints are not)
+    last = checkpoints[-1][0] if checkpoints else ""
+    ended_on_step = last.startswith("step_") and (exp / "final.pt").exists()
     epochs = [
         (int(info["epoch"]), info, exp / f"{name}.pt")
-        for name, info in list_checkpoints(exp)
-        if name.isdigit() and min_epoch <= int(info["epoch"]) <= max_epoch
+        for name, info in checkpoints
+        if (name.isdigit() or (ended_on_step and name == last))
+        and min_epoch <= int(info["epoch"]) <= max_epoch
     ]
     if not epochs:
         raise FileNotFoundError(
