@@ -51,8 +51,9 @@ decoding_chunks="4 8 16 -1"  # encoder frames per chunk (40 ms each); -1 = full 
 num_decoding_left_chunks=-1
 streaming_modes="ctc_greedy_search ctc_prefix_beam_search attention_rescoring"
 streaming_test_sets="test"
-# Quantization-aware fine-tuning (stages 10-11) of $dir's averaged model, one run per config
-qat_configs="qat_int8 qat_int4"  # packaged compress configs (wenet_eff/conf/compress/)
+# Quantization-aware fine-tuning (stages 10-11) of $dir's averaged model, one run per config;
+# "none" is the float control (the same fine-tuning without quantizers)
+qat_configs="none qat_int8 qat_int4"  # packaged compress configs (wenet_eff/conf/compress/)
 qat_steps=300
 qat_lr=0.0005
 qat_warmup=30
@@ -293,12 +294,21 @@ if run_stage 11; then
   for qat in $qat_configs; do
     exp=${dir}_$qat
     average "$exp"
+    if [ "$qat" = none ]; then  # the float control run: same fine-tuning, nothing to pack
+      decode_and_score "$exp/avg_${average_num}.pt" test "$exp/test" "$qat_modes" -1
+      continue
+    fi
     python -m wenet_eff.bin.pack --config "$exp/train.yaml" \
       --checkpoint "$exp/avg_${average_num}.pt" --out "$exp/packed.pt"
     decode_and_score "$exp/packed.pt" test "$exp/test" "$qat_modes" -1
   done
-  python local/compress_table.py --float_dir "$dir" --modes "$qat_modes" \
-    $(for qat in $qat_configs; do echo "${dir}_$qat"; done) > "$dir/compress_table.md"
+  # relative WER against the float control (compress=none) when it is in the list
+  float_dir=$dir
+  case " $qat_configs " in *" none "*) float_dir=${dir}_none ;; esac
+  # shellcheck disable=SC2046  # one directory per config
+  python local/compress_table.py --float_dir "$float_dir" --modes "$qat_modes" \
+    $(for qat in $qat_configs; do [ "$qat" = none ] || echo "${dir}_$qat"; done) \
+    > "$dir/compress_table.md"
   cat "$dir/compress_table.md"
   echo "stage 11 wrote ${dir}_<config>/{packed.pt,packed.pt.size.json,test/}, $dir/compress_table.md"
 fi

@@ -1,6 +1,7 @@
 """Size x WER table of QAT experiments against their float model.
 
-Reads FLOAT_DIR/test/<mode>/wer and, for each QAT experiment dir, its train.yaml (compress
+Reads FLOAT_DIR/test/<mode>/wer (the float model, or better the float control run fine-tuned
+like the QAT runs) and, for each QAT experiment dir, its train.yaml (compress
 settings), packed.pt.size.json (bin.pack) and test/<mode>/wer; prints a Markdown table and
 writes the same rows as JSON next to the float model (FLOAT_DIR/compress_table.json).
 
@@ -37,7 +38,7 @@ def describe(quant: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--float_dir", required=True)
+    parser.add_argument("--float_dir", required=True, help="the float baseline's exp dir")
     parser.add_argument("--modes", required=True, help="space-separated")
     parser.add_argument("--test_set", default="test")
     parser.add_argument("qat_dirs", nargs="+")
