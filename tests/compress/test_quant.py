@@ -217,3 +217,20 @@ def test_quantized_streaming_model_decodes_chunk_by_chunk_exactly():
         full, _ = model.encoder(x, torch.tensor([150]), 4, 2)
         stream, _ = model.encoder.forward_chunk_by_chunk(x, 4, 2)
     assert (full - stream).abs().max() <= 1e-5
+
+
+def test_activation_quantization_rounds_inputs_and_passes_gradients():
+    cfg = wenet_eff.load_config("mini", [*TINY, "compress=qat_int8", "compress.quant.act_bits=4"])
+    model = wenet_eff.build_model(cfg)
+    layer = dict(compress.quant_layers(model))["encoder.encoders.0.feed_forward.w_1"]
+    assert layer.act_bits == 4
+    x = torch.randn(2, 5, layer.in_features, requires_grad=True)
+    y = layer(x)
+    scale = x.detach().abs().amax() / 7
+    x_hat = (x.detach() / scale).round().clamp(-7, 7) * scale
+    torch.testing.assert_close(y, torch.nn.functional.linear(x_hat, layer.quantized_weight(),
+                                                             layer.bias))  # fmt: skip
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    # embeddings and convolutions over 2-D inputs keep float activations
+    assert dict(compress.quant_layers(model))["decoder.left_decoder.embed.0"].act_bits == 0
