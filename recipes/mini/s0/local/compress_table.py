@@ -3,7 +3,8 @@
 Reads FLOAT_DIR/test/<mode>/wer (the float model, or better the float control run fine-tuned
 like the QAT runs) and, for each QAT experiment dir, its train.yaml (compress
 settings), packed.pt.size.json (bin.pack) and test/<mode>/wer; prints a Markdown table and
-writes the same rows as JSON next to the float model (FLOAT_DIR/compress_table.json).
+writes the same rows as JSON (FLOAT_DIR/compress_table.json) and a WER-against-size plot
+(FLOAT_DIR/compress_wer_vs_size.png).
 
 Usage: compress_table.py --float_dir exp/mini --modes "ctc_greedy_search attention_rescoring" \
            exp/mini_qat_int8 exp/mini_qat_int4
@@ -83,6 +84,37 @@ def main() -> None:
     with open(os.path.join(args.float_dir, "compress_table.json"), "w", encoding="utf-8") as f:
         json.dump({"test_set": args.test_set, "rows": rows}, f, indent=2)
         f.write("\n")
+    plot(rows, modes[-1], os.path.join(args.float_dir, "compress_wer_vs_size.png"))
+
+
+def plot(rows: list[dict], mode: str, path: str) -> None:
+    """WER against packed size (log scale), one labelled point per experiment."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, row in enumerate(rows):
+        size, wer = row["bytes"] / 1e6, row["wer"][mode]
+        ax.scatter(size, wer, color="tab:blue" if row["quant"] != "float32" else "tab:red")
+        label = row["quant"].split(" (")[0]
+        ax.annotate(
+            label,
+            (size, wer),
+            textcoords="offset points",
+            xytext=(4, 4 if i % 2 else -10),
+            fontsize=7,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("packed model size (MB, log scale)")
+    ax.set_ylabel(f"{mode} WER %")
+    ax.set_title("QAT: WER against model size")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"{path} written", file=sys.stderr)
 
 
 if __name__ == "__main__":
