@@ -99,6 +99,7 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     assert (qat / "test" / "attention_rescoring" / "wer").exists()
     table = (exp / "compress_table.md").read_text()
     assert "4-bit sym channel ste" in table and "float32" in table
+    assert (exp / "compress_wer_vs_size.png").stat().st_size > 0
 
     again = _run(s0, "--stage", "1", "--stop_stage", "5", *opts)
     assert "exp/mini/final.pt exists, kept" in again
