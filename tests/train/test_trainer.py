@@ -290,3 +290,20 @@ def test_moe_model_trains_and_logs_expert_usage(corpus, tmp_path):
     assert len(usage) == 8
     total = sum(events.Scalars(t)[-1].value for t in usage)
     assert total == pytest.approx(2.0, abs=1e-4)  # fractions of frames sum to k
+
+
+def test_qat_model_with_norm_decay_trains_and_logs_its_loss(corpus, tmp_path, caplog):
+    overrides = ["compress=qat_int4_rand", "train.max_steps=4", "train.log_interval=2"]
+    cfg, trainer = real_setup(corpus, tmp_path, *overrides)
+    layer = trainer.model.encoder.encoders[0].self_attn.linear_q
+    before = layer.weight.detach().clone()
+    with caplog.at_level("INFO", logger="wenet_eff.train"):
+        trainer.fit()
+    assert trainer.progress.step == 4 and not torch.equal(layer.weight, before)
+    assert any(" quant " in r.getMessage() for r in caplog.records)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert "train/loss_quant" in set(events.Tags()["scalars"])
+    # the checkpoint decodes through the same config (quantizers rebuilt by build_model)
+    model = wenet_eff.build_model(cfg)
+    model.load_state_dict(ckpt.load_model_state(tmp_path / "final.pt"), strict=True)

@@ -68,8 +68,7 @@ class LossMeter:
 
 def format_losses(values: dict[str, float]) -> str:
     """`loss 12.345 ctc 20.1 att 9.8` for whichever terms are present."""
-    names = {"loss": "loss", "loss_ctc": "ctc", "loss_att": "att", "loss_moe": "moe"}
-    return " ".join(f"{names[k]} {values[k]:.3f}" for k in LOSS_KEYS if k in values)
+    return " ".join(f"{k.removeprefix('loss_')} {values[k]:.3f}" for k in LOSS_KEYS if k in values)
 
 
 def format_skips(skipped: Counter) -> str:
