@@ -32,6 +32,12 @@ def describe(quant: dict) -> str:
     if quant["clip"] != "none":
         parts.append(f"clip={quant['clip']}")
     parts.append(quant["estimator"])
+    if quant["learnable_scale"]:
+        parts.append("learnable scale")
+    if quant["norm_decay"] > 0:
+        parts.append(f"norm decay {quant['norm_decay']:g}")
+    if quant["native_int"]:
+        parts.append("native int")
     if quant["bits_by_role"]:
         parts.append("(" + ", ".join(quant["bits_by_role"]) + ")")
     return " ".join(parts)
