@@ -189,6 +189,13 @@ train_model() {
     $engine_opts $train_opts $extra_opts
 }
 
+# Fine-tune $init_checkpoint into $1 for $2 updates at peak lr $3 (warmup $4, cosine to 0),
+# with the extra Hydra overrides $5.
+finetune() {
+  train_model "$1" "train.init_checkpoint=$init_checkpoint train.max_steps=$2 optim.lr=$3 \
+    optim.warmup_steps=$4 optim.scheduler=cosine $5"
+}
+
 # Decode data/$2 with checkpoint $1 into $3/<mode>/ for the modes $4, chunk size $5, and score.
 decode_and_score() {
   local checkpoint=$1 test_set=$2 result_dir=$3 modes=$4 chunk=$5 decoded=true mode
@@ -251,9 +258,7 @@ fi
 if run_stage 8; then
   echo "stage 8: streaming fine-tuning of $init_checkpoint into $streaming_dir"
   if needs "$streaming_dir/final.pt"; then
-    train_model "$streaming_dir" "train=streaming_finetune \
-      train.init_checkpoint=$init_checkpoint train.max_steps=$ft_steps \
-      optim.lr=$ft_lr optim.warmup_steps=$ft_warmup"
+    finetune "$streaming_dir" "$ft_steps" "$ft_lr" "$ft_warmup" train=streaming_finetune
   fi
   python tools/plot_training.py "$streaming_dir"
   echo "stage 8 wrote $streaming_dir/{train.yaml,N.pt,final.pt,training_curves.png}"
@@ -281,9 +286,7 @@ if run_stage 10; then
   echo "stage 10: quantization-aware fine-tuning of $init_checkpoint: $qat_configs"
   for qat in $qat_configs; do
     if needs "${dir}_$qat/final.pt"; then
-      train_model "${dir}_$qat" "compress=$qat train.init_checkpoint=$init_checkpoint \
-        train.max_steps=$qat_steps optim.lr=$qat_lr optim.warmup_steps=$qat_warmup \
-        optim.scheduler=cosine"
+      finetune "${dir}_$qat" "$qat_steps" "$qat_lr" "$qat_warmup" "compress=$qat"
     fi
   done
   echo "stage 10 wrote ${dir}_<config>/{train.yaml,N.pt,final.pt} for $qat_configs"
