@@ -14,7 +14,6 @@ model's eval forward bit for bit (tests check).
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -228,10 +227,3 @@ def format_report(report: dict) -> str:
     if "file_bytes" in report:
         lines.append(f"file on disk: {report['file_bytes']:,} bytes")
     return "\n".join(lines)
-
-
-def serialized_bytes(obj) -> int:
-    """Size of `obj` as torch.save writes it."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.tell()

@@ -269,12 +269,11 @@ def dequantize_groups(stored: dict) -> torch.Tensor:
     return (q - z) * stored["scale"].float()
 
 
-def fake_quant_activation(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dynamic per-tensor symmetric quantization of an activation: (x_hat with STE, scale)."""
+def quantize_activation(x: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic per-tensor symmetric quantization of an activation: (levels with STE, scale)."""
     qmax = 2 ** (bits - 1) - 1
     scale = (x.detach().abs().amax() / qmax).clamp_min(1e-8)
-    q = torch.clamp(round_ste(x / scale), -qmax, qmax)
-    return q * scale, scale
+    return torch.clamp(round_ste(x / scale), -qmax, qmax), scale
 
 
 def integer_linear(
@@ -283,11 +282,8 @@ def integer_linear(
     """y = x W^T + b computed on integers: x quantized per tensor to `act_bits`, W as stored;
     products accumulate exactly (float64 holds every int8 x int8 sum of these sizes), each
     group's sum is scaled by its weight scale, then by the activation scale."""
-    qmax = 2 ** (act_bits - 1) - 1
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.size(-1)).float()
-    x_scale = (x2.abs().amax() / qmax).clamp_min(1e-8)
-    xq = torch.clamp(torch.round(x2 / x_scale), -qmax, qmax)
+    xq, x_scale = quantize_activation(x.reshape(-1, x.size(-1)).float().detach(), act_bits)
     if layout.pad:
         xq = F.pad(xq, (0, layout.pad))
     xq = xq.reshape(xq.size(0), layout.groups, layout.block).double()
@@ -322,7 +318,10 @@ class QuantLayerMixin:
         return self.weight_quantizer.integers(self.weight)
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
-        return fake_quant_activation(x, self.act_bits)[0] if self.act_bits > 0 else x
+        if self.act_bits <= 0:
+            return x
+        levels, scale = quantize_activation(x, self.act_bits)
+        return levels * scale
 
     def _native(self, x: torch.Tensor) -> torch.Tensor:
         """Integer forward in value, fake-quant gradients (the value is exactly the integer one)."""
