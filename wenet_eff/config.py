@@ -173,7 +173,7 @@ class CmvnConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"  # adam | adamw
+    name: str = "adam"  # adam | adamw | step (Adam with STEP's frozen-variance phase, N:M)
     lr: float = 0.002
     weight_decay: float = 1.0e-6
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
@@ -182,6 +182,14 @@ class OptimConfig:
     warmup_steps: int = 25000
     min_lr: float = 0.0  # cosine: the lr reached at total_steps
     total_steps: int = 0  # cosine: the step where lr reaches min_lr; 0 = train.max_steps
+    # name=step (STEP: Adam that learns N:M masks, train.optim.StepAdam): the dense precondition
+    # phase ends when the relative change of Adam's variance stops falling: its mean over the
+    # last `switch_window` updates is no longer `switch_threshold` (relative) below the mean
+    # over the window before (at least `switch_min_steps`, at most `switch_max_steps` updates)
+    switch_window: int = 20
+    switch_threshold: float = 0.02
+    switch_min_steps: int = 20
+    switch_max_steps: int = 1000
 
 
 @dataclass
@@ -235,10 +243,39 @@ class QuantConfig:
 
 
 @dataclass
+class SparsityConfig:
+    """Weight sparsity through the same seam (see wenet_eff.compress.sparse).
+
+    Methods: `nm` (N:M masks by magnitude along the input dimension, recomputed every forward;
+    SR-STE gradient with `decay`), `magnitude` (unstructured, by magnitude per layer, pruned
+    gradually from `start_step` to `end_step` to `sparsity`), `router` (S3-Router: a learned
+    binary mask over frozen weights keeping the top `keep_ratio` of trained scores).
+    """
+
+    enabled: bool = False
+    method: str = "nm"  # nm | magnitude | router
+    n: int = 2  # nm: keep N of every M consecutive input weights
+    m: int = 4
+    decay: float = 2.0e-4  # nm: SR-STE lambda, grad W += decay * (1 - mask) * W (0: plain STE)
+    sparsity: float = 0.5  # magnitude: the final fraction of zeros per layer
+    start_step: int = 0  # magnitude: first pruning update
+    end_step: int = 100  # magnitude: the update where `sparsity` is reached (cubic schedule)
+    prune_interval: int = 10  # magnitude: re-prune every N updates in [start_step, end_step]
+    keep_ratio: float = 0.9  # router: fraction of weights kept per layer
+    score_init: str = "magnitude"  # router: kaiming | magnitude | rank | magnitude_scaled
+    score_scale: float = 1.0  # router: magnitude_scaled multiplies |w| by this
+    train_other: bool = False  # router: also train the tensors outside the masked layers
+    roles: list[str] = field(
+        default_factory=lambda: ["attn.qkv", "attn.out", "ffn.w_1", "ffn.w_2", "conv.pointwise"]
+    )
+
+
+@dataclass
 class CompressConfig:
     """Compression applied through the weight-layer seam (`compress=...` config group)."""
 
     quant: QuantConfig = field(default_factory=QuantConfig)
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
 
 
 @dataclass

@@ -10,12 +10,14 @@ from wenet_eff.bin import benchmark
 def test_compress_size_table(tmp_path, capsys):
     out = tmp_path / "size.json"
     result = benchmark.main(
-        ["compress_size", "--models", "mini", "--configs", "qat_int8", "qat_int4", "binary",
-         "--vocab_size", "31", "--out", str(out)]
+        ["compress_size", "--models", "mini", "--configs", "qat_int8", "qat_int4",
+         "int4_sparse_2_4", "binary", "--vocab_size", "31", "--out", str(out)]
     )  # fmt: skip
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     rows = {r["compress"]: r for r in result["results"]}
-    assert rows["qat_int8"]["ratio"] < rows["qat_int4"]["ratio"]
+    assert rows["qat_int8"]["ratio"] < rows["qat_int4"]["ratio"] < rows["int4_sparse_2_4"]["ratio"]
+    two_four = rows["int4_sparse_2_4"]["roles"]["ffn.w_1 (4-bit, 2:4)"]
+    assert 10 < two_four["ratio"] < 32 / 3  # 3 bits per weight plus fp16 scales
     assert 3.8 < rows["qat_int8"]["main_bits_ratio"] <= 4.0
     assert rows["binary"]["main_bits_ratio"] > 25  # 1-bit layers, 8-bit front end left out
     assert "b-bit layers only" in capsys.readouterr().out

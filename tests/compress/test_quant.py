@@ -227,7 +227,7 @@ def test_activation_quantization_rounds_inputs_and_passes_gradients():
     y = layer(x)
     scale = x.detach().abs().amax() / 7
     x_hat = (x.detach() / scale).round().clamp(-7, 7) * scale
-    torch.testing.assert_close(y, torch.nn.functional.linear(x_hat, layer.quantized_weight(),
+    torch.testing.assert_close(y, torch.nn.functional.linear(x_hat, layer.effective_weight(),
                                                              layer.bias))  # fmt: skip
     y.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0

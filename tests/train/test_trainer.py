@@ -307,3 +307,29 @@ def test_qat_model_with_norm_decay_trains_and_logs_its_loss(corpus, tmp_path, ca
     # the checkpoint decodes through the same config (quantizers rebuilt by build_model)
     model = wenet_eff.build_model(cfg)
     model.load_state_dict(ckpt.load_model_state(tmp_path / "final.pt"), strict=True)
+
+
+def test_step_optimizer_switches_to_2_4_masks_and_logs_it(corpus, tmp_path, caplog):
+    overrides = [
+        "compress=sparse_2_4_step",
+        "optim.switch_min_steps=0",
+        "optim.switch_max_steps=3",
+        "train.max_steps=5",
+    ]
+    cfg, trainer = real_setup(corpus, tmp_path, *overrides)
+    layer = trainer.model.encoder.encoders[0].feed_forward.w_1
+    assert cfg.optim.name == "step" and not layer.sparsifier.active  # dense precondition phase
+    with caplog.at_level("INFO", logger="wenet_eff.train"):
+        trainer.fit()
+    assert trainer.optimizer.param_groups[0]["switch_step"] == 3 and layer.sparsifier.active
+    assert any("STEP: precondition phase over after 3 updates" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert events.Scalars("optim/step_switch")[-1].value == 3
+    # a fresh trainer on the same exp dir resumes in the mask-learning phase
+    _, again = real_setup(corpus, tmp_path, *overrides)
+    assert (
+        again.optimizer.masking
+        and again.model.encoder.encoders[0].feed_forward.w_1.sparsifier.active
+    )

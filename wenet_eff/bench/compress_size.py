@@ -6,6 +6,7 @@ Packs each model (vocabulary 5002 unless --vocab_size) with each packaged compre
 exactly as `bin.pack` does and reports float32 bytes, packed bytes and the ratio for the whole
 model (biases, norms and CMVN stay float32 and are included), and for the layers at the
 config's main bit width alone (mixed configs keep the front end and output layers at 8 bits).
+`int4_sparse_2_4` stores its 2:4 layers as 2 levels of every 4 plus their positions.
 Sizes do not depend on the weight values. Writes JSON and prints a table.
 """
 
@@ -19,7 +20,10 @@ import wenet_eff
 from wenet_eff.bench.common import environment, write_json
 from wenet_eff.compress.pack import pack_model, size_report
 
-CONFIGS = ["qat_int8", "mixed_4_8", "qat_int4", "qat_int2", "qat_int2_subchannel", "binary"]
+CONFIGS = [
+    "qat_int8", "mixed_4_8", "qat_int4", "int4_sparse_2_4", "qat_int2", "qat_int2_subchannel",
+    "binary",
+]  # fmt: skip
 
 
 def measure(model_name: str, config: str, vocab_size: int) -> dict:
@@ -29,7 +33,8 @@ def measure(model_name: str, config: str, vocab_size: int) -> dict:
     )
     model = wenet_eff.build_model(cfg)
     report = size_report(model, pack_model(model, cfg))
-    main = [r for k, r in report["roles"].items() if k.endswith(f"({cfg.compress.quant.bits}-bit)")]
+    bits = cfg.compress.quant.bits
+    main = [r for k, r in report["roles"].items() if f"({bits}-bit" in k]
     main_float = sum(r["float32_bytes"] for r in main)
     main_packed = sum(r["packed_bytes"] for r in main)
     return {

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from wenet_eff.bin.recognize import load_model
-from wenet_eff.compress import is_compressed
+from wenet_eff.compress import is_quantized
 from wenet_eff.compress.pack import format_report, save_packed
 
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--override", nargs="*", default=[], help="config overrides key=value")
     args = p.parse_args(argv)
     cfg, model = load_model(args.config, args.checkpoint, args.override)
-    if not is_compressed(cfg):
+    if not is_quantized(cfg):
         raise SystemExit(
             f"{args.config}: no compression configured (compress.quant.enabled is false); "
             "pack the checkpoint of a QAT run (compress=qat_int8, ...)"

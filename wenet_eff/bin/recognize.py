@@ -30,6 +30,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint", required=True, help="model state_dict (.pt) or a packed model (bin.pack)"
     )
+    p.add_argument(
+        "--masks", default="", help="a mask file (bin.masks save) applied to --checkpoint"
+    )
     p.add_argument("--test_data", required=True, help="data.list or shard list")
     p.add_argument("--data_type", default="raw", choices=["raw", "shard"])
     p.add_argument("--modes", nargs="+", default=["attention_rescoring"], choices=DECODE_METHODS)
@@ -46,19 +49,26 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_model(config: str, checkpoint: str, overrides: list[str]):
+def load_model(config: str, checkpoint: str, overrides: list[str], masks: str = ""):
     """(cfg, model in eval mode) from a config and a state_dict checkpoint (strict), or from a
-    packed model (`bin.pack` output: its own config; `config` is then only checked to exist)."""
+    packed model (`bin.pack` output: its own config; `config` is then only checked to exist).
+    `masks`: a mask file multiplied into the checkpoint's weights (a shared base model plus
+    one mask per domain, S3-Router)."""
     from wenet_eff.compress.pack import is_packed, load_packed
 
     if is_packed(checkpoint):
-        cfg, model = load_packed(checkpoint)
-        if overrides:
-            raise ValueError(f"--override does not apply to a packed model ({checkpoint})")
-        return cfg, model
+        if overrides or masks:
+            raise ValueError(
+                f"--override and --masks do not apply to a packed model ({checkpoint})"
+            )
+        return load_packed(checkpoint)
     cfg = load_config(config, overrides)
     model = build_model(cfg)
     load_weights(model, checkpoint, "--checkpoint")
+    if masks:
+        from wenet_eff.compress.masks import apply_masks, load_masks
+
+        apply_masks(model, load_masks(masks)[0], masks)
     return cfg, model.eval()
 
 
@@ -70,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     from wenet_eff.data.dataset import build_dataloader
     from wenet_eff.data.tokenizer import build_tokenizer
 
-    cfg, model = load_model(args.config, args.checkpoint, args.override)
+    cfg, model = load_model(args.config, args.checkpoint, args.override, args.masks)
     cfg.data.data_type = args.data_type
     cfg.data.batch_type = "static"
     cfg.data.batch_size = args.batch_size

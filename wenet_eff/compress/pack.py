@@ -4,9 +4,15 @@ File (torch.save of a dict, format `wenet_eff.packed/1`):
 - `config`: the experiment config (resolved, as train.yaml);
 - `layers`: per quantized layer, its `bits`, `numel`, `data` (the levels as unsigned b-bit
   fields packed into bytes: 8 per byte at 1 bit, 4 at 2, 2 at 4, 1 at 8), `scale` (float16 per
-  group) and `zero` (asymmetric: b-bit zero points, packed the same way);
+  group) and `zero` (asymmetric: b-bit zero points, packed the same way); a layer trained with
+  N:M masks stores only its N kept levels of every M in `data`, their positions in the group
+  in `index` (2-bit fields for M <= 4) and `nm` = [N, M] (2:4 at 4 bits: 3 bits per weight);
 - `float`: every other tensor of the state dict (biases, norms, CMVN, ...) in float32, except
   the positional tables that the model computes from its config.
+
+Sparsity masks are folded in (the stored integers of a masked weight are zero where it is
+zero; a masked float layer stores its masked weight), and the stored config has
+`compress.sparsity.enabled: false`.
 
 `load_packed` rebuilds the model and serves the stored integers: its outputs equal the QAT
 model's eval forward bit for bit (tests check).
@@ -20,8 +26,9 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from wenet_eff.compress import quant_layers
+from wenet_eff.compress import STATE_KEYS, quant_layers, sparse_layers
 from wenet_eff.compress.quant import qrange
+from wenet_eff.compress.sparse import NMSparsifier
 
 FORMAT = "wenet_eff.packed/1"
 # buffers the model computes from its config (sinusoidal positional tables): not stored
@@ -71,16 +78,56 @@ def pack_layer(layer) -> dict:
     }
     if stored["zero"] is not None:
         record["zero"] = pack_bits(stored["zero"], bits)
+    sparsifier = layer.sparsifier
+    if isinstance(sparsifier, NMSparsifier) and sparsifier.active:
+        # N:M storage: only the N kept levels of every M, plus each one's position in its group
+        n, m = sparsifier.n, sparsifier.m
+        keep = sparsifier.mask(layer.weight).reshape(levels.size(0), -1, m)
+        index = keep.to(torch.int8).argsort(dim=-1, descending=True, stable=True)[..., :n]
+        index = index.sort(-1).values
+        kept = unsigned.reshape(levels.size(0), -1, m).gather(-1, index)
+        record.update(data=pack_bits(kept, bits), nm=[n, m])
+        record["index"] = pack_bits(index, index_bits(m))
     return record
+
+
+def index_bits(m: int) -> int:
+    """Bits per stored position within a group of M (a field width pack_bits supports)."""
+    return next(b for b in (1, 2, 4, 8) if 2**b >= m)
+
+
+def _nm_levels(record: dict, quantizer) -> torch.Tensor:
+    """The full int16 level tensor of an N:M record: kept levels at their positions, the zero
+    level (0, or the group's zero point) everywhere else."""
+    bits, (n, m) = record["bits"], record["nm"]
+    layout = quantizer.layout
+    qmin, _ = qrange(bits, quantizer.symmetric)
+    if record["zero"] is None:
+        levels = torch.zeros(layout.shape, dtype=torch.int16)
+    else:
+        zero = unpack_bits(record["zero"], bits, layout.rows * layout.groups).to(torch.int16)
+        levels = layout.merge(
+            zero.reshape(layout.rows, layout.groups, 1).expand(-1, -1, layout.block)
+        )
+    kept_numel = record["numel"] // m * n
+    kept = unpack_bits(record["data"], bits, kept_numel).to(torch.int16) + qmin
+    index = unpack_bits(record["index"], index_bits(m), kept_numel).long()
+    rows = layout.shape[0]
+    grouped = levels.reshape(rows, -1, m).clone()
+    grouped.scatter_(-1, index.reshape(rows, -1, n), kept.reshape(rows, -1, n))
+    return grouped.reshape(layout.shape)
 
 
 def unpack_layer(record: dict, quantizer) -> dict:
     """The `WeightQuantizer.integers` form of a packed record."""
     bits = record["bits"]
     qmin, _ = qrange(bits, quantizer.symmetric)
-    unsigned = unpack_bits(record["data"], bits, record["numel"]).to(torch.int16)
-    levels = unsigned * 2 - 1 if bits == 1 else unsigned + qmin
     layout = quantizer.layout
+    if "nm" in record:
+        levels = _nm_levels(record, quantizer)
+    else:
+        unsigned = unpack_bits(record["data"], bits, record["numel"]).to(torch.int16)
+        levels = unsigned * 2 - 1 if bits == 1 else unsigned + qmin
     q = layout.split(levels.reshape(layout.shape).float()).to(torch.int16)
     shape = (layout.rows, layout.groups, 1)
     zero = None
@@ -98,14 +145,16 @@ def pack_model(model, cfg) -> dict:
     floats = {
         k: v.detach().float() if v.is_floating_point() else v.detach()
         for k, v in model.state_dict().items()
-        if k not in skip and ".weight_quantizer." not in k and not k.endswith(DERIVED)
+        if k not in skip and not any(s in k for s in STATE_KEYS) and not k.endswith(DERIVED)
     }
-    return {
-        "format": FORMAT,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "layers": layers,
-        "float": floats,
-    }
+    # masks are folded: quantized layers store the masked weight's integers, masked float
+    # layers their masked weight, so the packed model needs no sparsifier
+    for name, layer in sparse_layers(model):
+        if name not in layers:
+            floats[f"{name}.weight"] = layer.masked_weight().detach().float()
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config["compress"]["sparsity"]["enabled"] = False
+    return {"format": FORMAT, "config": config, "layers": layers, "float": floats}
 
 
 def save_packed(model, cfg, path: str | os.PathLike) -> dict:
@@ -165,7 +214,7 @@ def load_packed(path: str | os.PathLike):
 
 def _is_packed_key(key: str, layers: dict) -> bool:
     return (
-        ".weight_quantizer." in key
+        any(s in key for s in STATE_KEYS)
         or key.removesuffix(".weight") in layers
         or key.endswith(DERIVED)
     )
@@ -175,6 +224,8 @@ def _record_bytes(record: dict) -> int:
     size = record["data"].numel() + 2 * record["scale"].numel()
     if record["zero"] is not None:
         size += record["zero"].numel()
+    if "index" in record:
+        size += record["index"].numel()
     return size
 
 
@@ -184,7 +235,8 @@ def size_report(model, packed: dict) -> dict:
     roles: dict[str, dict] = {}
     for name, record in packed["layers"].items():
         layer = layers[name]
-        key = f"{layer.role} ({record['bits']}-bit)"
+        nm = f", {record['nm'][0]}:{record['nm'][1]}" if "nm" in record else ""
+        key = f"{layer.role} ({record['bits']}-bit{nm})"
         row = roles.setdefault(key, {"params": 0, "float32_bytes": 0, "packed_bytes": 0})
         row["params"] += record["numel"]
         row["float32_bytes"] += 4 * record["numel"]

@@ -1,4 +1,4 @@
-"""Weight fake-quantizers and the QAT versions of the seam's layers.
+"""Weight fake-quantizers (the layers that apply them are in `compress.layers`).
 
 A `WeightQuantizer` maps a float weight to its quantized value `(q - z) * s` in the forward and
 passes gradients back with a straight-through estimator (or adds pseudo-quantization noise in
@@ -296,75 +296,3 @@ def integer_linear(
     if bias is not None:
         y = y + bias
     return y.reshape(*lead, y.size(-1))
-
-
-class QuantLayerMixin:
-    """What the QAT layers share: the quantized weight, activation quantization, integer mode."""
-
-    weight_quantizer: WeightQuantizer
-    act_bits: int
-    native_int: bool
-    packed: dict | None = None  # the stored integers of a packed model (compress.pack)
-
-    def quantized_weight(self) -> torch.Tensor:
-        if self.packed is not None:
-            return self.weight  # the dequantized stored integers (compress.pack.load_packed)
-        return self.weight_quantizer(self.weight)
-
-    def stored(self) -> dict:
-        """The integer form of the weight (`WeightQuantizer.integers`)."""
-        if self.packed is not None:
-            return self.packed
-        return self.weight_quantizer.integers(self.weight)
-
-    def _act(self, x: torch.Tensor) -> torch.Tensor:
-        if self.act_bits <= 0:
-            return x
-        levels, scale = quantize_activation(x, self.act_bits)
-        return levels * scale
-
-    def _native(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer forward in value, fake-quant gradients (the value is exactly the integer one)."""
-        w_hat = self.quantized_weight().reshape(self.weight.size(0), -1)
-        fake = F.linear(self._act(x), w_hat, self.bias)
-        with torch.no_grad():
-            exact = integer_linear(x, self.stored(), self.weight_quantizer.layout, self.bias, 8)
-        return exact + (fake - fake.detach())
-
-    def regularization(self) -> torch.Tensor:
-        return self.weight_quantizer.regularization(self.weight)
-
-
-class QuantLinear(QuantLayerMixin, nn.Linear):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.native_int:
-            return self._native(x)
-        return F.linear(self._act(x), self.quantized_weight(), self.bias)
-
-
-class QuantConv1d(QuantLayerMixin, nn.Conv1d):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.native_int and self.kernel_size == (1,):  # pointwise: a Linear over channels
-            return self._native(x.transpose(1, 2)).transpose(1, 2)
-        return self._conv_forward(self._act(x), self.quantized_weight(), self.bias)
-
-
-class QuantConv2d(QuantLayerMixin, nn.Conv2d):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(self._act(x), self.quantized_weight(), self.bias)
-
-
-class QuantEmbedding(QuantLayerMixin, nn.Embedding):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.embedding(
-            x, self.quantized_weight(), self.padding_idx, self.max_norm, self.norm_type,
-            self.scale_grad_by_freq, self.sparse,
-        )  # fmt: skip
-
-
-QAT_CLASSES = {
-    nn.Linear: QuantLinear,
-    nn.Conv1d: QuantConv1d,
-    nn.Conv2d: QuantConv2d,
-    nn.Embedding: QuantEmbedding,
-}

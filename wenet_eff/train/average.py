@@ -64,7 +64,8 @@ def average_checkpoints(paths: list[str | os.PathLike]) -> dict[str, torch.Tenso
     """Element-wise mean of the state_dicts in `paths` (accumulated in float64).
 
     Floating tensors are averaged and cast back to their dtype; integer tensors (e.g. batch
-    norm's `num_batches_tracked`) get the floor of the mean.
+    norm's `num_batches_tracked`) get the floor of the mean, so a boolean pruning mask keeps a
+    weight only where every checkpoint keeps it.
     """
     if not paths:
         raise ValueError("average_checkpoints: no checkpoints given")

@@ -24,25 +24,135 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from wenet_eff.config import OptimConfig
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = ("warmuplr", "noam", "cosine", "constant")
+
+
+class StepAdam(torch.optim.Optimizer):
+    """Adam for learning N:M masks the STEP way (Lu et al. 2023), in two phases.
+
+    1. precondition: plain Adam (with L2 weight decay, as torch's Adam), on the dense model
+       (N:M masks off). After each update it records the relative change of the bias-corrected
+       variance estimate, r_t = sum |v_t - v_{t-1}| / sum |v_{t-1}| over all parameters.
+    2. mask learning: the variance is frozen at its value at the switch and used as a fixed
+       preconditioner; the first moment keeps updating; masks are on (`on_switch`).
+
+    AutoSwitch: r_t falls while the estimate fills up and then levels off at the noise of the
+    gradients. The switch comes at the first update (at least `min_steps`) where the mean of r
+    over the last `window` updates is no longer `threshold` (relative) below its mean over the
+    `window` before, or at `max_steps`. Phase, switch step and the r history live in
+    `param_groups[0]`, so they are in the optimizer's state_dict and a resumed run goes on.
+    """
+
+    def __init__(
+        self, params, lr: float, betas: tuple[float, float], eps: float, weight_decay: float,
+        window: int = 20, threshold: float = 0.02, min_steps: int = 20, max_steps: int = 1000,
+    ) -> None:  # fmt: skip
+        if window < 1 or min_steps < 0 or max_steps < min_steps:
+            raise ValueError(
+                "optim.switch_*: need switch_window >= 1 and 0 <= switch_min_steps <= "
+                f"switch_max_steps (got {window}, {min_steps}, {max_steps})"
+            )
+        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        super().__init__(params, defaults)
+        self.window, self.threshold = window, threshold
+        self.min_steps, self.max_steps = min_steps, max_steps
+        head = self.param_groups[0]
+        head.update({"phase": "precondition", "updates": 0, "switch_step": 0, "changes": []})
+        self.on_switch = None  # called with the update number when masks go on
+
+    @property
+    def masking(self) -> bool:
+        """Whether the mask-learning phase has begun."""
+        return self.param_groups[0]["phase"] == "mask"
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        head = self.param_groups[0]
+        head["updates"] += 1
+        t = head["updates"]
+        precondition = not self.masking
+        moved = total = 0.0
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if group["weight_decay"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                    state["step"] = 0
+                state["step"] += 1
+                n = state["step"]
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.lerp_(grad, 1 - beta1)
+                if not precondition and "precond" not in state and n > 1:
+                    # the variance frozen at the switch (a parameter that had no gradient
+                    # before it gets one first update to estimate it)
+                    state["precond"] = (v / (1 - beta2 ** (n - 1))).sqrt().add_(group["eps"])
+                if "precond" in state:
+                    denom = state["precond"]
+                else:
+                    old = v / (1 - beta2 ** (n - 1)) if n > 1 else None
+                    v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                    v_hat = v / (1 - beta2**n)
+                    if old is not None and precondition:
+                        moved = moved + (v_hat - old).abs().sum()  # one sync per step, below
+                        total = total + old.abs().sum()
+                    denom = v_hat.sqrt_().add_(group["eps"])
+                p.addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**n))
+        total = float(total)
+        if precondition and total > 0:
+            head["changes"] = (head["changes"] + [float(moved) / total])[-2 * self.window :]
+            if self._settled(t):
+                head["phase"], head["switch_step"] = "mask", t
+                if self.on_switch is not None:
+                    self.on_switch(t)
+        return loss
+
+    def _settled(self, t: int) -> bool:
+        if t >= self.max_steps:
+            return True
+        changes = self.param_groups[0]["changes"]
+        if t < self.min_steps or len(changes) < 2 * self.window:
+            return False
+        before = sum(changes[: self.window]) / self.window
+        now = sum(changes[self.window :]) / self.window
+        return now >= (1.0 - self.threshold) * before
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "step": StepAdam}
 
 
 def build_optimizer(
     params: Iterable[torch.nn.Parameter], cfg: OptimConfig | DictConfig
 ) -> torch.optim.Optimizer:
-    """Adam or AdamW over `params` with the `optim` config's lr, betas, eps and weight decay."""
+    """Adam, AdamW or STEP over `params` with the `optim` config's lr, betas, eps and weight
+    decay (STEP: and its switch settings)."""
     if cfg.name not in OPTIMIZERS:
-        raise ValueError(f"optim.name: unknown optimizer '{cfg.name}' (choose from adam, adamw)")
+        raise ValueError(
+            f"optim.name: unknown optimizer '{cfg.name}' (choose from {', '.join(OPTIMIZERS)})"
+        )
     if len(cfg.betas) != 2:
         raise ValueError(f"optim.betas: expected two values, got {list(cfg.betas)}")
-    return OPTIMIZERS[cfg.name](
-        params,
-        lr=cfg.lr,
-        betas=(float(cfg.betas[0]), float(cfg.betas[1])),
-        eps=cfg.eps,
-        weight_decay=cfg.weight_decay,
-    )
+    kwargs = {
+        "lr": cfg.lr,
+        "betas": (float(cfg.betas[0]), float(cfg.betas[1])),
+        "eps": cfg.eps,
+        "weight_decay": cfg.weight_decay,
+    }
+    if cfg.name == "step":
+        kwargs.update(
+            window=cfg.switch_window,
+            threshold=cfg.switch_threshold,
+            min_steps=cfg.switch_min_steps,
+            max_steps=cfg.switch_max_steps,
+        )
+    return OPTIMIZERS[cfg.name](params, **kwargs)
 
 
 def lr_factor(

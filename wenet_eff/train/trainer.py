@@ -43,7 +43,7 @@ from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train import resume
 from wenet_eff.train.dist import DistContext, deepspeed_initialize
 from wenet_eff.train.monitor import LOSS_KEYS, LossMeter, Monitor, format_skips, loss_values
-from wenet_eff.train.optim import build_optimizer, build_scheduler
+from wenet_eff.train.optim import StepAdam, build_optimizer, build_scheduler
 from wenet_eff.train.resume import EpochState, Progress
 from wenet_eff.train.validate import batch_forward, cv_losses
 
@@ -145,6 +145,21 @@ class Trainer:
         if resume_from:
             self._resume(resume_from, saved)
         self.monitor = Monitor(self.exp_dir, ctx, self.progress.step + 1 if resume_from else None)
+        if isinstance(self.optimizer, StepAdam):  # N:M masks go on when STEP switches phase
+            compress.set_masking(self.model, self.optimizer.masking)
+            self.optimizer.on_switch = self._step_switched
+
+    def _step_switched(self, update: int) -> None:
+        compress.set_masking(self.model, True)
+        changes = self.optimizer.param_groups[0]["changes"]
+        if self.ctx.is_main:
+            logger.info(
+                "STEP: precondition phase over after %d updates (variance change %.4f per "
+                "update); Adam's variance is frozen and N:M masks are on from here",
+                update,
+                changes[-1] if changes else float("nan"),
+            )
+        self.monitor.scalars("optim", {"step_switch": float(update)}, update)
 
     # ------------------------------------------------------------------ the loop
 
@@ -203,6 +218,7 @@ class Trainer:
                 continue
             self.progress.nonfinite_run = 0
             self.progress.step += 1
+            compress.on_update(self.model, self.progress.step)  # pruning schedules
             self.interval_norms.append(grad_norm)
             if self.progress.step % self.tcfg.log_interval == 0:
                 self._log_interval(epoch)
