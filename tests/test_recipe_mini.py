@@ -1,4 +1,4 @@
-"""End to end: the mini recipe's stages -1..5 on a tiny corpus with a tiny model.
+"""End to end: the mini recipe's stages -1..15 on a tiny corpus with a tiny model.
 
 Synthesises ~80 utterances with the real TTS engines, prepares real test prompts, computes
 CMVN and units, trains for a few epochs, averages, decodes with all four modes on both test sets
@@ -7,6 +7,7 @@ and scores them; then checks that a rerun keeps what exists (idempotent stages).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -100,6 +101,30 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     table = (exp / "compress_table.md").read_text()
     assert "4-bit sym channel ste" in table and "float32" in table
     assert (exp / "compress_wer_vs_size.png").stat().st_size > 0
+
+    # 2:4 sparse fine-tuning (stage 12), folding with the N:M check, decoding (stage 13)
+    log = _run(s0, "--stage", "12", "--stop_stage", "13", *opts, "--sparse_configs",
+               "sparse_2_4", "--sparse_steps", "6", "--sparse_warmup", "2", "--average_num", "1",
+               "--init_checkpoint", "exp/mini/avg_2.pt")  # fmt: skip
+    sparse = s0 / "exp" / "mini_sparse_2_4"
+    report = json.loads((sparse / "folded.pt.sparsity.json").read_text())["total"]
+    assert report["nm_ok"] and report["sparsity"] == 0.5
+    assert (sparse / "test" / "attention_rescoring" / "wer").exists()
+    assert "| 2:4 SR-STE | 50.0% | yes |" in (exp / "sparse_table.md").read_text()
+
+    # a held-out voice: S3-Router masks vs fine-tuning all weights (stages 14-15)
+    log = _run(s0, "--stage", "14", "--stop_stage", "15", *opts, "--adapt_voices", "flite-awb",
+               "--num_adapt", "8", "--num_adapt_dev", "3", "--num_adapt_test", "5",
+               "--adapt_steps", "4", "--adapt_warmup", "1", "--average_num", "1",
+               "--init_checkpoint", "exp/mini/avg_2.pt")  # fmt: skip
+    router = s0 / "exp" / "mini_adapt_flite-awb_router"
+    assert len((s0 / "data" / "domain_flite-awb" / "test" / "text").read_text().splitlines()) == 5
+    mask_info = json.loads((router / "masks.pt.json").read_text())
+    assert mask_info["ratio"] >= 25 and abs(mask_info["kept"] - 0.9) < 1e-3
+    hyp = router / "domain_flite-awb" / "test" / "attention_rescoring" / "text"
+    assert len(hyp.read_text().splitlines()) == 5
+    table = (exp / "adapt_table.md").read_text()
+    assert "S3-Router mask (keep 0.9)" in table and "fine-tune all weights" in table
 
     again = _run(s0, "--stage", "1", "--stop_stage", "5", *opts)
     assert "exp/mini/final.pt exists, kept" in again

@@ -9,6 +9,8 @@
 #   bash run.sh --stage 4 --num_gpus 2 --train_engine deepspeed --deepspeed_config conf/ds_stage2.json
 #   bash run.sh --stage 8 --stop_stage 9   # streaming fine-tuning of $dir, WER per chunk size
 #   bash run.sh --stage 10 --stop_stage 11 --qat_configs "qat_int8 qat_int4 binary"   # QAT + pack
+#   bash run.sh --stage 12 --stop_stage 13 --sparse_configs "sparse_2_4 sparse_1_4"  # N:M sparsity
+#   bash run.sh --stage 14 --stop_stage 15   # held-out voices: S3-Router masks vs fine-tuning
 #
 # Stages skip work whose outputs exist; --force true redoes them.
 set -euo pipefail
@@ -16,7 +18,7 @@ cd "$(dirname "$0")"
 . ./path.sh
 
 stage=-1
-stop_stage=7            # stages 8-11 (streaming, QAT) run when asked for
+stop_stage=7            # stages 8-15 (streaming, QAT, sparsity, adaptation) run when asked for
 force=false
 nj=2                    # parallel processes for synthesis, audio decoding, CMVN and shards
 seed=7
@@ -58,6 +60,22 @@ qat_steps=300
 qat_lr=0.0005
 qat_warmup=30
 qat_modes="ctc_greedy_search attention_rescoring"
+# Sparse fine-tuning (stages 12-13) of $init_checkpoint, one run per config; the float
+# control is the QAT stage's ${dir}_none (the same fine-tuning without compression)
+sparse_configs="sparse_2_4 sparse_2_4_step sparse_1_4"
+sparse_steps=300
+sparse_lr=0.0005
+sparse_warmup=30
+# Domain adaptation (stages 14-15): per held-out voice, a small adaptation set; S3-Router masks
+# over the frozen base vs fine-tuning all weights, same data and updates
+adapt_voices="flite-awb espeak-en-gb-scotland-f5"
+num_adapt=300          # adaptation utterances per voice (training sentences)
+num_adapt_dev=50       # domain dev and test utterances (dev/test sentences)
+num_adapt_test=300
+adapt_steps=150
+adapt_lr=0.0005        # fine-tuning all weights
+router_lr=0.001        # S3-Router scores
+adapt_warmup=15
 test_sets="test test_real"
 beam_size=10
 decode_batch_size=16
@@ -162,9 +180,11 @@ fi
 
 if [ "$data_type" = shard ]; then list_name=shards.list; else list_name=data.list; fi
 
-# Train into $1 with extra Hydra overrides $2 (the recipe's data, tokenizer and engine options).
+# Train into $1 with extra Hydra overrides $2 (the recipe's data, tokenizer and engine options),
+# on the data lists $3 and $4 (default: data/train and data/dev).
 train_model() {
   local exp=$1 extra_opts=$2 launcher tokenizer_opts engine_opts procs=$nproc
+  local train_list=${3:-data/train/$list_name} cv_list=${4:-data/dev/$list_name}
   mkdir -p "$exp"
   [ "$num_gpus" -gt 0 ] && procs=$num_gpus
   tokenizer_opts="tokenizer.type=$token_type tokenizer.units=$dict"
@@ -183,31 +203,32 @@ train_model() {
   # shellcheck disable=SC2086  # the option strings are lists of Hydra overrides
   $launcher -m wenet_eff.bin.train --config-dir "$PWD/$(dirname "$train_config")" \
     --config-name "$(basename "$train_config" .yaml)" model="$model" \
-    data.train_data="data/train/$list_name" data.cv_data="data/dev/$list_name" \
+    data.train_data="$train_list" data.cv_data="$cv_list" \
     data.data_type="$data_type" $tokenizer_opts cmvn.file=data/train/global_cmvn \
     train.exp_dir="$exp" train.max_epoch="$max_epoch" \
     $engine_opts $train_opts $extra_opts
 }
 
 # Fine-tune $init_checkpoint into $1 for $2 updates at peak lr $3 (warmup $4, cosine to 0),
-# with the extra Hydra overrides $5.
+# with the extra Hydra overrides $5, on the data lists $6 and $7 (default: train and dev).
 finetune() {
   train_model "$1" "train.init_checkpoint=$init_checkpoint train.max_steps=$2 optim.lr=$3 \
-    optim.warmup_steps=$4 optim.scheduler=cosine $5"
+    optim.warmup_steps=$4 optim.scheduler=cosine ${5:-}" "${6:-}" "${7:-}"
 }
 
-# Decode data/$2 with checkpoint $1 into $3/<mode>/ for the modes $4, chunk size $5, and score.
+# Decode data/$2 with checkpoint $1 into $3/<mode>/ for the modes $4, chunk size $5, and score;
+# $6: extra recognize options (e.g. "--config x.yaml", "--masks m.pt").
 decode_and_score() {
-  local checkpoint=$1 test_set=$2 result_dir=$3 modes=$4 chunk=$5 decoded=true mode
+  local checkpoint=$1 test_set=$2 result_dir=$3 modes=$4 chunk=$5 extra=${6:-} decoded=true mode
   for mode in $modes; do [ -f "$result_dir/$mode/text" ] || decoded=false; done
   if [ "$decoded" = false ] || [ "$force" = true ]; then
-    # shellcheck disable=SC2086  # modes is a list
+    # shellcheck disable=SC2086  # modes and extra are lists
     python -m wenet_eff.bin.recognize --config "$(dirname "$checkpoint")/train.yaml" \
       --checkpoint "$checkpoint" --test_data "data/$test_set/data.list" --data_type raw \
       --modes $modes --result_dir "$result_dir" --beam_size "$beam_size" \
       --batch_size "$decode_batch_size" --ctc_weight "$ctc_weight" \
       --reverse_weight "$reverse_weight" --decoding_chunk_size "$chunk" \
-      --num_decoding_left_chunks "$num_decoding_left_chunks"
+      --num_decoding_left_chunks "$num_decoding_left_chunks" $extra
   fi
   for mode in $modes; do
     python tools/compute_wer.py --char=0 --v=1 "data/$test_set/text" "$result_dir/$mode/text" \
@@ -314,4 +335,86 @@ if run_stage 11; then
     > "$dir/compress_table.md"
   cat "$dir/compress_table.md"
   echo "stage 11 wrote ${dir}_<config>/{packed.pt,packed.pt.size.json,test/}, $dir/compress_table.md"
+fi
+
+if run_stage 12; then
+  echo "stage 12: sparse fine-tuning of $init_checkpoint: $sparse_configs"
+  for sp in $sparse_configs; do
+    if needs "${dir}_$sp/final.pt"; then
+      finetune "${dir}_$sp" "$sparse_steps" "$sparse_lr" "$sparse_warmup" "compress=$sp"
+    fi
+  done
+  echo "stage 12 wrote ${dir}_<config>/{train.yaml,N.pt,final.pt} for $sparse_configs"
+fi
+
+if run_stage 13; then
+  echo "stage 13: fold the masks (N:M checked), decode the folded models, sparsity x WER table"
+  for sp in $sparse_configs; do
+    exp=${dir}_$sp
+    average "$exp"
+    if needs "$exp/folded.pt"; then
+      python -m wenet_eff.bin.masks fold --config "$exp/train.yaml" \
+        --checkpoint "$exp/avg_${average_num}.pt" --out "$exp/folded.pt"
+    fi
+    decode_and_score "$exp/folded.pt" test "$exp/test" "$qat_modes" -1 "--config $exp/folded.yaml"
+  done
+  float_dir=$dir
+  [ -d "${dir}_none/test" ] && float_dir=${dir}_none
+  # shellcheck disable=SC2046  # one directory per config
+  python local/sparse_table.py --float_dir "$float_dir" --modes "$qat_modes" \
+    --json "$dir/sparse_table.json" $(for sp in $sparse_configs; do echo "${dir}_$sp"; done) \
+    > "$dir/sparse_table.md"
+  cat "$dir/sparse_table.md"
+  echo "stage 13 wrote ${dir}_<config>/{folded.pt,folded.yaml,folded.pt.sparsity.json,test/}," \
+    "$dir/sparse_table.{md,json}"
+fi
+
+if run_stage 14; then
+  echo "stage 14: domain adaptation of $init_checkpoint to held-out voices: $adapt_voices"
+  for voice in $adapt_voices; do
+    dom=data/domain_$voice
+    if needs "$dom/test/data.list"; then
+      python local/make_domain.py --sentences data/local/sentences.tsv --data data \
+        --voice "$voice" --num_adapt "$num_adapt" --num_dev "$num_adapt_dev" \
+        --num_test "$num_adapt_test" --nj "$nj" --seed "$seed" "$dom"
+    fi
+    if needs "${dir}_adapt_${voice}_full/final.pt"; then  # fine-tune all weights
+      finetune "${dir}_adapt_${voice}_full" "$adapt_steps" "$adapt_lr" "$adapt_warmup" "" \
+        "$dom/adapt/data.list" "$dom/dev/data.list"
+    fi
+    if needs "${dir}_adapt_${voice}_router/final.pt"; then  # S3-Router: masks only
+      finetune "${dir}_adapt_${voice}_router" "$adapt_steps" "$router_lr" "$adapt_warmup" \
+        "compress=s3_router" "$dom/adapt/data.list" "$dom/dev/data.list"
+    fi
+  done
+  echo "stage 14 wrote data/domain_<voice>/{adapt,dev,test}, ${dir}_adapt_<voice>_{full,router}/"
+fi
+
+if run_stage 15; then
+  echo "stage 15: mask files, decode the domain test sets, adaptation table, mask similarity"
+  masks=()
+  for voice in $adapt_voices; do
+    dom=domain_$voice/test
+    router=${dir}_adapt_${voice}_router
+    full=${dir}_adapt_${voice}_full
+    python -m wenet_eff.bin.masks save --config "$router/train.yaml" \
+      --checkpoint "$router/final.pt" --base "$init_checkpoint" --out "$router/masks.pt"
+    masks+=("$router/masks.pt")
+    decode_and_score "$init_checkpoint" "$dom" "$dir/$dom" "$qat_modes" -1
+    decode_and_score "$full/final.pt" "$dom" "$full/$dom" "$qat_modes" -1
+    # the shared base checkpoint plus this domain's mask file
+    decode_and_score "$init_checkpoint" "$dom" "$router/$dom" "$qat_modes" -1 \
+      "--masks $router/masks.pt"
+  done
+  if [ "${#masks[@]}" -ge 2 ]; then
+    python -m wenet_eff.bin.masks compare "${masks[0]}" "${masks[1]}" \
+      --json "$dir/adapt_mask_iou.json" > "$dir/adapt_mask_iou.txt"
+    tail -1 "$dir/adapt_mask_iou.txt"
+  fi
+  # shellcheck disable=SC2086  # a list of voices
+  python local/adapt_table.py --dir "$dir" --init_checkpoint "$init_checkpoint" \
+    --modes "$qat_modes" --json "$dir/adapt_table.json" $adapt_voices > "$dir/adapt_table.md"
+  cat "$dir/adapt_table.md"
+  echo "stage 15 wrote ${dir}_adapt_<voice>_router/masks.pt, $dir/adapt_table.{md,json}," \
+    "$dir/adapt_mask_iou.{txt,json}"
 fi

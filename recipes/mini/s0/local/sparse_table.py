@@ -1,0 +1,107 @@
+"""Sparsity x WER table of sparse fine-tuning experiments against their float control.
+
+Reads FLOAT_DIR/test/<mode>/wer and, per sparse experiment dir, its train.yaml (sparsity and
+optimizer settings), folded.pt.sparsity.json (bin.masks fold: zeros per masked layer, N:M
+check) and test/<mode>/wer (decoded from the folded checkpoint); for STEP runs also the
+update where the precondition phase ended (from the run's log, `STEP: precondition phase
+over after N updates`). Prints a Markdown table and writes the rows as JSON (--json).
+
+Usage: sparse_table.py --float_dir exp/mini_none --modes "ctc_greedy_search attention_rescoring" \
+           --json exp/mini/sparse_table.json exp/mini_sparse_2_4 exp/mini_sparse_1_4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wer_table import parse_overall  # noqa: E402
+
+SWITCH = re.compile(r"STEP: precondition phase over after (\d+) updates")
+
+
+def describe(cfg: dict) -> str:
+    sp = cfg["compress"]["sparsity"]
+    if sp["method"] == "nm":
+        label = f"{sp['n']}:{sp['m']} " + ("STEP" if cfg["optim"]["name"] == "step" else "SR-STE")
+        if sp["decay"] == 0:
+            label += " (plain STE)"
+    elif sp["method"] == "magnitude":
+        label = f"magnitude {sp['sparsity']:.0%} (steps {sp['start_step']}-{sp['end_step']})"
+    else:
+        label = f"S3-Router keep {sp['keep_ratio']}"
+    if cfg["compress"]["quant"]["enabled"]:
+        label += f" + int{cfg['compress']['quant']['bits']}"
+    return label
+
+
+def switch_step(exp: str) -> int | None:
+    """The update where STEP switched, from the run's train logs (None if not found)."""
+    found = None
+    for root, _, files in os.walk(exp):
+        for name in files:
+            if name.endswith(".log"):
+                with open(os.path.join(root, name), encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        match = SWITCH.search(line)
+                        if match:
+                            found = int(match.group(1))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--float_dir", required=True)
+    parser.add_argument("--modes", required=True, help="space-separated")
+    parser.add_argument("--test_set", default="test")
+    parser.add_argument("--json", default="")
+    parser.add_argument("sparse_dirs", nargs="+")
+    args = parser.parse_args()
+    modes = args.modes.split()
+
+    def wers(exp: str) -> dict[str, float]:
+        return {m: parse_overall(os.path.join(exp, args.test_set, m, "wer"))["wer"] for m in modes}
+
+    rows = [{"exp": args.float_dir, "method": "dense (float control)", "sparsity": 0.0,
+             "nm_ok": None, "switch": None, "wer": wers(args.float_dir)}]  # fmt: skip
+    for exp in args.sparse_dirs:
+        with open(os.path.join(exp, "train.yaml"), encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        with open(os.path.join(exp, "folded.pt.sparsity.json"), encoding="utf-8") as f:
+            report = json.load(f)["total"]
+        rows.append(
+            {
+                "exp": exp,
+                "method": describe(cfg),
+                "sparsity": report["sparsity"],
+                "nm_ok": report.get("nm_ok"),
+                "switch": switch_step(exp) if cfg["optim"]["name"] == "step" else None,
+                "wer": wers(exp),
+            }
+        )
+    base = rows[0]["wer"]
+    header = " | ".join(f"{m} WER % (rel.)" for m in modes)
+    print(f"| experiment | method | zeros in masked layers | N:M exact | {header} |")
+    print("|---|---|---:|:-:|" + "---:|" * len(modes))
+    for row in rows:
+        cells = []
+        for m in modes:
+            rel = (row["wer"][m] - base[m]) / base[m] * 100 if base[m] else 0.0
+            cells.append(f"{row['wer'][m]:.2f} ({rel:+.1f} %)")
+        nm = "" if row["nm_ok"] is None else ("yes" if row["nm_ok"] else "NO")
+        method = row["method"] + (f", switch at update {row['switch']}" if row["switch"] else "")
+        print(f"| {os.path.basename(row['exp'])} | {method} | {row['sparsity']:.1%} | {nm} | "
+              + " | ".join(cells) + " |")  # fmt: skip
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
