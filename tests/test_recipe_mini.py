@@ -110,7 +110,7 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     report = json.loads((sparse / "folded.pt.sparsity.json").read_text())["total"]
     assert report["nm_ok"] and report["sparsity"] == 0.5
     assert (sparse / "test" / "attention_rescoring" / "wer").exists()
-    assert "| 2:4 SR-STE | 50.0% | yes |" in (exp / "sparse_table.md").read_text()
+    assert "| 2:4 SR-STE | 50.0% | yes |  |" in (exp / "sparse_table.md").read_text()
 
     # a held-out voice: S3-Router masks vs fine-tuning all weights (stages 14-15)
     log = _run(s0, "--stage", "14", "--stop_stage", "15", *opts, "--adapt_voices", "flite-awb",

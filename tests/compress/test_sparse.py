@@ -321,15 +321,28 @@ def test_masks_command_line_save_apply_fold_compare(tmp_path, capsys):
     assert w[~kept].abs().max() <= w[kept].abs().min()
     result = masks_cli.main(["compare", str(paths[0]), str(paths[0])])
     assert result["total"] == {"kept_iou": 1.0, "removed_iou": 1.0}
-    result = masks_cli.main(["compare", str(paths[0]), str(paths[1])])
+    png = tmp_path / "iou.png"
+    result = masks_cli.main(["compare", str(paths[0]), str(paths[1]), "--plot", str(png)])
+    assert png.stat().st_size > 0 and result["removed_fraction"][0] == pytest.approx(0.1, abs=1e-3)
     assert result["total"]["removed_iou"] < 0.2  # magnitude vs random removal: little overlap
     assert "all layers" in capsys.readouterr().out
     # fold of a sparse run writes a float checkpoint + its config (sparsity off)
+    out = str(tmp_path / "exp" / "f.pt")
     masks_cli.main(["fold", "--config", str(tmp_path / "router0.yaml"), "--checkpoint",
-                    str(tmp_path / "router0.pt"), "--out", str(tmp_path / "exp" / "f.pt")])  # fmt: skip
+                    str(tmp_path / "router0.pt"), "--out", out])  # fmt: skip
     cfg = wenet_eff.load_config(str(tmp_path / "exp" / "f.yaml"))
     assert not cfg.compress.sparsity.enabled
     wenet_eff.build_model(cfg).load_state_dict(torch.load(tmp_path / "exp" / "f.pt"), strict=True)
     with pytest.raises(SystemExit, match="no sparsity configured"):
         masks_cli.main(["save", "--config", str(tmp_path / "base.yaml"), "--checkpoint",
                         str(tmp_path / "base.pt"), "--out", str(tmp_path / "x.pt")])  # fmt: skip
+
+
+def test_eval_mask_follows_weight_changes():
+    model = build("compress=sparse_2_4").eval()
+    layer = model.encoder.encoders[0].feed_forward.w_1
+    first = layer.effective_weight()
+    with torch.no_grad():
+        layer.weight.mul_(-1).add_(torch.randn_like(layer.weight))  # a new weight, in place
+    assert torch.equal(layer.effective_weight(), layer.weight * nm_mask(layer.weight, 2, 4))
+    assert not torch.equal(layer.effective_weight(), first)

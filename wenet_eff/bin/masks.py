@@ -9,8 +9,8 @@
     # base + mask file -> folded float checkpoint (what recognize --masks does in memory)
     python -m wenet_eff.bin.masks apply --config exp/mini/train.yaml --base exp/mini/avg_2.pt \
         --masks exp/dom/masks.pt --out exp/dom/folded.pt
-    # mask similarity per layer (IoU of kept and of removed weights)
-    python -m wenet_eff.bin.masks compare exp/dom_a/masks.pt exp/dom_b/masks.pt
+    # mask similarity per layer (IoU of kept and of removed weights), table + bar plot
+    python -m wenet_eff.bin.masks compare exp/dom_a/masks.pt exp/dom_b/masks.pt --plot iou.png
 
 `fold` writes OUT, OUT with suffix .yaml (the config, sparsity off: decode with it), and
 OUT.sparsity.json; it fails when a model trained with N:M masks is not exactly N:M.
@@ -108,6 +108,10 @@ def cmd_compare(args) -> dict:
     a, _ = load_masks(args.a)
     b, _ = load_masks(args.b)
     result = mask_iou(a, b)
+    result["removed_fraction"] = [
+        sum(int((~m).sum()) for m in x.values()) / sum(m.numel() for m in x.values())
+        for x in (a, b)
+    ]
     print(f"{'layer':<52}{'kept IoU':>10}{'removed IoU':>13}")
     for name, row in result["layers"].items():
         print(f"{name:<52}{row['kept_iou']:>10.4f}{row['removed_iou']:>13.4f}")
@@ -115,7 +119,37 @@ def cmd_compare(args) -> dict:
     print(f"{'all layers':<52}{total['kept_iou']:>10.4f}{total['removed_iou']:>13.4f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
+    if args.plot:
+        plot_iou(result, args.plot, f"{args.a} vs {args.b}")
+        print(f"wrote {args.plot}")
     return result
+
+
+def plot_iou(result: dict, path: str, title: str) -> None:
+    """Per-layer bars of the removed-weight IoU (the dashed line: two random removals)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["layers"])
+    removed = [result["layers"][n]["removed_iou"] for n in names]
+    fig, ax = plt.subplots(figsize=(max(7, 0.22 * len(names)), 4.5))
+    ax.bar(range(len(names)), removed, color="tab:blue")
+    # two independent random masks removing fractions p and q: IoU = pq / (p + q - pq)
+    layers = result.get("removed_fraction")
+    if layers:
+        p, q = layers
+        ax.axhline(p * q / (p + q - p * q), color="tab:red", ls="--", label="random masks")
+        ax.legend()
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([n.replace("encoder.encoders.", "enc").replace("decoder.", "dec.")
+                        for n in names], rotation=90, fontsize=6)  # fmt: skip
+    ax.set_ylabel("IoU of removed weights")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def format_sparsity(report: dict) -> str:
@@ -148,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     s.add_argument("a")
     s.add_argument("b")
     s.add_argument("--json", default="")
+    s.add_argument("--plot", default="", help="PNG of the per-layer IoU")
     args = p.parse_args(argv)
     commands = {"save": cmd_save, "fold": cmd_fold, "apply": cmd_apply, "compare": cmd_compare}
     return commands[args.command](args)

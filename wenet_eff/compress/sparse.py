@@ -97,6 +97,7 @@ class NMSparsifier(nn.Module):
             )
         self.n, self.m, self.decay = n, m, decay
         self.active = True
+        self._cached: tuple | None = None  # eval: (weight identity and version, mask)
 
     def extra_repr(self) -> str:
         return f"{self.n}:{self.m}, decay={self.decay}, active={self.active}"
@@ -109,10 +110,14 @@ class NMSparsifier(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not self.active:
             return weight
-        mask = nm_mask(weight, self.n, self.m).to(weight.dtype)
-        if self.training and weight.requires_grad:
-            return _SRSTE.apply(weight, mask, self.decay)
-        return weight * mask
+        if self.training:
+            mask = nm_mask(weight, self.n, self.m).to(weight.dtype)
+            return _SRSTE.apply(weight, mask, self.decay) if weight.requires_grad else weight * mask
+        # eval (decoding step after step): the mask is recomputed only when the weight changed
+        key = (weight.data_ptr(), weight._version)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, nm_mask(weight, self.n, self.m).to(weight.dtype))
+        return weight * self._cached[1]
 
 
 class MagnitudePruner(nn.Module):

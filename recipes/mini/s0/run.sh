@@ -74,7 +74,7 @@ num_adapt_dev=50       # domain dev and test utterances (dev/test sentences)
 num_adapt_test=300
 adapt_steps=150
 adapt_lr=0.0005        # fine-tuning all weights
-router_lr=0.001        # S3-Router scores
+router_lr=0.02         # S3-Router scores (1e-3 and 5e-3 adapted less on flite-awb)
 adapt_warmup=15
 test_sets="test test_real"
 beam_size=10
@@ -356,7 +356,15 @@ if run_stage 13; then
       python -m wenet_eff.bin.masks fold --config "$exp/train.yaml" \
         --checkpoint "$exp/avg_${average_num}.pt" --out "$exp/folded.pt"
     fi
-    decode_and_score "$exp/folded.pt" test "$exp/test" "$qat_modes" -1 "--config $exp/folded.yaml"
+    if grep -A1 -E '^  quant:' "$exp/train.yaml" | grep -q 'enabled: true'; then
+      # sparse + quantized (e.g. int4_sparse_2_4): pack (N:M storage) and decode the packed file
+      python -m wenet_eff.bin.pack --config "$exp/train.yaml" \
+        --checkpoint "$exp/avg_${average_num}.pt" --out "$exp/packed.pt"
+      decode_and_score "$exp/packed.pt" test "$exp/test" "$qat_modes" -1
+    else
+      decode_and_score "$exp/folded.pt" test "$exp/test" "$qat_modes" -1 \
+        "--config $exp/folded.yaml"
+    fi
   done
   float_dir=$dir
   [ -d "${dir}_none/test" ] && float_dir=${dir}_none
@@ -408,13 +416,13 @@ if run_stage 15; then
   done
   if [ "${#masks[@]}" -ge 2 ]; then
     python -m wenet_eff.bin.masks compare "${masks[0]}" "${masks[1]}" \
-      --json "$dir/adapt_mask_iou.json" > "$dir/adapt_mask_iou.txt"
-    tail -1 "$dir/adapt_mask_iou.txt"
+      --json "$dir/adapt_mask_iou.json" --plot "$dir/adapt_mask_iou.png" > "$dir/adapt_mask_iou.txt"
+    grep "all layers" "$dir/adapt_mask_iou.txt"
   fi
   # shellcheck disable=SC2086  # a list of voices
   python local/adapt_table.py --dir "$dir" --init_checkpoint "$init_checkpoint" \
     --modes "$qat_modes" --json "$dir/adapt_table.json" $adapt_voices > "$dir/adapt_table.md"
   cat "$dir/adapt_table.md"
   echo "stage 15 wrote ${dir}_adapt_<voice>_router/masks.pt, $dir/adapt_table.{md,json}," \
-    "$dir/adapt_mask_iou.{txt,json}"
+    "$dir/adapt_mask_iou.{txt,json,png}"
 fi

@@ -2,7 +2,8 @@
 
 Reads FLOAT_DIR/test/<mode>/wer and, per sparse experiment dir, its train.yaml (sparsity and
 optimizer settings), folded.pt.sparsity.json (bin.masks fold: zeros per masked layer, N:M
-check) and test/<mode>/wer (decoded from the folded checkpoint); for STEP runs also the
+check) and test/<mode>/wer (decoded from the folded checkpoint, or from packed.pt with its
+size when the run was also quantized); for STEP runs also the
 update where the precondition phase ended (from the run's log, `STEP: precondition phase
 over after N updates`). Prints a Markdown table and writes the rows as JSON (--json).
 
@@ -29,9 +30,8 @@ SWITCH = re.compile(r"STEP: precondition phase over after (\d+) updates")
 def describe(cfg: dict) -> str:
     sp = cfg["compress"]["sparsity"]
     if sp["method"] == "nm":
-        label = f"{sp['n']}:{sp['m']} " + ("STEP" if cfg["optim"]["name"] == "step" else "SR-STE")
-        if sp["decay"] == 0:
-            label += " (plain STE)"
+        trainer = "STEP" if cfg["optim"]["name"] == "step" else "SR-STE" if sp["decay"] else "STE"
+        label = f"{sp['n']}:{sp['m']} {trainer}"
     elif sp["method"] == "magnitude":
         label = f"magnitude {sp['sparsity']:.0%} (steps {sp['start_step']}-{sp['end_step']})"
     else:
@@ -75,6 +75,10 @@ def main() -> None:
             cfg = yaml.safe_load(f)
         with open(os.path.join(exp, "folded.pt.sparsity.json"), encoding="utf-8") as f:
             report = json.load(f)["total"]
+        size = None
+        if os.path.exists(os.path.join(exp, "packed.pt.size.json")):  # sparse + quantized
+            with open(os.path.join(exp, "packed.pt.size.json"), encoding="utf-8") as f:
+                size = json.load(f)["total"]
         rows.append(
             {
                 "exp": exp,
@@ -82,13 +86,15 @@ def main() -> None:
                 "sparsity": report["sparsity"],
                 "nm_ok": report.get("nm_ok"),
                 "switch": switch_step(exp) if cfg["optim"]["name"] == "step" else None,
+                "packed_bytes": size["packed_bytes"] if size else None,
+                "packed_ratio": size["ratio"] if size else None,
                 "wer": wers(exp),
             }
         )
     base = rows[0]["wer"]
     header = " | ".join(f"{m} WER % (rel.)" for m in modes)
-    print(f"| experiment | method | zeros in masked layers | N:M exact | {header} |")
-    print("|---|---|---:|:-:|" + "---:|" * len(modes))
+    print(f"| experiment | method | zeros in masked layers | N:M exact | packed MB | {header} |")
+    print("|---|---|---:|:-:|---:|" + "---:|" * len(modes))
     for row in rows:
         cells = []
         for m in modes:
@@ -96,8 +102,11 @@ def main() -> None:
             cells.append(f"{row['wer'][m]:.2f} ({rel:+.1f} %)")
         nm = "" if row["nm_ok"] is None else ("yes" if row["nm_ok"] else "NO")
         method = row["method"] + (f", switch at update {row['switch']}" if row["switch"] else "")
+        packed = ""
+        if row.get("packed_bytes"):
+            packed = f"{row['packed_bytes'] / 1e6:.2f} ({row['packed_ratio']:.2f}x smaller)"
         print(f"| {os.path.basename(row['exp'])} | {method} | {row['sparsity']:.1%} | {nm} | "
-              + " | ".join(cells) + " |")  # fmt: skip
+              f"{packed} | " + " | ".join(cells) + " |")  # fmt: skip
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)
