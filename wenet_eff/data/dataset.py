@@ -260,6 +260,9 @@ def build_dataloader(
         batch_size=None,
         num_workers=workers,
         prefetch_factor=data_cfg.prefetch if workers > 0 else None,
-        persistent_workers=False,
+        # evaluation data has no per-epoch state, so its workers live as long as the loader: a
+        # fresh fork from the multi-threaded trainer at every validation can deadlock the child
+        # (seen with 50-utterance epochs); training workers are re-forked to see set_epoch
+        persistent_workers=workers > 0 and not train,
     )
     return loader, dataset
