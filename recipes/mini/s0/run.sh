@@ -216,6 +216,17 @@ finetune() {
     optim.warmup_steps=$4 optim.scheduler=cosine ${5:-}" "${6:-}" "${7:-}"
 }
 
+# Fine-tune $init_checkpoint once per compress config in the list $1, into ${dir}_<config>
+# ($2 updates at peak lr $3, warmup $4); a run whose final.pt exists is kept.
+finetune_each() {
+  local config
+  for config in $1; do
+    if needs "${dir}_$config/final.pt"; then
+      finetune "${dir}_$config" "$2" "$3" "$4" "compress=$config"
+    fi
+  done
+}
+
 # Decode data/$2 with checkpoint $1 into $3/<mode>/ for the modes $4, chunk size $5, and score;
 # $6: extra recognize options (e.g. "--config x.yaml", "--masks m.pt").
 decode_and_score() {
@@ -305,11 +316,7 @@ fi
 
 if run_stage 10; then
   echo "stage 10: quantization-aware fine-tuning of $init_checkpoint: $qat_configs"
-  for qat in $qat_configs; do
-    if needs "${dir}_$qat/final.pt"; then
-      finetune "${dir}_$qat" "$qat_steps" "$qat_lr" "$qat_warmup" "compress=$qat"
-    fi
-  done
+  finetune_each "$qat_configs" "$qat_steps" "$qat_lr" "$qat_warmup"
   echo "stage 10 wrote ${dir}_<config>/{train.yaml,N.pt,final.pt} for $qat_configs"
 fi
 
@@ -339,11 +346,7 @@ fi
 
 if run_stage 12; then
   echo "stage 12: sparse fine-tuning of $init_checkpoint: $sparse_configs"
-  for sp in $sparse_configs; do
-    if needs "${dir}_$sp/final.pt"; then
-      finetune "${dir}_$sp" "$sparse_steps" "$sparse_lr" "$sparse_warmup" "compress=$sp"
-    fi
-  done
+  finetune_each "$sparse_configs" "$sparse_steps" "$sparse_lr" "$sparse_warmup"
   echo "stage 12 wrote ${dir}_<config>/{train.yaml,N.pt,final.pt} for $sparse_configs"
 fi
 
