@@ -24,7 +24,7 @@ from wenet_eff.compress.sparse import MagnitudePruner, NMSparsifier, ScoreRouter
 from wenet_eff.nn.linear import ROLES, weight_layers
 
 __all__ = [
-    "apply", "quant_layers", "sparse_layers", "regularization", "is_compressed",
+    "apply", "quant_layers", "sparse_layers", "regularization", "is_compressed", "is_quantized",
     "compression_keys", "refresh", "on_update", "set_masking",
 ]  # fmt: skip
 

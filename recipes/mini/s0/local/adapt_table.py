@@ -18,7 +18,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wer_table import parse_overall  # noqa: E402
+from wer_table import mode_wers  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
         with open(f"{args.dir}_adapt_{voice}_router/masks.pt.json", encoding="utf-8") as f:
             mask = json.load(f)
         for name, path in runs.items():
-            wer = {m: parse_overall(os.path.join(path, m, "wer"))["wer"] for m in modes}
+            wer = mode_wers(path, modes)
             per_domain = {"base": 0, "fine-tune all weights": full_bytes}.get(
                 name, mask["mask_bytes"]
             )

@@ -20,7 +20,7 @@ import sys
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wer_table import parse_overall  # noqa: E402
+from wer_table import mode_wers  # noqa: E402
 
 
 def describe(quant: dict) -> str:
@@ -53,7 +53,7 @@ def main() -> None:
     modes = args.modes.split()
 
     def wers(exp: str) -> dict[str, float]:
-        return {m: parse_overall(os.path.join(exp, args.test_set, m, "wer"))["wer"] for m in modes}
+        return mode_wers(os.path.join(exp, args.test_set), modes)
 
     rows = []
     for exp in args.qat_dirs:

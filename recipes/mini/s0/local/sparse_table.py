@@ -22,7 +22,7 @@ import sys
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wer_table import parse_overall  # noqa: E402
+from wer_table import mode_wers  # noqa: E402
 
 SWITCH = re.compile(r"STEP: precondition phase over after (\d+) updates")
 
@@ -66,7 +66,7 @@ def main() -> None:
     modes = args.modes.split()
 
     def wers(exp: str) -> dict[str, float]:
-        return {m: parse_overall(os.path.join(exp, args.test_set, m, "wer"))["wer"] for m in modes}
+        return mode_wers(os.path.join(exp, args.test_set), modes)
 
     rows = [{"exp": args.float_dir, "method": "dense (float control)", "sparsity": 0.0,
              "nm_ok": None, "switch": None, "wer": wers(args.float_dir)}]  # fmt: skip

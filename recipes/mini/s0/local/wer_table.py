@@ -31,6 +31,11 @@ def parse_overall(path: str) -> dict[str, float | int]:
     raise ValueError(f"{path}: no 'Overall -> X % N=.. C=.. S=.. D=.. I=..' line")
 
 
+def mode_wers(result_dir: str, modes: list[str]) -> dict[str, float]:
+    """{mode: WER %} from RESULT_DIR/<mode>/wer."""
+    return {m: parse_overall(os.path.join(result_dir, m, "wer"))["wer"] for m in modes}
+
+
 def markdown_table(results: dict[str, dict[str, dict]], modes: list[str]) -> str:
     """Rows: decoding modes; columns: test sets; cells: WER % with two decimals."""
     sets = list(results)
