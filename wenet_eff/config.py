@@ -76,6 +76,24 @@ class MoEConfig:
 
 
 @dataclass
+class StabilityConfig:
+    """Options against attention-logit and linear-output growth at high learning rates
+    (Rybakov et al. 2024, "Methods of improving LLM training stability"); all off by default.
+
+    The `stability=...` config group sets them: qk_norm, qk_norm_cap, qkv_norm,
+    qk_proj_fc2_norm (conf/stability/).
+    """
+
+    qk_norm: bool = False  # LayerNorm over each head's queries and keys (size d_k)
+    softmax_cap: float = 0.0  # >0: attention logits become cap * tanh(logits / cap)
+    qkv_norm: bool = False  # LayerNorm after the Q, K and V projections; no pre-norm before them
+    proj_norm: bool = False  # LayerNorm after the attention output projection (Proj)
+    fc2_norm: bool = False  # LayerNorm after the FFN's second linear (FC2; in every MoE expert)
+    encoder: bool = True  # apply to the encoder blocks
+    decoder: bool = True  # apply to the decoder blocks
+
+
+@dataclass
 class ModelConfig:
     """The U2++ model: encoder, decoder, CTC and the joint loss."""
 
@@ -85,6 +103,7 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     moe: MoEConfig = field(default_factory=MoEConfig)
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
     ctc_weight: float = 0.3
     reverse_weight: float = 0.3
     lsm_weight: float = 0.1
@@ -193,6 +212,25 @@ class OptimConfig:
 
 
 @dataclass
+class GuardConfig:
+    """Divergence guard (train.monitors.DivergenceGuard): a loss spike is an update whose loss
+    per input frame exceeds `spike_factor` x the median of the last `window` good updates (or is
+    not finite); `patience` spikes in a row, or a monitored linear-output RMS above
+    `max_linear_rms`, are a divergence. `action=rollback` reloads the newest checkpoint from
+    before the first spike with the learning rate times `lr_factor`, once; a second divergence
+    stops training. `action=stop` stops at the first."""
+
+    enabled: bool = False
+    window: int = 50
+    min_history: int = 20  # good updates seen before spikes are judged
+    spike_factor: float = 3.0
+    patience: int = 3
+    max_linear_rms: float = 0.0  # >0: also a divergence (checked at monitored updates)
+    lr_factor: float = 0.5
+    action: str = "rollback"  # rollback | stop
+
+
+@dataclass
 class TrainConfig:
     """Trainer loop settings."""
 
@@ -211,6 +249,10 @@ class TrainConfig:
     seed: int = 777
     init_checkpoint: str = ""
     max_nan_steps: int = 100  # this many consecutive non-finite losses stop training
+    # every N updates: RMS of every weight layer's output and the max attention logit per
+    # attention layer to TensorBoard (train.monitors.OutputNormMonitor); 0 = off
+    monitor_interval: int = 50
+    guard: GuardConfig = field(default_factory=GuardConfig)
     device: str = "auto"
 
 

@@ -235,9 +235,14 @@ def build_model(cfg: DictConfig) -> ASRModel:
                 f"{cfg.cmvn.file}: CMVN has {mean.numel()} dims, model.input_dim={mcfg.input_dim}"
             )
         global_cmvn = GlobalCMVN(mean, istd)
-    encoder = ConformerEncoder(mcfg.input_dim, mcfg.encoder, global_cmvn)
+    st = mcfg.get("stability")  # absent from configs saved before the option existed
+    encoder = ConformerEncoder(
+        mcfg.input_dim, mcfg.encoder, global_cmvn, st if st is not None and st.encoder else None
+    )
     d = encoder.output_size()
-    decoder = BiTransformerDecoder(vocab_size, d, mcfg.decoder)
+    decoder = BiTransformerDecoder(
+        vocab_size, d, mcfg.decoder, st if st is not None and st.decoder else None
+    )
     model = ASRModel(
         vocab_size,
         encoder,

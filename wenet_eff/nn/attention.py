@@ -2,6 +2,16 @@
 
 Streaming cache layout (WeNet's): `cache (B, H, T_cache, 2 * d_k)`, keys then values on the
 last axis. An empty cache is a tensor of shape (0, 0, 0, 0).
+
+Stability options (`StabilityConfig`, Rybakov et al. 2024), all per position, so cached keys
+and values stay valid chunk by chunk:
+- `qk_norm`: LayerNorm over each head's queries and keys (`q_norm`, `k_norm`, size d_k);
+- `qkv_norm`: LayerNorm on the outputs of `linear_q/k/v` (`linear_q_norm`, ...; the block
+  drops its pre-norm);
+- `softmax_cap`: logits -> cap * tanh(logits / cap) before the mask and softmax;
+- `proj_norm`: LayerNorm after `linear_out` (`linear_out_norm`).
+With `record_logits` set (by train.monitors), `max_logit` keeps the largest logit of the last
+forward, before capping.
 """
 
 from __future__ import annotations
@@ -11,18 +21,33 @@ import math
 import torch
 import torch.nn as nn
 
+from wenet_eff.config import StabilityConfig
 from wenet_eff.nn.linear import linear
 
 EMPTY_ATT_CACHE = torch.zeros(0, 0, 0, 0)
 
 
 class MultiHeadedAttention(nn.Module):
-    """Scaled dot-product attention over `n_head` heads of size d_k = n_feat / n_head."""
+    """Scaled dot-product attention over `n_head` heads of size d_k = n_feat / n_head.
 
-    def __init__(self, n_head: int, n_feat: int, dropout_rate: float):
+    Args:
+        n_head, n_feat, dropout_rate: heads, model dimension, attention dropout.
+        stability: the options in the module docstring (None: all off).
+    """
+
+    def __init__(
+        self,
+        n_head: int,
+        n_feat: int,
+        dropout_rate: float,
+        stability: StabilityConfig | None = None,
+    ):
         super().__init__()
         if n_feat % n_head:
             raise ValueError(f"attention size {n_feat} is not divisible by {n_head} heads")
+        st = stability or StabilityConfig()
+        if st.softmax_cap < 0:
+            raise ValueError(f"model.stability.softmax_cap={st.softmax_cap} must be >= 0")
         self.d_k = n_feat // n_head
         self.h = n_head
         self.linear_q = linear(n_feat, n_feat, role="attn.qkv")
@@ -30,19 +55,47 @@ class MultiHeadedAttention(nn.Module):
         self.linear_v = linear(n_feat, n_feat, role="attn.qkv")
         self.linear_out = linear(n_feat, n_feat, role="attn.out")
         self.dropout = nn.Dropout(p=dropout_rate)
+        self.q_norm = nn.LayerNorm(self.d_k) if st.qk_norm else None
+        self.k_norm = nn.LayerNorm(self.d_k) if st.qk_norm else None
+        self.linear_q_norm = nn.LayerNorm(n_feat) if st.qkv_norm else None
+        self.linear_k_norm = nn.LayerNorm(n_feat) if st.qkv_norm else None
+        self.linear_v_norm = nn.LayerNorm(n_feat) if st.qkv_norm else None
+        self.linear_out_norm = nn.LayerNorm(n_feat) if st.proj_norm else None
+        self.softmax_cap = float(st.softmax_cap)
+        self.record_logits = False
+        self.max_logit: torch.Tensor | None = None
 
-    def _heads(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """(B, T, n_feat) -> (B, H, T, d_k)."""
-        return layer(x).view(x.size(0), -1, self.h, self.d_k).transpose(1, 2)
+    def _heads(
+        self,
+        layer: nn.Module,
+        x: torch.Tensor,
+        out_norm: nn.Module | None = None,
+        head_norm: nn.Module | None = None,
+    ) -> torch.Tensor:
+        """(B, T, n_feat) -> (B, H, T, d_k), with the optional norms after the projection and
+        per head."""
+        y = layer(x)
+        if out_norm is not None:
+            y = out_norm(y)
+        y = y.view(x.size(0), -1, self.h, self.d_k).transpose(1, 2)
+        return y if head_norm is None else head_norm(y)
 
     def forward_qkv(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return (
-            self._heads(self.linear_q, query),
-            self._heads(self.linear_k, key),
-            self._heads(self.linear_v, value),
+            self._heads(self.linear_q, query, self.linear_q_norm, self.q_norm),
+            self._heads(self.linear_k, key, self.linear_k_norm, self.k_norm),
+            self._heads(self.linear_v, value, self.linear_v_norm),
         )
+
+    def _logits(self, scores: torch.Tensor) -> torch.Tensor:
+        """Record the largest logit when asked, then soft-cap when configured."""
+        if self.record_logits:
+            self.max_logit = scores.detach().amax()
+        if self.softmax_cap > 0:
+            scores = self.softmax_cap * torch.tanh(scores / self.softmax_cap)
+        return scores
 
     def forward_attention(
         self, value: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor
@@ -64,7 +117,8 @@ class MultiHeadedAttention(nn.Module):
             attn = torch.softmax(scores, dim=-1)
         x = torch.matmul(self.dropout(attn), value)
         x = x.transpose(1, 2).reshape(value.size(0), -1, self.h * self.d_k)
-        return self.linear_out(x)
+        x = self.linear_out(x)
+        return x if self.linear_out_norm is None else self.linear_out_norm(x)
 
     @staticmethod
     def _with_cache(
@@ -91,7 +145,7 @@ class MultiHeadedAttention(nn.Module):
         """
         q, k, v = self.forward_qkv(query, key, value)
         k, v, new_cache = self._with_cache(k, v, cache)
-        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k)
+        scores = self._logits(torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k))
         return self.forward_attention(v, scores, mask), new_cache
 
 
@@ -103,8 +157,14 @@ class RelPositionMultiHeadedAttention(MultiHeadedAttention):
     the computation identical between full-context and chunk-by-chunk streaming.
     """
 
-    def __init__(self, n_head: int, n_feat: int, dropout_rate: float):
-        super().__init__(n_head, n_feat, dropout_rate)
+    def __init__(
+        self,
+        n_head: int,
+        n_feat: int,
+        dropout_rate: float,
+        stability: StabilityConfig | None = None,
+    ):
+        super().__init__(n_head, n_feat, dropout_rate, stability)
         self.linear_pos = linear(n_feat, n_feat, bias=False, role="attn.pos")
         self.pos_bias_u = nn.Parameter(torch.empty(self.h, self.d_k))
         self.pos_bias_v = nn.Parameter(torch.empty(self.h, self.d_k))
@@ -128,5 +188,5 @@ class RelPositionMultiHeadedAttention(MultiHeadedAttention):
         q_v = q + self.pos_bias_v.unsqueeze(1)
         matrix_ac = torch.matmul(q_u, k.transpose(-2, -1))
         matrix_bd = torch.matmul(q_v, p.transpose(-2, -1))
-        scores = (matrix_ac + matrix_bd) / math.sqrt(self.d_k)
+        scores = self._logits((matrix_ac + matrix_bd) / math.sqrt(self.d_k))
         return self.forward_attention(v, scores, mask), new_cache

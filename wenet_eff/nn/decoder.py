@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wenet_eff.config import DecoderConfig
+from wenet_eff.config import DecoderConfig, StabilityConfig
 from wenet_eff.nn.attention import MultiHeadedAttention
 from wenet_eff.nn.embedding import PositionalEncoding
 from wenet_eff.nn.ffn import activation
@@ -16,7 +16,11 @@ from wenet_eff.nn.moe import build_ffn
 
 
 class DecoderLayer(nn.Module):
-    """Self-attention -> source attention -> FFN, each a residual block (`norm1..3`)."""
+    """Self-attention -> source attention -> FFN, each a residual block (`norm1..3`).
+
+    `attn_pre_norm=False` (`model.stability.qkv_norm`: the attentions LayerNorm their Q/K/V
+    outputs instead) makes `norm1` and `norm2` identities in a pre-norm layer.
+    """
 
     def __init__(
         self,
@@ -26,13 +30,15 @@ class DecoderLayer(nn.Module):
         feed_forward: nn.Module,
         dropout_rate: float,
         normalize_before: bool = True,
+        attn_pre_norm: bool = True,
     ):
         super().__init__()
         self.self_attn = self_attn
         self.src_attn = src_attn
         self.feed_forward = feed_forward
-        self.norm1 = nn.LayerNorm(size)
-        self.norm2 = nn.LayerNorm(size)
+        no_norm = normalize_before and not attn_pre_norm
+        self.norm1 = nn.Identity() if no_norm else nn.LayerNorm(size)
+        self.norm2 = nn.Identity() if no_norm else nn.LayerNorm(size)
         self.norm3 = nn.LayerNorm(size)
         self.dropout = nn.Dropout(dropout_rate)
         self.normalize_before = normalize_before
@@ -80,10 +86,19 @@ class TransformerDecoder(nn.Module):
         vocab_size: output vocabulary V (sos/eos is V - 1).
         d_model: encoder output dimension.
         cfg: a `DecoderConfig`; `num_blocks` layers.
+        stability: attention / FFN stability options (None: off).
     """
 
-    def __init__(self, vocab_size: int, d_model: int, cfg: DecoderConfig, num_blocks: int):
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        cfg: DecoderConfig,
+        num_blocks: int,
+        stability: StabilityConfig | None = None,
+    ):
         super().__init__()
+        st = stability or StabilityConfig()
         self.embed = nn.Sequential(
             tag(nn.Embedding(vocab_size, d_model), "embedding"),
             PositionalEncoding(d_model, cfg.positional_dropout_rate, cfg.max_pos_len),
@@ -94,8 +109,12 @@ class TransformerDecoder(nn.Module):
         self.decoders = nn.ModuleList(
             DecoderLayer(
                 d_model,
-                MultiHeadedAttention(cfg.attention_heads, d_model, cfg.self_attention_dropout_rate),
-                MultiHeadedAttention(cfg.attention_heads, d_model, cfg.src_attention_dropout_rate),
+                MultiHeadedAttention(
+                    cfg.attention_heads, d_model, cfg.self_attention_dropout_rate, st
+                ),
+                MultiHeadedAttention(
+                    cfg.attention_heads, d_model, cfg.src_attention_dropout_rate, st
+                ),
                 build_ffn(
                     d_model,
                     cfg.linear_units,
@@ -104,9 +123,11 @@ class TransformerDecoder(nn.Module):
                     cfg.mlp_type,
                     cfg.n_expert,
                     cfg.n_expert_activated,
+                    fc2_norm=st.fc2_norm,
                 ),
                 cfg.dropout_rate,
                 cfg.normalize_before,
+                attn_pre_norm=not st.qkv_norm,
             )
             for _ in range(num_blocks)
         )
@@ -170,11 +191,17 @@ class TransformerDecoder(nn.Module):
 class BiTransformerDecoder(nn.Module):
     """U2++ decoder pair: `left_decoder` reads left-to-right, `right_decoder` right-to-left."""
 
-    def __init__(self, vocab_size: int, d_model: int, cfg: DecoderConfig):
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        cfg: DecoderConfig,
+        stability: StabilityConfig | None = None,
+    ):
         super().__init__()
-        self.left_decoder = TransformerDecoder(vocab_size, d_model, cfg, cfg.num_blocks)
+        self.left_decoder = TransformerDecoder(vocab_size, d_model, cfg, cfg.num_blocks, stability)
         self.right_decoder = (
-            TransformerDecoder(vocab_size, d_model, cfg, cfg.r_num_blocks)
+            TransformerDecoder(vocab_size, d_model, cfg, cfg.r_num_blocks, stability)
             if cfg.r_num_blocks > 0
             else None
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from wenet_eff.config import EncoderConfig
+from wenet_eff.config import EncoderConfig, StabilityConfig
 from wenet_eff.nn.attention import EMPTY_ATT_CACHE, RelPositionMultiHeadedAttention
 from wenet_eff.nn.cmvn import GlobalCMVN
 from wenet_eff.nn.convolution import EMPTY_CNN_CACHE, ConvolutionModule
@@ -25,10 +25,18 @@ class ConformerEncoder(nn.Module):
         input_size: feature dimension (80).
         cfg: an `EncoderConfig` (see wenet_eff.config).
         global_cmvn: optional CMVN module applied first.
+        stability: attention / FFN stability options (None: off).
     """
 
-    def __init__(self, input_size: int, cfg: EncoderConfig, global_cmvn: GlobalCMVN | None = None):
+    def __init__(
+        self,
+        input_size: int,
+        cfg: EncoderConfig,
+        global_cmvn: GlobalCMVN | None = None,
+        stability: StabilityConfig | None = None,
+    ):
         super().__init__()
+        st = stability or StabilityConfig()
         d = cfg.output_size
         self._output_size = d
         self.global_cmvn = global_cmvn
@@ -53,12 +61,15 @@ class ConformerEncoder(nn.Module):
                 cfg.mlp_type,
                 cfg.n_expert,
                 cfg.n_expert_activated,
+                fc2_norm=st.fc2_norm,
             )
 
         self.encoders = nn.ModuleList(
             ConformerEncoderLayer(
                 d,
-                RelPositionMultiHeadedAttention(cfg.attention_heads, d, cfg.attention_dropout_rate),
+                RelPositionMultiHeadedAttention(
+                    cfg.attention_heads, d, cfg.attention_dropout_rate, st
+                ),
                 ffn(),
                 ffn() if cfg.macaron_style else None,
                 ConvolutionModule(
@@ -72,6 +83,7 @@ class ConformerEncoder(nn.Module):
                 else None,
                 cfg.dropout_rate,
                 cfg.normalize_before,
+                attn_pre_norm=not st.qkv_norm,
             )
             for _ in range(cfg.num_blocks)
         )

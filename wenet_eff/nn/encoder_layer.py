@@ -12,7 +12,9 @@ from wenet_eff.nn.convolution import EMPTY_CNN_CACHE, ConvolutionModule
 class ConformerEncoderLayer(nn.Module):
     """Conformer block with WeNet's sub-module names (`norm_ff_macaron`, `norm_mha`, ...).
 
-    Half-step FFNs (scale 0.5) when a macaron FFN is present.
+    Half-step FFNs (scale 0.5) when a macaron FFN is present. `attn_pre_norm=False` (the
+    attention LayerNorms its Q/K/V outputs instead, `model.stability.qkv_norm`) makes
+    `norm_mha` an identity in a pre-norm block.
     """
 
     def __init__(
@@ -24,6 +26,7 @@ class ConformerEncoderLayer(nn.Module):
         conv_module: ConvolutionModule | None,
         dropout_rate: float,
         normalize_before: bool = True,
+        attn_pre_norm: bool = True,
     ):
         super().__init__()
         self.self_attn = self_attn
@@ -31,7 +34,8 @@ class ConformerEncoderLayer(nn.Module):
         self.feed_forward_macaron = feed_forward_macaron
         self.conv_module = conv_module
         self.norm_ff = nn.LayerNorm(size)
-        self.norm_mha = nn.LayerNorm(size)
+        no_norm = normalize_before and not attn_pre_norm
+        self.norm_mha = nn.Identity() if no_norm else nn.LayerNorm(size)
         if feed_forward_macaron is not None:
             self.norm_ff_macaron = nn.LayerNorm(size)
             self.ff_scale = 0.5

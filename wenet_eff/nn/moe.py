@@ -38,6 +38,7 @@ class MoEFFNLayer(nn.Module):
             ceil(capacity_factor * frames * k / n_expert); overflow assignments are dropped
             (top-1 choices keep priority over top-2). 0: no cap. Never applied in eval.
         router_init_std: std of the router's normal initialisation (small: near-uniform routing).
+        fc2_norm: each expert LayerNorms its w_2 output (`model.stability.fc2_norm`).
 
     After each forward, `usage` holds the fraction of frames sent to each expert (sums to k)
     and, in training, `aux` the unweighted load-balancing and z losses of the step.
@@ -53,6 +54,7 @@ class MoEFFNLayer(nn.Module):
         n_expert_activated: int = 2,
         capacity_factor: float = 0.0,
         router_init_std: float = 0.02,
+        fc2_norm: bool = False,
     ):
         super().__init__()
         if not 1 <= n_expert_activated <= n_expert:
@@ -65,7 +67,7 @@ class MoEFFNLayer(nn.Module):
         self.gate = linear(idim, n_expert, bias=False, role="moe.gate")
         nn.init.normal_(self.gate.weight, std=router_init_std)
         self.experts = nn.ModuleList(
-            PositionwiseFeedForward(idim, hidden_units, dropout_rate, activation)
+            PositionwiseFeedForward(idim, hidden_units, dropout_rate, activation, fc2_norm)
             for _ in range(n_expert)
         )
         self.usage: torch.Tensor | None = None
@@ -148,10 +150,12 @@ def build_ffn(
     n_expert: int = 8,
     n_expert_activated: int = 2,
     capacity_factor: float = 0.0,
+    fc2_norm: bool = False,
 ) -> nn.Module:
-    """A dense FFN or an MoE layer by WeNet's `mlp_type` name."""
+    """A dense FFN or an MoE layer by WeNet's `mlp_type` name (`fc2_norm`: LayerNorm after w_2,
+    in every expert of an MoE layer)."""
     if mlp_type == "position_wise_feed_forward":
-        return PositionwiseFeedForward(idim, hidden_units, dropout_rate, activation)
+        return PositionwiseFeedForward(idim, hidden_units, dropout_rate, activation, fc2_norm)
     if mlp_type == "moe":
         return MoEFFNLayer(
             idim,
@@ -161,6 +165,7 @@ def build_ffn(
             n_expert,
             n_expert_activated,
             capacity_factor,
+            fc2_norm=fc2_norm,
         )
     raise ValueError(f"mlp_type='{mlp_type}' unknown (choose from position_wise_feed_forward, moe)")
 
