@@ -19,9 +19,8 @@ from wenet_eff.bench.common import add_model_args, build_bench_model, environmen
 from wenet_eff.train.optim import build_optimizer
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Time `args.repeats` training iterations after `args.warmup` untimed ones."""
-    cfg, model = build_bench_model(args)
+def make_step(args: argparse.Namespace, cfg, model: torch.nn.Module):
+    """One training iteration on a fixed synthetic batch of `args` sizes; returns the loss."""
     model.train()
     vocab = model.vocab_size
     optimizer = build_optimizer(model.parameters(), cfg.optim)
@@ -40,6 +39,14 @@ def run(args: argparse.Namespace) -> dict:
         optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
+    return step
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Time `args.repeats` training iterations after `args.warmup` untimed ones."""
+    cfg, model = build_bench_model(args)
+    vocab = model.vocab_size
+    step = make_step(args, cfg, model)
     for _ in range(args.warmup):
         step()
     times, losses = [], []

@@ -13,7 +13,14 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("decode_rtf", "train_throughput", "moe_rtf", "streaming_latency", "compress_size")
+BENCHMARKS = (
+    "decode_rtf",
+    "train_throughput",
+    "moe_rtf",
+    "streaming_latency",
+    "compress_size",
+    "monitor_overhead",
+)
 
 
 def main(argv: list[str] | None = None):

@@ -129,6 +129,29 @@ def _has_state(exp: Path, name: str) -> bool:
     return (exp / f"{name}.state.pt").is_file()
 
 
+def has_resume_state(exp_dir: str | os.PathLike, name: str) -> bool:
+    """Whether checkpoint `name` can be resumed from (its NAME.state.pt exists)."""
+    return _has_state(Path(exp_dir), name)
+
+
+def set_aside_after(exp_dir: str | os.PathLike, name: str) -> list[str]:
+    """Rename the checkpoints newer than `name` to `NEWER.diverged.{pt,yaml,state.pt}` (and
+    DeepSpeed's `deepspeed/NEWER` to `deepspeed/NEWER.diverged`): kept for inspection, never
+    listed, resumed from or averaged. Returns the names set aside."""
+    exp = Path(exp_dir)
+    names = [n for n, _ in list_checkpoints(exp)]
+    newer = names[names.index(name) + 1 :]
+    for other in newer:
+        for suffix in (".yaml", ".pt", ".state.pt"):  # the yaml first: it marks completeness
+            src = exp / f"{other}{suffix}"
+            if src.exists():
+                os.replace(src, exp / f"{other}.diverged{suffix}")
+        ds = exp / DEEPSPEED_DIR / other
+        if ds.exists():
+            os.replace(ds, exp / DEEPSPEED_DIR / f"{other}.diverged")
+    return newer
+
+
 def _torch_load(path: str | os.PathLike, weights_only: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
@@ -202,14 +225,17 @@ def load_resumable(model: torch.nn.Module, exp_dir: str | os.PathLike, name: str
         ) from exc
 
 
-def prune(exp_dir: str | os.PathLike, newest: str, keep_steps: int) -> None:
-    """Drop the resume state of every checkpoint but `newest`, and all but the newest
-    `keep_steps` step checkpoints when `keep_steps` > 0 (yaml first, so a half-deleted
-    checkpoint is never taken for a complete one)."""
+def prune(exp_dir: str | os.PathLike, newest: str, keep_steps: int, keep_states: int = 1) -> None:
+    """Drop the resume state of every checkpoint but `newest` and the `keep_states - 1` before
+    it (the divergence guard keeps 2, so one from before a spike survives a save during it),
+    and all but the newest `keep_steps` step checkpoints when `keep_steps` > 0 (yaml first,
+    so a half-deleted checkpoint is never taken for a complete one)."""
     exp = Path(exp_dir)
     names = [name for name, _ in list_checkpoints(exp)]
+    start = max(0, names.index(newest) + 1 - keep_states) if newest in names else len(names)
+    kept = set(names[start:])
     for name in names:
-        if name == newest:
+        if name == newest or name in kept:
             continue
         (exp / f"{name}.state.pt").unlink(missing_ok=True)
         shutil.rmtree(exp / DEEPSPEED_DIR / name, ignore_errors=True)

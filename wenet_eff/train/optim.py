@@ -211,3 +211,14 @@ def build_scheduler(
 ) -> LambdaLR:
     """The `optim.scheduler` schedule on `optimizer` (see the module docstring)."""
     return LambdaLR(optimizer, lr_factor(cfg, max_steps, model_dim))
+
+
+def scale_lr(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, factor: float) -> None:
+    """Multiply the schedule's peak (its base learning rates) and the current rates by
+    `factor`; the scheduler's state_dict carries the new base, so a resume keeps it."""
+    scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+        if "initial_lr" in group:
+            group["initial_lr"] *= factor
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

@@ -45,6 +45,8 @@ class Progress:
     nonfinite_run: int = 0  # consecutive skipped updates
     nonfinite_total: int = 0
     train_time_s: float = 0.0
+    rollbacks: int = 0  # divergence-guard rollbacks so far
+    lr_scale: float = 1.0  # the learning rate's factor after them
 
 
 @dataclass
@@ -133,6 +135,8 @@ def checkpoint_info(
         "train_loss_att": train.get("loss_att"),
         "train_time_s": round(progress.train_time_s, 1),
         "nonfinite_steps": progress.nonfinite_total,
+        "rollbacks": progress.rollbacks,
+        "lr_scale": progress.lr_scale,
     }
 
 

@@ -15,6 +15,13 @@ utterance skipped by the data pipeline: wrong units.txt, text normalisation, aud
 stops training with the skip counts. Epochs whose windows were all non-finite are left to
 `train.max_nan_steps`.
 
+Stability (see monitors.py): every `train.monitor_interval` updates the output RMS of every
+weight layer and the max attention logit go to TensorBoard (`stability/...`). With
+`train.guard.enabled`, a divergence (loss spikes in a row, or a runaway output RMS) rolls the
+run back to the newest checkpoint from before it with the learning rate lowered
+(`train.guard.lr_factor`), once: the checkpoints written after it are renamed `NAME.diverged.*`
+(kept, but never resumed from), and a second divergence stops training with TrainingDiverged.
+
 Checkpoints (see checkpoint.py): `N` after epoch N, `step_S` every `train.save_interval`
 updates; each records how many loader batches every rank consumed in the epoch, so a rerun
 resumes from the newest one exactly there (see resume.py: the data is deterministic given its
@@ -43,7 +50,8 @@ from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train import resume
 from wenet_eff.train.dist import DistContext, deepspeed_initialize
 from wenet_eff.train.monitor import LOSS_KEYS, LossMeter, Monitor, format_skips, loss_values
-from wenet_eff.train.optim import StepAdam, build_optimizer, build_scheduler
+from wenet_eff.train.monitors import DivergenceGuard, OutputNormMonitor, Verdict, max_linear_rms
+from wenet_eff.train.optim import StepAdam, build_optimizer, build_scheduler, scale_lr
 from wenet_eff.train.resume import EpochState, Progress
 from wenet_eff.train.validate import batch_forward, cv_losses
 
@@ -53,6 +61,14 @@ logger = logging.getLogger("wenet_eff.train")
 class TrainingDiverged(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient norm. Training cannot go
     on: bin/train.py logs the message of this class and its subclasses, and exits 1."""
+
+
+class _Diverging(Exception):
+    """Raised inside an epoch when the divergence guard fires (every rank at once)."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
 
 
 class NothingTrained(TrainingDiverged):
@@ -107,6 +123,9 @@ class Trainer:
         self.data_order = resume.data_order(cfg, ctx.world_size)
         self.window = 0  # micro-batches in the current accumulation window
         self.window_bad = False
+        self.window_loss = [0.0, 0.0]  # the window's sum of loss x utterances, input frames
+        self.norms = OutputNormMonitor(self.model, tcfg.monitor_interval)
+        self.guard = DivergenceGuard(tcfg.guard) if tcfg.guard.enabled else None
 
         resume_from = ckpt.latest_resumable(self.exp_dir)
         if resume_from:
@@ -167,7 +186,10 @@ class Trainer:
         """Train until `train.max_epoch` epochs or `train.max_steps` updates, then link final.pt."""
         try:
             while self.progress.epoch < self.tcfg.max_epoch and not self._steps_done():
-                self._train_epoch(self.progress.epoch)
+                try:
+                    self._train_epoch(self.progress.epoch)
+                except _Diverging as diverging:
+                    self._roll_back(diverging.verdict)
         finally:
             self.monitor.close()
         if self.ctx.is_main:
@@ -206,6 +228,8 @@ class Trainer:
             state.batches += 1
             self.window += 1
             boundary = self.window == self.tcfg.accum_grad or not nxt_ok
+            if self.norms.due(self.progress.step + 1):
+                self.norms.arm()
             self._train_batch(cur.batch, epoch, boundary)
             self.monitor.batch_done()
             cur, cur_ok = nxt, nxt_ok
@@ -213,6 +237,7 @@ class Trainer:
                 continue
             self.window = 0
             updated, grad_norm = self._update()
+            self._watch(updated)
             if not updated:
                 self._count_nonfinite()
                 continue
@@ -280,6 +305,8 @@ class Trainer:
             utts, frames = len(batch["keys"]), int(batch["feats_lengths"].sum())
             self.interval_meter.add(losses, utts, frames)
             self.epoch_state.meter.add(losses, utts, frames)
+            self.window_loss[0] += losses["loss"] * utts
+            self.window_loss[1] += frames
         else:
             self.window_bad = True
             logger.warning(
@@ -308,6 +335,76 @@ class Trainer:
             self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return updated, grad_norm
+
+    def _watch(self, updated: bool) -> None:
+        """After an update (or a skipped one): report the monitored output norms, and let the
+        guard judge the update's loss per frame (summed over ranks, so every rank agrees)."""
+        update = self.progress.step + 1  # the number this update has (or would have had)
+        values = self.norms.collect() if self.norms.armed else {}
+        if values and updated:
+            self.monitor.scalars("stability", values, update)
+        window, self.window_loss = self.window_loss, [0.0, 0.0]
+        if self.guard is None:
+            return
+        loss, frames, bad = self.ctx.sum([*window, float(not updated)])
+        verdict = self.guard.observe(update, loss / frames if frames > 0 and not bad else math.nan)
+        if not verdict.diverged and values and updated:
+            rms = self.ctx.sum([max_linear_rms(values)])[0] / self.ctx.world_size
+            verdict = self.guard.observe_norms(update, rms)
+        if verdict.diverged:
+            raise _Diverging(verdict)
+
+    def _roll_back(self, verdict: Verdict) -> None:
+        """Act on a divergence: reload the newest checkpoint from before it with a lower
+        learning rate (once), or stop."""
+        p, gcfg = self.progress, self.tcfg.guard
+        self.norms.collect()
+        self.monitor.end_epoch()
+        advice = (
+            "Lower optim.lr, raise optim.warmup_steps, or train with a stability option "
+            "(stability=qk_norm_cap or stability=qkv_norm)."
+        )
+        if gcfg.action == "stop":
+            raise TrainingDiverged(f"training diverged: {verdict.reason}. {advice}")
+        if p.rollbacks >= 1:
+            raise TrainingDiverged(
+                f"training diverged again after a rollback (learning rate x{p.lr_scale:g}): "
+                f"{verdict.reason}. Stopping. {advice}"
+            )
+        good = [
+            name
+            for name, info in ckpt.list_checkpoints(self.exp_dir)
+            if int(info.get("step", 0)) < verdict.first_bad_update
+            and ckpt.has_resume_state(self.exp_dir, name)
+        ]
+        if not good:
+            raise TrainingDiverged(
+                f"training diverged: {verdict.reason}, and no checkpoint from before update "
+                f"{verdict.first_bad_update} exists to roll back to (set train.save_interval "
+                f"so the guard has one). {advice}"
+            )
+        target = good[-1]
+        if self.ctx.is_main:
+            moved = ckpt.set_aside_after(self.exp_dir, target)
+            logger.warning(
+                "divergence guard: %s. Rolling back to checkpoint %s with the learning rate x%g%s",
+                *(verdict.reason, target, gcfg.lr_factor),
+                f"; set aside as *.diverged: {', '.join(moved)}" if moved else "",
+            )
+        self.ctx.barrier()
+        saved = ckpt.load_resumable(self.model, self.exp_dir, target)
+        rollbacks, lr_scale = p.rollbacks + 1, p.lr_scale * gcfg.lr_factor
+        self._resume(target, saved)
+        self.progress.rollbacks, self.progress.lr_scale = rollbacks, lr_scale
+        scale_lr(self.optimizer, self.scheduler, gcfg.lr_factor)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.window, self.window_bad, self.window_loss = 0, False, [0.0, 0.0]
+        self.guard.reset_run()
+        self.monitor.close()
+        self.monitor = Monitor(self.exp_dir, self.ctx, self.progress.step + 1)
+        self.monitor.scalars(
+            "train", {"rollback": float(verdict.first_bad_update)}, self.progress.step
+        )
 
     def _count_nonfinite(self) -> None:
         p = self.progress
@@ -401,7 +498,9 @@ class Trainer:
             info = resume.checkpoint_info(epoch, tag, p, self.lr, cv, train)
             weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
             ckpt.write_checkpoint(self.exp_dir, name, weights, info, state)
-            ckpt.prune(self.exp_dir, name, self.tcfg.keep_checkpoints)
+            ckpt.prune(
+                self.exp_dir, name, self.tcfg.keep_checkpoints, 2 if self.guard is not None else 1
+            )
             logger.info("saved checkpoint %s (epoch %d, step %d)", name, epoch, p.step)
         self.ctx.barrier()
 
