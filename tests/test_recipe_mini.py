@@ -1,4 +1,4 @@
-"""End to end: the mini recipe's stages -1..15 on a tiny corpus with a tiny model.
+"""End to end: the mini recipe's stages -1..16 on a tiny corpus with a tiny model.
 
 Synthesises ~80 utterances with the real TTS engines, prepares real test prompts, computes
 CMVN and units, trains for a few epochs, averages, decodes with all four modes on both test sets
@@ -125,6 +125,15 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     assert len(hyp.read_text().splitlines()) == 5
     table = (exp / "adapt_table.md").read_text()
     assert "S3-Router mask (keep 0.9)" in table and "fine-tune all weights" in table
+
+    # the stability lr sweep (stage 16): two variants x two learning rates, a few updates each
+    log = _run(s0, "--stage", "16", "--stop_stage", "16", *opts, "--sweep_variants",
+               "none qk_norm_cap", "--sweep_lrs", "0.002 3.0", "--sweep_steps", "4",
+               "--sweep_warmup", "1")  # fmt: skip
+    sweep = json.loads((s0 / "exp" / "lr_sweep" / "sweep.json").read_text())
+    assert [r["variant"] for r in sweep["summary"]["rows"]] == ["none", "qk_norm_cap"]
+    assert len(sweep["runs"]) == 4 and (s0 / "exp" / "lr_sweep" / "linear_norms.png").exists()
+    assert "highest learning rate without divergence" in log
 
     again = _run(s0, "--stage", "1", "--stop_stage", "5", *opts)
     assert "exp/mini/final.pt exists, kept" in again

@@ -218,7 +218,9 @@ class GuardConfig:
     not finite); `patience` spikes in a row, or a monitored linear-output RMS above
     `max_linear_rms`, are a divergence. `action=rollback` reloads the newest checkpoint from
     before the first spike with the learning rate times `lr_factor`, once; a second divergence
-    stops training. `action=stop` stops at the first."""
+    stops training. `action=stop` stops at the first. A skipped (non-finite) update counts as a
+    spike. The guard keeps the resume state of the checkpoints it may roll back to, also
+    against `train.keep_checkpoints`."""
 
     enabled: bool = False
     window: int = 50

@@ -162,7 +162,15 @@ def test_all_options_keep_the_incremental_decoder_equal_to_the_full_one():
             torch.testing.assert_close(logp, logits[:, i - 1].log_softmax(-1), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("variant", ["qk_norm", "qk_norm_cap", "qkv_norm", "qk_proj_fc2_norm"])
+VARIANT_NORMS = {
+    "qk_norm": ("q_norm", "k_norm"),
+    "qk_norm_cap": ("q_norm", "k_norm"),
+    "qkv_norm": ("linear_q_norm", "linear_k_norm", "linear_v_norm"),
+    "qk_proj_fc2_norm": ("q_norm", "k_norm", "linear_out_norm", "w_2_norm"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANT_NORMS))
 def test_packaged_variants_train_with_moe(variant):
     model = tiny_model("model/ffn=moe", f"stability={variant}").train()
     xs, lens = torch.randn(2, 60, 80), torch.tensor([60, 45])
@@ -170,5 +178,10 @@ def test_packaged_variants_train_with_moe(variant):
     out = model(xs, lens, text, text_lens)
     out["loss"].backward()
     assert torch.isfinite(out["loss"])
-    norms = [m for n, m in model.named_modules() if n.endswith("_norm") and m is not None]
-    assert norms and all(m.weight.grad is not None for m in norms)
+    for suffix in VARIANT_NORMS[variant]:  # the variant's own norms exist and get gradients
+        norms = [m for n, m in model.named_modules() if n.endswith(f".{suffix}")]
+        assert norms and all(m.weight.grad is not None for m in norms), suffix
+    # the norms are in every expert, encoder and decoders (w_2_norm: 8 experts x 2 FFNs x 2
+    # encoder blocks + 8 x 1 per decoder layer x 2 decoders)
+    if variant == "qk_proj_fc2_norm":
+        assert sum(n.endswith(".w_2_norm") for n, _ in model.named_modules()) == 8 * 4 + 8 * 2

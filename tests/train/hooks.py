@@ -7,6 +7,8 @@ Environment:
                      update N (after its forward, before its backward): a real crash, no cleanup.
     NAN_AT_STEP=N    the first micro-batch trained after update N gets a NaN feature (on rank 0).
     DUMP_PARAMS=1    after training, every rank writes its parameters to exp_dir/rankR.params.pt.
+    SPIKE_AT_STEPS=a,b  the loss of rank 0's micro-batches trained after updates a, b, ... is
+                     multiplied by 1000 (the first time only: a replay after a rollback is clean).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 
 import torch
 
+import wenet_eff.train.trainer as trainer_module
 from wenet_eff.train.trainer import Trainer
 
 
@@ -35,6 +38,27 @@ def _install() -> None:
         train_batch(self, batch, epoch, boundary)
 
     Trainer._train_batch = hooked
+    spikes = {int(s) for s in os.environ.get("SPIKE_AT_STEPS", "").split(",") if s}
+    if spikes:
+        forward = trainer_module.batch_forward
+        spiked: set[int] = set()
+        current = {"step": -1, "rank": 0}
+
+        def spiking_forward(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            step = current["step"]
+            if current["rank"] == 0 and step in spikes and step not in spiked:
+                out["loss"] = out["loss"] * 1000.0
+            return out
+
+        def tracking(self: Trainer, batch: dict, epoch: int, boundary: bool) -> None:
+            current["step"], current["rank"] = self.progress.step, self.ctx.rank
+            hooked(self, batch, epoch, boundary)
+            if boundary and current["step"] in spikes:
+                spiked.add(current["step"])
+
+        trainer_module.batch_forward = spiking_forward
+        Trainer._train_batch = tracking
     if os.environ.get("DUMP_PARAMS"):
         fit = Trainer.fit
 

@@ -54,3 +54,22 @@ def test_two_ranks_train_an_moe_model_without_unused_parameter_search(tmp_path):
     rank0, rank1 = (torch.load(exp / f"rank{r}.params.pt") for r in (0, 1))
     assert any("experts.7.w_1" in k for k in rank0)
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+
+
+def test_two_ranks_roll_back_together_after_a_loss_spike(tmp_path):
+    # 24 utterances: 3 batches per rank and epoch; rank 0's losses after updates 8 and 9 spike
+    # (x1000, once), so both ranks must agree to roll back and replay
+    corpus = write_corpus(tmp_path / "data", 24)
+    exp = tmp_path / "exp"
+    guard = ["train.guard.enabled=true", "train.guard.window=10", "train.guard.min_history=4",
+             "train.guard.patience=2", "train.save_interval=2"]  # fmt: skip
+    args = corpus.overrides(exp, "train.max_epoch=5", *guard)
+    env = {"DUMP_PARAMS": "1", "SPIKE_AT_STEPS": "8,9"}
+    proc = run_train(args, nproc=2, module="tests.train.hooks", env=env, timeout=240)
+    check(proc)
+    # updates 9 and 10 spike; the newest checkpoint before update 8's weights is epoch 1's
+    assert "Rolling back to checkpoint 1 with the learning rate x0.5" in proc.stdout
+    rank0, rank1 = (torch.load(exp / f"rank{r}.params.pt") for r in (0, 1))
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    info = ckpt.read_info(exp / "4.yaml")
+    assert info["step"] == 15 and info["rollbacks"] == 1 and info["lr_scale"] == 0.5

@@ -92,6 +92,19 @@ def test_guard_norm_limit_and_config_errors():
         DivergenceGuard(guard_cfg(spike_factor=0.5))
     with pytest.raises(ValueError, match="train.guard.action"):
         DivergenceGuard(guard_cfg(action="retry"))
+    with pytest.raises(ValueError, match="min_history=60 must be <= train.guard.window=50"):
+        DivergenceGuard(guard_cfg(min_history=60))
+    assert guard.observe_norms(30, math.nan).diverged
+
+
+def test_guard_keeps_the_resume_state_of_a_checkpoint_from_before_any_spike_run(tmp_path):
+    # saves every 2 updates, patience 3: at step 12, step_8 (<= 12 - 3) and the newer ones keep
+    # their state (each newer one becomes the target later); keep_checkpoints=1 deletes the rest
+    fit_spiking(tmp_path, set(), "train.save_interval=2", "train.guard.patience=3",
+                "train.keep_checkpoints=1")  # fmt: skip
+    states = sorted(p.name for p in tmp_path.glob("*.state.pt"))
+    assert states == ["0.state.pt", "step_10.state.pt", "step_12.state.pt", "step_8.state.pt"]
+    assert [n for n, _ in ckpt.list_checkpoints(tmp_path)] == ["step_8", "step_10", "step_12", "0"]
 
 
 class Spiking(MeanRegressor):
@@ -142,6 +155,8 @@ def test_guard_rolls_back_to_the_last_good_checkpoint_with_a_lower_lr(tmp_path, 
     assert (tmp_path / "step_9.diverged.pt").is_file()
     assert ckpt.read_info(tmp_path / "step_9.diverged.yaml")["rollbacks"] == 0
     assert ckpt.read_info(tmp_path / "step_9.yaml")["rollbacks"] == 1  # written by the replay
+    # the target was rewritten at once with the rollback in its resume state
+    assert ckpt.read_info(tmp_path / "step_6.yaml")["rollbacks"] == 1
     p = trainer.progress
     assert p.step == 12 and p.rollbacks == 1 and p.lr_scale == 0.5  # all 12 batches trained
     assert trainer.lr == pytest.approx(0.005)  # optim.lr=0.01 (constant) halved
@@ -157,7 +172,7 @@ def test_guard_stops_when_divergence_repeats_after_the_rollback(tmp_path):
 
 
 def test_guard_without_an_earlier_checkpoint_or_in_stop_mode_stops(tmp_path):
-    with pytest.raises(TrainingDiverged, match="no checkpoint from before update 5"):
+    with pytest.raises(TrainingDiverged, match="no checkpoint from before update 4"):
         fit_spiking(tmp_path / "a", {5, 6}, "train.save_interval=0")
     with pytest.raises(TrainingDiverged, match="training diverged: 2 loss spikes"):
         fit_spiking(tmp_path / "b", {8, 9}, "train.guard.action=stop")

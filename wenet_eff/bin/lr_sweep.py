@@ -103,8 +103,13 @@ def collect(exp: Path, returncode: int, log: str, args: argparse.Namespace) -> d
     """The result of a finished run, from its TensorBoard scalars and exit status."""
     tags = scalars(exp) if (exp / "tensorboard").is_dir() else {}
     losses = [v for _, v in tags.get("train/loss", [])]
-    stopped = returncode != 0 and "diverged" in log
+    # bin.train logs TrainingDiverged's message ("... training diverged ...") and exits 1
+    stopped = returncode == 1 and "training diverged" in log.lower()
     status, final, best = judge(losses, stopped, args)
+    from wenet_eff.train import checkpoint as ckpt
+
+    done = ckpt.list_checkpoints(exp)  # the run's last checkpoint holds its cv loss
+    cv_loss = done[-1][1].get("cv_loss") if done else None
     if returncode != 0 and not stopped:
         status = "failed"
     norms = {
@@ -119,6 +124,7 @@ def collect(exp: Path, returncode: int, log: str, args: argparse.Namespace) -> d
         "steps": tags["train/loss"][-1][0] if tags.get("train/loss") else 0,
         "final_loss": final,
         "best_loss": best,
+        "cv_loss": cv_loss if cv_loss is not None and math.isfinite(cv_loss) else None,
         "losses": tags.get("train/loss", []),
         "linear_rms_mean": norms,
         "attn_logit_max": tags.get("stability/attn_logit_max/all", []),
@@ -193,6 +199,7 @@ def summarise(results: dict, args: argparse.Namespace) -> dict:
                 "variant": variant,
                 "highest_stable_lr": top,
                 "final_loss_at_it": results[variant, top]["final_loss"] if top else None,
+                "cv_loss_at_it": results[variant, top].get("cv_loss") if top else None,
                 "ratio_vs_qk_norm": top / reference if top and reference else None,
                 "grid": {f"{lr:g}": (results[variant, lr]["status"],
                                      results[variant, lr]["final_loss"]) for lr in lrs},
@@ -203,12 +210,21 @@ def summarise(results: dict, args: argparse.Namespace) -> dict:
 
 def print_tables(summary: dict) -> None:
     print("\nvariant x highest learning rate without divergence (the ladder's lrs)")
-    print(f"{'variant':>18} {'highest stable lr':>18} {'final loss':>11} {'vs qk_norm':>11}")
+    print(
+        f"{'variant':>18} {'highest stable lr':>18} {'final loss':>11} {'cv loss':>9} "
+        f"{'vs qk_norm':>11}"
+    )
+
+    def num(value: float | None) -> str:
+        return f"{value:.2f}" if value is not None else "-"
+
     for row in summary["rows"]:
         top = f"{row['highest_stable_lr']:g}" if row["highest_stable_lr"] else "none"
-        loss = f"{row['final_loss_at_it']:.2f}" if row["final_loss_at_it"] is not None else "-"
         ratio = f"{row['ratio_vs_qk_norm']:.2f}x" if row["ratio_vs_qk_norm"] else "-"
-        print(f"{row['variant']:>18} {top:>18} {loss:>11} {ratio:>11}")
+        print(
+            f"{row['variant']:>18} {top:>18} {num(row['final_loss_at_it']):>11} "
+            f"{num(row['cv_loss_at_it']):>9} {ratio:>11}"
+        )
     lrs = summary["lrs"]
     print("\nfinal training loss (status) per learning rate")
     print(f"{'variant':>18}" + "".join(f"{'lr ' + format(lr, 'g'):>22}" for lr in lrs))

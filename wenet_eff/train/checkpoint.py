@@ -25,6 +25,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -225,25 +226,29 @@ def load_resumable(model: torch.nn.Module, exp_dir: str | os.PathLike, name: str
         ) from exc
 
 
-def prune(exp_dir: str | os.PathLike, newest: str, keep_steps: int, keep_states: int = 1) -> None:
-    """Drop the resume state of every checkpoint but `newest` and the `keep_states - 1` before
-    it (the divergence guard keeps 2, so one from before a spike survives a save during it),
-    and all but the newest `keep_steps` step checkpoints when `keep_steps` > 0 (yaml first,
-    so a half-deleted checkpoint is never taken for a complete one)."""
+def prune(
+    exp_dir: str | os.PathLike, newest: str, keep_steps: int, protect: Iterable[str] = ()
+) -> None:
+    """Drop the resume state of every checkpoint but `newest` and those in `protect` (the
+    divergence guard's rollback target), and all but the newest `keep_steps` step checkpoints
+    when `keep_steps` > 0, never a protected one (yaml first, so a half-deleted checkpoint is
+    never taken for a complete one)."""
     exp = Path(exp_dir)
     names = [name for name, _ in list_checkpoints(exp)]
-    start = max(0, names.index(newest) + 1 - keep_states) if newest in names else len(names)
-    kept = set(names[start:])
+    kept = {newest, *protect}
     for name in names:
-        if name == newest or name in kept:
+        if name in kept:
             continue
         (exp / f"{name}.state.pt").unlink(missing_ok=True)
         shutil.rmtree(exp / DEEPSPEED_DIR / name, ignore_errors=True)
     if keep_steps > 0:
         steps = [name for name in names if name.startswith("step_")]
         for name in steps[:-keep_steps]:
+            if name in kept:
+                continue
             for suffix in (".yaml", ".pt", ".state.pt"):
                 (exp / f"{name}{suffix}").unlink(missing_ok=True)
+            shutil.rmtree(exp / DEEPSPEED_DIR / name, ignore_errors=True)
 
 
 def link_final(exp_dir: str | os.PathLike, name: str) -> None:

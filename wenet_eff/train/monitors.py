@@ -77,7 +77,7 @@ class OutputNormMonitor:
             if isinstance(output, torch.Tensor) and output.numel():
                 y = output.detach().float()
                 self.sums.setdefault(name, []).append(
-                    torch.stack([y.square().sum(), torch.tensor(float(y.numel()))])
+                    torch.stack([y.square().sum(), y.new_tensor(float(y.numel()))])
                 )
 
         return hook
@@ -147,15 +147,21 @@ class DivergenceGuard:
 
     `observe(update, loss_per_frame)` after every update (a non-finite value for a skipped
     one); `observe_norms(update, rms)` after a monitored one. A loss is a spike when it is not
-    finite or above `spike_factor` x the median of the last `window` good losses, once
-    `min_history` good ones are known; spikes never enter the history, so a sustained
-    divergence cannot raise its own reference. `patience` spikes in a row are a divergence.
+    finite (a skipped update: from the first update on) or above `spike_factor` x the median
+    of the last `window` good losses, once `min_history` good ones are known; spikes never enter
+    the history, so a sustained divergence cannot raise its own reference. `patience` spikes in
+    a row are a divergence.
     """
 
     def __init__(self, cfg) -> None:
         for key in ("window", "min_history", "patience"):
             if cfg[key] < 1:
                 raise ValueError(f"train.guard.{key}={cfg[key]} must be >= 1")
+        if cfg.min_history > cfg.window:
+            raise ValueError(
+                f"train.guard.min_history={cfg.min_history} must be <= train.guard.window="
+                f"{cfg.window} (the history holds at most `window` losses)"
+            )
         if cfg.spike_factor <= 1.0:
             raise ValueError(f"train.guard.spike_factor={cfg.spike_factor} must be > 1")
         if not 0.0 < cfg.lr_factor < 1.0:
@@ -196,7 +202,7 @@ class DivergenceGuard:
 
     def observe_norms(self, update: int, rms: float) -> Verdict:
         limit = self.cfg.max_linear_rms
-        if limit > 0 and rms > limit:
+        if limit > 0 and not rms <= limit:  # a NaN RMS is over any limit
             return Verdict(
                 True,
                 f"a linear layer's output RMS reached {rms:.4g} at update {update} "

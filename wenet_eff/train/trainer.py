@@ -126,6 +126,11 @@ class Trainer:
         self.window_loss = [0.0, 0.0]  # the window's sum of loss x utterances, input frames
         self.norms = OutputNormMonitor(self.model, tcfg.monitor_interval)
         self.guard = DivergenceGuard(tcfg.guard) if tcfg.guard.enabled else None
+        if self.guard is not None and tcfg.guard.max_linear_rms > 0 and not self.norms.interval:
+            raise ValueError(
+                "train.guard.max_linear_rms needs train.monitor_interval > 0 (the output "
+                "norms are only measured on monitored updates)"
+            )
 
         resume_from = ckpt.latest_resumable(self.exp_dir)
         if resume_from:
@@ -349,8 +354,8 @@ class Trainer:
         loss, frames, bad = self.ctx.sum([*window, float(not updated)])
         verdict = self.guard.observe(update, loss / frames if frames > 0 and not bad else math.nan)
         if not verdict.diverged and values and updated:
-            rms = self.ctx.sum([max_linear_rms(values)])[0] / self.ctx.world_size
-            verdict = self.guard.observe_norms(update, rms)
+            rms = max(self.ctx.gather(max_linear_rms(values)), key=lambda v: (v == v, -v))
+            verdict = self.guard.observe_norms(update, rms)  # the largest (or a NaN) of all ranks
         if verdict.diverged:
             raise _Diverging(verdict)
 
@@ -371,19 +376,22 @@ class Trainer:
                 f"training diverged again after a rollback (learning rate x{p.lr_scale:g}): "
                 f"{verdict.reason}. Stopping. {advice}"
             )
+        # the loss of update u is computed with the weights after update u - 1: a checkpoint
+        # from before the first bad update's weights has step < first_bad_update - 1
         good = [
-            name
+            (name, info)
             for name, info in ckpt.list_checkpoints(self.exp_dir)
-            if int(info.get("step", 0)) < verdict.first_bad_update
+            if int(info.get("step", 0)) < verdict.first_bad_update - 1
             and ckpt.has_resume_state(self.exp_dir, name)
         ]
         if not good:
             raise TrainingDiverged(
                 f"training diverged: {verdict.reason}, and no checkpoint from before update "
-                f"{verdict.first_bad_update} exists to roll back to (set train.save_interval "
+                f"{verdict.first_bad_update - 1} exists to roll back to (set train.save_interval "
                 f"so the guard has one). {advice}"
             )
-        target = good[-1]
+        target, info = good[-1]
+        self.ctx.barrier()  # every rank has listed the checkpoints before rank 0 renames any
         if self.ctx.is_main:
             moved = ckpt.set_aside_after(self.exp_dir, target)
             logger.warning(
@@ -397,6 +405,8 @@ class Trainer:
         self._resume(target, saved)
         self.progress.rollbacks, self.progress.lr_scale = rollbacks, lr_scale
         scale_lr(self.optimizer, self.scheduler, gcfg.lr_factor)
+        if isinstance(self.optimizer, StepAdam):  # its phase came back with its state
+            compress.set_masking(self.model, self.optimizer.masking)
         self.optimizer.zero_grad(set_to_none=True)
         self.window, self.window_bad, self.window_loss = 0, False, [0.0, 0.0]
         self.guard.reset_run()
@@ -405,6 +415,13 @@ class Trainer:
         self.monitor.scalars(
             "train", {"rollback": float(verdict.first_bad_update)}, self.progress.step
         )
+        # rewrite the target with the rollback and the lowered lr in its resume state, so a
+        # crash from here resumes with them (and never rolls back twice)
+        if self.resume_rng is not None:
+            ckpt.set_rng_state(self.resume_rng)  # the state saved for the epoch's position
+        cv = {k: info.get(f"cv_{k}") for k in LOSS_KEYS}
+        train = {k: info.get(f"train_{k}") for k in LOSS_KEYS}
+        self._save(target, int(info["epoch"]), str(info["tag"]), cv, train)
 
     def _count_nonfinite(self) -> None:
         p = self.progress
@@ -498,11 +515,24 @@ class Trainer:
             info = resume.checkpoint_info(epoch, tag, p, self.lr, cv, train)
             weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
             ckpt.write_checkpoint(self.exp_dir, name, weights, info, state)
-            ckpt.prune(
-                self.exp_dir, name, self.tcfg.keep_checkpoints, 2 if self.guard is not None else 1
-            )
+            ckpt.prune(self.exp_dir, name, self.tcfg.keep_checkpoints, self._rollback_target())
             logger.info("saved checkpoint %s (epoch %d, step %d)", name, epoch, p.step)
         self.ctx.barrier()
+
+    def _rollback_target(self) -> list[str]:
+        """With the guard on, the checkpoints to keep with their resume state: the newest one a
+        divergence found from here on could roll back to (step <= current step - patience) and
+        every newer one (each becomes that target later)."""
+        if self.guard is None:
+            return []
+        horizon = self.progress.step - self.tcfg.guard.patience
+        listed = [
+            (name, int(info.get("step", 0)))
+            for name, info in ckpt.list_checkpoints(self.exp_dir)
+            if ckpt.has_resume_state(self.exp_dir, name)
+        ]
+        old = [i for i, (_, step) in enumerate(listed) if step <= horizon]
+        return [name for name, _ in listed[old[-1] if old else 0 :]]
 
     def _resume(self, name: str, saved: dict) -> None:
         """Take up checkpoint `name`'s resume state (its weights are loaded already)."""

@@ -11,6 +11,7 @@
 #   bash run.sh --stage 10 --stop_stage 11 --qat_configs "qat_int8 qat_int4 binary"   # QAT + pack
 #   bash run.sh --stage 12 --stop_stage 13 --sparse_configs "sparse_2_4 sparse_1_4"  # N:M sparsity
 #   bash run.sh --stage 14 --stop_stage 15   # held-out voices: S3-Router masks vs fine-tuning
+#   bash run.sh --stage 16 --stop_stage 16   # lr sweep of the stability variants (QK-LN, ...)
 #
 # Stages skip work whose outputs exist; --force true redoes them.
 set -euo pipefail
@@ -18,7 +19,7 @@ cd "$(dirname "$0")"
 . ./path.sh
 
 stage=-1
-stop_stage=7            # stages 8-15 (streaming, QAT, sparsity, adaptation) run when asked for
+stop_stage=7            # stages 8-16 (streaming, QAT, sparsity, adaptation, lr sweep) on request
 force=false
 nj=2                    # parallel processes for synthesis, audio decoding, CMVN and shards
 seed=7
@@ -76,6 +77,13 @@ adapt_steps=150
 adapt_lr=0.0005        # fine-tuning all weights
 router_lr=0.02         # S3-Router scores (1e-3 and 5e-3 adapted less on flite-awb)
 adapt_warmup=15
+# Learning-rate sweep (stage 16): short from-scratch runs per stability variant and lr
+sweep_dir=exp/lr_sweep
+sweep_variants="none qk_norm qk_norm_cap qkv_norm"
+sweep_lrs="0.003 0.006 0.012 0.024"
+sweep_steps=400        # updates per run (constant lr after the warmup)
+sweep_warmup=40
+sweep_frames=3000      # max_frames_in_batch of each run (2 runs at a time, 1 thread each)
 test_sets="test test_real"
 beam_size=10
 decode_batch_size=16
@@ -104,6 +112,8 @@ else
   dict=data/dict/units.txt
   bpe_prefix=""
 fi
+tokenizer_opts="tokenizer.type=$token_type tokenizer.units=$dict"
+[ "$token_type" = bpe ] && tokenizer_opts="$tokenizer_opts tokenizer.bpe_model=$bpe_prefix.model"
 
 if run_stage -1; then
   echo "stage -1: test_real transcripts, sentence generation, speech synthesis"
@@ -183,12 +193,10 @@ if [ "$data_type" = shard ]; then list_name=shards.list; else list_name=data.lis
 # Train into $1 with extra Hydra overrides $2 (the recipe's data, tokenizer and engine options),
 # on the data lists $3 and $4 (default: data/train and data/dev).
 train_model() {
-  local exp=$1 extra_opts=$2 launcher tokenizer_opts engine_opts procs=$nproc
+  local exp=$1 extra_opts=$2 launcher engine_opts procs=$nproc
   local train_list=${3:-data/train/$list_name} cv_list=${4:-data/dev/$list_name}
   mkdir -p "$exp"
   [ "$num_gpus" -gt 0 ] && procs=$num_gpus
-  tokenizer_opts="tokenizer.type=$token_type tokenizer.units=$dict"
-  [ "$token_type" = bpe ] && tokenizer_opts="$tokenizer_opts tokenizer.bpe_model=$bpe_prefix.model"
   engine_opts=""
   if [ "$train_engine" = deepspeed ]; then
     engine_opts="train.train_engine=deepspeed train.deepspeed_config=$deepspeed_config"
@@ -428,4 +436,18 @@ if run_stage 15; then
   cat "$dir/adapt_table.md"
   echo "stage 15 wrote ${dir}_adapt_<voice>_router/masks.pt, $dir/adapt_table.{md,json}," \
     "$dir/adapt_mask_iou.{txt,json,png}"
+fi
+
+if run_stage 16; then
+  echo "stage 16: lr sweep of stability variants ($sweep_variants) into $sweep_dir"
+  [ "$force" = true ] && rm -rf "$sweep_dir"
+  # shellcheck disable=SC2086  # lists of variants and learning rates
+  python -m wenet_eff.bin.lr_sweep --out "$sweep_dir" --config_dir "$PWD/conf" \
+    --config_name "$(basename "$train_config" .yaml)" --variants $sweep_variants \
+    --lrs $sweep_lrs --steps "$sweep_steps" --warmup "$sweep_warmup" --jobs "$nproc" -- \
+    model="$model" data.train_data="data/train/$list_name" data.cv_data="data/dev/$list_name" \
+    data.data_type="$data_type" \
+    $tokenizer_opts cmvn.file=data/train/global_cmvn data.max_frames_in_batch="$sweep_frames" \
+    $train_opts | tee "$sweep_dir.txt"
+  echo "stage 16 wrote $sweep_dir/{sweep.json,linear_norms.png}, $sweep_dir.txt"
 fi
