@@ -11,16 +11,15 @@ subprocess, `--jobs` at a time, `OMP_NUM_THREADS` = cores / jobs) with `stabilit
 a constant learning rate after `--warmup` linear warmup updates, `--steps` updates, the
 output-norm monitor every `--monitor_interval` updates and the divergence guard in stop mode.
 Arguments after `--` are Hydra overrides shared by all runs. A run whose exp dir already has
-its `sweep_result.json` is not run again, so an interrupted sweep continues where it stopped.
+its `sweep_result.json` is not run again (its result is read again from its exp dir, with the
+current rules), so an interrupted sweep continues where it stopped.
 
-A run's status:
-- `diverged`: it stopped with a divergence (non-finite losses or the guard's loss spikes), or
-  its final loss (mean of the last `--final_fraction` of logged losses) is above
-  `--diverge_ratio` x the lowest running mean of the same width it reached before;
-- `no_progress`: its final loss is above `--progress_ratio` x its first logged losses (it
-  never left the initial plateau; at too high a learning rate CTC collapses to blanks);
-- `ok` otherwise.
-A variant's highest stable learning rate is the largest of the ladder with status `ok` whose
+A run's status is `diverged` when it stopped with a divergence (non-finite losses or the
+guard's loss spikes), or when its final loss (mean of the last `--final_fraction` of logged
+losses) is above `--diverge_ratio` x the lowest running mean of the same width it reached
+before; `ok` otherwise. Its cv loss (the dev list at the last update, the same utterances for
+every run) tells how far it got: a run that never leaves the initial CTC plateau is `ok` by
+these rules, with a high cv loss. A variant's highest stable learning rate is the largest of the ladder with status `ok` whose
 smaller learning rates are `ok` too (a lucky survivor above a failure does not count).
 
 Writes OUT/sweep.json, prints the table "variant x highest stable lr, final loss" plus the full
@@ -80,7 +79,7 @@ def scalars(exp: Path) -> dict[str, list[tuple[int, float]]]:
     out = {}
     for tag in events.Tags()["scalars"]:
         by_step = {e.step: e.value for e in events.Scalars(tag)}
-        out[tag] = sorted(by_step.items())
+        out[tag] = [[step, value] for step, value in sorted(by_step.items())]
     return out
 
 
@@ -91,11 +90,9 @@ def judge(losses: list[float], stopped: bool, args: argparse.Namespace) -> tuple
         return "diverged", math.nan, math.nan
     width = max(1, round(len(finite) * args.final_fraction))
     means = [sum(finite[i : i + width]) / width for i in range(len(finite) - width + 1)]
-    final, best, first = means[-1], min(means), means[0]
+    final, best = means[-1], min(means)
     if stopped or final > args.diverge_ratio * best:
         return "diverged", final, best
-    if final > args.progress_ratio * first:
-        return "no_progress", final, best
     return "ok", final, best
 
 
@@ -136,9 +133,14 @@ def run_all(args: argparse.Namespace, out: Path) -> dict[tuple[str, float], dict
     todo, results = [], {}
     for variant in args.variants:
         for lr in args.lrs:
-            result = run_dir(out, variant, lr) / "sweep_result.json"
-            if result.is_file():
-                results[variant, lr] = json.loads(result.read_text())
+            exp = run_dir(out, variant, lr)
+            if (exp / "sweep_result.json").is_file():
+                saved = json.loads((exp / "sweep_result.json").read_text())
+                log = (exp / "sweep.log").read_text()
+                results[variant, lr] = {
+                    **{k: saved[k] for k in ("variant", "lr", "seconds")},
+                    **collect(exp, saved["returncode"], log, args),
+                }
             else:
                 todo.append((variant, lr))
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.threads <= 0 else args.threads
@@ -284,7 +286,6 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=0, help="threads per run (0: cores / jobs)")
     p.add_argument("--final_fraction", type=float, default=0.2)
     p.add_argument("--diverge_ratio", type=float, default=1.5)
-    p.add_argument("--progress_ratio", type=float, default=0.9)
     args = p.parse_args(argv)
     args.overrides = overrides
     unknown = [v for v in args.variants if v not in VARIANTS]
