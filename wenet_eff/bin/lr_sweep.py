@@ -19,8 +19,9 @@ guard's loss spikes), or when its final loss (mean of the last `--final_fraction
 losses) is above `--diverge_ratio` x the lowest running mean of the same width it reached
 before; `ok` otherwise. Its cv loss (the dev list at the last update, the same utterances for
 every run) tells how far it got: a run that never leaves the initial CTC plateau is `ok` by
-these rules, with a high cv loss. A variant's highest stable learning rate is the largest of the ladder with status `ok` whose
-smaller learning rates are `ok` too (a lucky survivor above a failure does not count).
+these rules, with a high cv loss. A variant's highest stable learning rate is the largest of
+the ladder with status `ok` whose smaller learning rates are `ok` too (a lucky survivor above
+a failure does not count).
 
 Writes OUT/sweep.json, prints the table "variant x highest stable lr, final loss" plus the full
 grid, and plots OUT/linear_norms.png: the output RMS per layer role over updates for the
