@@ -24,8 +24,10 @@ the ladder with status `ok` whose smaller learning rates are `ok` too (a lucky s
 a failure does not count).
 
 Writes OUT/sweep.json, prints the table "variant x highest stable lr, final loss" plus the full
-grid, and plots OUT/linear_norms.png: the output RMS per layer role over updates for the
-baseline at its first failing learning rate beside the other variants at that rate.
+grid, and plots OUT/linear_norms.png: the output RMS per layer role (of the linear layer
+itself, before any LayerNorm after it) and the max attention logit over updates, for the
+baseline at its first failing learning rate (or the ladder's highest) beside the other
+variants at that rate.
 """
 
 from __future__ import annotations
@@ -250,15 +252,18 @@ def plot_norms(results: dict, args: argparse.Namespace, path: Path) -> str | Non
     lrs = sorted(args.lrs)
     failing = [lr for lr in lrs if results[base, lr]["status"] != "ok"]
     lr = failing[0] if failing else lrs[-1]
-    fig, axes = plt.subplots(1, len(ROLES), figsize=(4 * len(ROLES), 3.6), sharex=True)
-    for ax, role in zip(axes, ROLES, strict=True):
+    fig, axes = plt.subplots(1, len(ROLES) + 1, figsize=(4 * (len(ROLES) + 1), 3.6), sharex=True)
+    panels = [(role, f"{ROLE_NAMES[role]} output RMS") for role in ROLES]
+    panels.append(("logit", "max attention logit"))
+    for ax, (key, title) in zip(axes, panels, strict=True):
         for variant in args.variants:
-            series = results[variant, lr]["linear_rms_mean"].get(role, [])
+            run = results[variant, lr]
+            series = run["attn_logit_max"] if key == "logit" else run["linear_rms_mean"].get(key)
             if series:
                 steps, values = zip(*series, strict=True)
                 style = "-" if variant == base else "--"
-                ax.plot(steps, values, style, label=f"{variant} ({results[variant, lr]['status']})")
-        ax.set_title(f"{ROLE_NAMES[role]} output RMS")
+                ax.plot(steps, values, style, label=f"{variant} ({run['status']})")
+        ax.set_title(title)
         ax.set_xlabel("update")
         ax.set_yscale("log")
     axes[0].legend(fontsize=7)
