@@ -60,3 +60,8 @@ def test_sweep_runs_tables_plot_and_reuses_finished_runs(corpus, tmp_path, capsy
     again = lr_sweep.main(argv)
     assert "[1/" not in capsys.readouterr().out
     assert again["runs"] == saved["runs"]
+    # the rules apply again to finished runs: any logit above 1e-6 is runaway growth
+    strict = lr_sweep.main([*argv[:2], "--max_logit", "1e-6", *argv[2:]])
+    statuses = {(r["variant"], r["lr"]): r["status"] for r in strict["runs"]}
+    assert statuses["none", 0.001] == "runaway" and statuses["none", 3.0] == "diverged"
+    assert "nor runaway attention logits above 1e-06" in capsys.readouterr().out

@@ -19,9 +19,11 @@ guard's loss spikes), or when its final loss (mean of the last `--final_fraction
 losses) is above `--diverge_ratio` x the lowest running mean of the same width it reached
 before; `ok` otherwise. Its cv loss (the dev list at the last update, the same utterances for
 every run) tells how far it got: a run that never leaves the initial CTC plateau is `ok` by
-these rules, with a high cv loss. A variant's highest stable learning rate is the largest of
-the ladder with status `ok` whose smaller learning rates are `ok` too (a lucky survivor above
-a failure does not count).
+these rules, with a high cv loss. With `--max_logit X`, an `ok` run whose largest attention
+logit went above X is `runaway` instead: its loss has not blown up (yet), but at logits of ~1e4
+the softmax is one-hot (attention entropy collapse, Dehghani et al. 2023). A variant's highest
+stable learning rate is the largest of the ladder with status `ok` whose smaller learning rates
+are `ok` too (a lucky survivor above a failure does not count).
 
 Writes OUT/sweep.json, prints the table "variant x highest stable lr, final loss" plus the full
 grid, and plots OUT/linear_norms.png: the output RMS per layer role (of the linear layer
@@ -106,6 +108,10 @@ def collect(exp: Path, returncode: int, log: str, args: argparse.Namespace) -> d
     # bin.train logs TrainingDiverged's message ("... training diverged ...") and exits 1
     stopped = returncode == 1 and "training diverged" in log.lower()
     status, final, best = judge(losses, stopped, args)
+    logits = tags.get("stability/attn_logit_max/all", [])
+    peak_logit = max((v for _, v in logits), default=math.nan)
+    if status == "ok" and args.max_logit > 0 and logits and not peak_logit <= args.max_logit:
+        status = "runaway"
     from wenet_eff.train import checkpoint as ckpt
 
     done = ckpt.list_checkpoints(exp)  # the run's last checkpoint holds its cv loss
@@ -127,7 +133,8 @@ def collect(exp: Path, returncode: int, log: str, args: argparse.Namespace) -> d
         "cv_loss": cv_loss if cv_loss is not None and math.isfinite(cv_loss) else None,
         "losses": tags.get("train/loss", []),
         "linear_rms_mean": norms,
-        "attn_logit_max": tags.get("stability/attn_logit_max/all", []),
+        "attn_logit_max": logits,
+        "peak_attn_logit": peak_logit,
     }
 
 
@@ -207,14 +214,17 @@ def summarise(results: dict, args: argparse.Namespace) -> dict:
                 "cv_loss_at_it": results[variant, top].get("cv_loss") if top else None,
                 "ratio_vs_qk_norm": top / reference if top and reference else None,
                 "grid": {f"{lr:g}": (results[variant, lr]["status"],
-                                     results[variant, lr]["final_loss"]) for lr in lrs},
+                                     results[variant, lr]["final_loss"],
+                                     results[variant, lr].get("cv_loss")) for lr in lrs},
             }
         )  # fmt: skip
-    return {"lrs": lrs, "rows": rows}
+    return {"lrs": lrs, "max_logit": args.max_logit, "rows": rows}
 
 
 def print_tables(summary: dict) -> None:
     print("\nvariant x highest learning rate without divergence (the ladder's lrs)")
+    if summary["max_logit"]:
+        print(f"(nor runaway attention logits above {summary['max_logit']:g})")
     print(
         f"{'variant':>18} {'highest stable lr':>18} {'final loss':>11} {'cv loss':>9} "
         f"{'vs qk_norm':>11}"
@@ -231,13 +241,13 @@ def print_tables(summary: dict) -> None:
             f"{num(row['cv_loss_at_it']):>9} {ratio:>11}"
         )
     lrs = summary["lrs"]
-    print("\nfinal training loss (status) per learning rate")
+    print("\ncv loss at the end (status) per learning rate")
     print(f"{'variant':>18}" + "".join(f"{'lr ' + format(lr, 'g'):>22}" for lr in lrs))
     for row in summary["rows"]:
         cells = []
         for lr in lrs:
-            status, loss = row["grid"][f"{lr:g}"]
-            cells.append(f"{loss:.2f} ({status})" if math.isfinite(loss) else f"- ({status})")
+            status, _, cv = row["grid"][f"{lr:g}"]
+            cells.append(f"{cv:.2f} ({status})" if cv is not None else f"- ({status})")
         print(f"{row['variant']:>18}" + "".join(f"{c:>22}" for c in cells))
 
 
@@ -292,6 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=0, help="threads per run (0: cores / jobs)")
     p.add_argument("--final_fraction", type=float, default=0.2)
     p.add_argument("--diverge_ratio", type=float, default=1.5)
+    p.add_argument("--max_logit", type=float, default=0.0, help=">0: runs above it are `runaway`")
     args = p.parse_args(argv)
     args.overrides = overrides
     unknown = [v for v in args.variants if v not in VARIANTS]

@@ -84,6 +84,7 @@ sweep_lrs="0.003 0.006 0.012 0.024"
 sweep_steps=400        # updates per run (constant lr after the warmup)
 sweep_warmup=40
 sweep_frames=3000      # max_frames_in_batch of each run (2 runs at a time, 1 thread each)
+sweep_max_logit=10000  # attention logits above this count as runaway growth (0: off)
 test_sets="test test_real"
 beam_size=10
 decode_batch_size=16
@@ -444,7 +445,8 @@ if run_stage 16; then
   # shellcheck disable=SC2086  # lists of variants and learning rates
   python -m wenet_eff.bin.lr_sweep --out "$sweep_dir" --config_dir "$PWD/conf" \
     --config_name "$(basename "$train_config" .yaml)" --variants $sweep_variants \
-    --lrs $sweep_lrs --steps "$sweep_steps" --warmup "$sweep_warmup" --jobs "$nproc" -- \
+    --lrs $sweep_lrs --steps "$sweep_steps" --warmup "$sweep_warmup" --jobs "$nproc" \
+    --max_logit "$sweep_max_logit" -- \
     model="$model" data.train_data="data/train/$list_name" data.cv_data="data/dev/$list_name" \
     data.data_type="$data_type" \
     $tokenizer_opts cmvn.file=data/train/global_cmvn data.max_frames_in_batch="$sweep_frames" \
