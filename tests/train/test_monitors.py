@@ -195,3 +195,22 @@ def test_real_model_logs_output_norms_and_max_logits(corpus, tmp_path):
     assert "stability/attn_logit_max/encoder.encoders.0.self_attn" in tags
     steps = [e.step for e in events.Scalars("stability/attn_logit_max/all")]
     assert steps == [2, 4]  # 4 updates, monitored every 2
+
+
+def test_guard_stops_on_a_runaway_output_rms_at_a_monitored_update(tmp_path):
+    import tests.train.test_trainer as t
+
+    class Tagged(MeanRegressor):  # its layer comes from the factory, so the monitor sees it
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = linear(80, 1, role="output")
+
+    original = t.MeanRegressor
+    t.MeanRegressor = Tagged
+    try:
+        with pytest.raises(TrainingDiverged, match="output RMS reached .* at update 4"):
+            fit(tmp_path, [batch("a", seed=i) for i in range(6)], *GUARD,
+                "train.monitor_interval=4", "train.guard.max_linear_rms=1e-6",
+                "train.guard.action=stop")  # fmt: skip
+    finally:
+        t.MeanRegressor = original

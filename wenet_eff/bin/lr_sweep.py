@@ -43,6 +43,8 @@ import sys
 import time
 from pathlib import Path
 
+from wenet_eff.train import checkpoint as ckpt
+
 VARIANTS = ("none", "qk_norm", "qk_norm_cap", "qkv_norm", "qk_proj_fc2_norm")
 ROLES = ("attn.qkv", "attn.out", "ffn.w_1", "ffn.w_2")
 ROLE_NAMES = {"attn.qkv": "QKV", "attn.out": "Proj", "ffn.w_1": "FC1", "ffn.w_2": "FC2"}
@@ -112,8 +114,6 @@ def collect(exp: Path, returncode: int, log: str, args: argparse.Namespace) -> d
     peak_logit = max((v for _, v in logits), default=math.nan)
     if status == "ok" and args.max_logit > 0 and logits and not peak_logit <= args.max_logit:
         status = "runaway"
-    from wenet_eff.train import checkpoint as ckpt
-
     done = ckpt.list_checkpoints(exp)  # the run's last checkpoint holds its cv loss
     cv_loss = done[-1][1].get("cv_loss") if done else None
     if returncode != 0 and not stopped:

@@ -121,18 +121,14 @@ def latest_resumable(exp_dir: str | os.PathLike) -> str | None:
     """Name of the newest complete checkpoint that has resume state, or None."""
     exp = Path(exp_dir)
     for name, _ in reversed(list_checkpoints(exp)):
-        if _has_state(exp, name):
+        if has_resume_state(exp, name):
             return name
     return None
 
 
-def _has_state(exp: Path, name: str) -> bool:
-    return (exp / f"{name}.state.pt").is_file()
-
-
 def has_resume_state(exp_dir: str | os.PathLike, name: str) -> bool:
     """Whether checkpoint `name` can be resumed from (its NAME.state.pt exists)."""
-    return _has_state(Path(exp_dir), name)
+    return (Path(exp_dir) / f"{name}.state.pt").is_file()
 
 
 def set_aside_after(exp_dir: str | os.PathLike, name: str) -> list[str]:
@@ -214,7 +210,7 @@ def load_resumable(model: torch.nn.Module, exp_dir: str | os.PathLike, name: str
         )
         return load_train_state(exp / f"{name}.state.pt")
     except UnreadableCheckpoint as exc:
-        older = [n for n, _ in list_checkpoints(exp) if n != name and _has_state(exp, n)]
+        older = [n for n, _ in list_checkpoints(exp) if n != name and has_resume_state(exp, n)]
         then = (
             f"a rerun then resumes from checkpoint {older[-1]}"
             if older

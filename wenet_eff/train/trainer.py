@@ -354,8 +354,9 @@ class Trainer:
         loss, frames, bad = self.ctx.sum([*window, float(not updated)])
         verdict = self.guard.observe(update, loss / frames if frames > 0 and not bad else math.nan)
         if not verdict.diverged and values and updated:
-            rms = max(self.ctx.gather(max_linear_rms(values)), key=lambda v: (v == v, -v))
-            verdict = self.guard.observe_norms(update, rms)  # the largest (or a NaN) of all ranks
+            ranks = self.ctx.gather(max_linear_rms(values))
+            rms = math.nan if any(math.isnan(v) for v in ranks) else max(ranks)  # worst rank
+            verdict = self.guard.observe_norms(update, rms)
         if verdict.diverged:
             raise _Diverging(verdict)
 
@@ -515,11 +516,11 @@ class Trainer:
             info = resume.checkpoint_info(epoch, tag, p, self.lr, cv, train)
             weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
             ckpt.write_checkpoint(self.exp_dir, name, weights, info, state)
-            ckpt.prune(self.exp_dir, name, self.tcfg.keep_checkpoints, self._rollback_target())
+            ckpt.prune(self.exp_dir, name, self.tcfg.keep_checkpoints, self._guard_protected())
             logger.info("saved checkpoint %s (epoch %d, step %d)", name, epoch, p.step)
         self.ctx.barrier()
 
-    def _rollback_target(self) -> list[str]:
+    def _guard_protected(self) -> list[str]:
         """With the guard on, the checkpoints to keep with their resume state: the newest one a
         divergence found from here on could roll back to (step <= current step - patience) and
         every newer one (each becomes that target later)."""
