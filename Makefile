@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   the mini recipe end to end (synthesise, prepare, train, decode, WER, export, RTF)
-#   make test   the test suite
+#   make test   the C++ runtime, its unit tests (ctest) and the Python test suite
+#   make runtime  the C++ runtime only (runtime/build)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ APT_PACKAGES := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt
 	sox ffmpeg asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup system-deps lint clean-venv
+.PHONY: demo test setup system-deps lint clean-venv runtime
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -38,11 +39,16 @@ system-deps:
 	  fi; \
 	fi
 
-demo: setup
+# The C++ runtime (CMake, libtorch from the torch wheel, pybind11 module): runtime/build.
+runtime: $(STAMP)
+	PYTHON=$(abspath $(PY)) runtime/build.sh
+	cd runtime/build && PATH=$(abspath $(VENV))/bin:$$PATH ctest --output-on-failure
+
+demo: setup runtime
 	cd recipes/mini/s0 && ./run.sh
 
 # pytest exits 5 when it collected no test: that is a failure, not a pass.
-test: setup
+test: setup runtime
 	@OMP_NUM_THREADS=1 $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

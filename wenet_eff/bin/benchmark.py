@@ -4,6 +4,8 @@
     python -m wenet_eff.bin.benchmark train_throughput --model u2pp_conformer --threads 2
     python -m wenet_eff.bin.benchmark moe_rtf --threads 2
     python -m wenet_eff.bin.benchmark streaming_latency --config exp/x/train.yaml --checkpoint ...
+    python -m wenet_eff.bin.benchmark runtime_rtf \
+        --model dense=exp/mini/train.yaml:exp/mini/avg_2.pt --data data/test/data.list
 
 Each benchmark prints a table and writes JSON (see `--help` of each).
 """
@@ -20,6 +22,7 @@ BENCHMARKS = (
     "streaming_latency",
     "compress_size",
     "monitor_overhead",
+    "runtime_rtf",
 )
 
 

@@ -116,7 +116,8 @@ class MultiHeadedAttention(nn.Module):
         else:
             attn = torch.softmax(scores, dim=-1)
         x = torch.matmul(self.dropout(attn), value)
-        x = x.transpose(1, 2).reshape(value.size(0), -1, self.h * self.d_k)
+        # batch from the product: keys/values of batch 1 broadcast over the queries' batch
+        x = x.transpose(1, 2).reshape(x.size(0), -1, self.h * self.d_k)
         x = self.linear_out(x)
         return x if self.linear_out_norm is None else self.linear_out_norm(x)
 
@@ -139,7 +140,9 @@ class MultiHeadedAttention(nn.Module):
         pos_emb: torch.Tensor | None = None,
         cache: torch.Tensor = EMPTY_ATT_CACHE,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Args: query (B, T1, n_feat), key/value (B, T2, n_feat), mask as in forward_attention.
+        """Args: query (B, T1, n_feat), key/value (B, T2, n_feat) or (1, T2, n_feat) shared by
+        the whole batch (the rescoring n-best attending to one utterance), mask as in
+        forward_attention.
 
         Returns: output (B, T1, n_feat), new cache (B, H, T_cache + T2, 2 * d_k).
         """

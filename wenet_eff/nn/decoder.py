@@ -62,7 +62,8 @@ class DecoderLayer(nn.Module):
     ) -> torch.Tensor:
         """Args:
             tgt: (B, L, D) inputs; tgt_mask: (B, L, L).
-            memory: (B, T, D) encoder output; memory_mask: (B, 1, T).
+            memory: (B, T, D) encoder output, or (1, T, D) shared by all B sequences;
+                memory_mask: (B or 1, 1, T).
             cache: (B, L-1, D) this layer's outputs for the first L-1 positions; when given,
                 only the last position is computed and appended.
         Returns:

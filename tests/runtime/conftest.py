@@ -1,0 +1,85 @@
+"""Fixtures for the export and C++ runtime tests: a tiny experiment directory (config,
+checkpoint, units) exported once per session, and the runtime built once per session."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import wenet_eff
+from tests.tiny import TINY
+
+# 12 units: blank, unk, 9 symbols with "▁" (a space), sos/eos
+UNITS = ["<blank>", "<unk>", "▁", "A", "B", "C", "D", "E", "F", "G", "H", "<sos/eos>"]
+CHUNK, LEFT = 4, 2
+
+
+def make_experiment(root, name: str, *overrides: str):
+    """train.yaml + model.pt + units.txt of a random tiny model under root/name."""
+    exp = root / name
+    exp.mkdir(parents=True)
+    (exp / "units.txt").write_text("".join(f"{u} {i}\n" for i, u in enumerate(UNITS)))
+    cfg = wenet_eff.load_config("mini", [*TINY, f"tokenizer.units={exp / 'units.txt'}", *overrides])
+    torch.manual_seed(0)
+    model = wenet_eff.build_model(cfg).eval()
+    # sharper, varied posteriors than a fresh init: scale the CTC head
+    with torch.no_grad():
+        model.ctc.ctc_lo.weight.mul_(8.0)
+    torch.save(model.state_dict(), exp / "model.pt")
+    OmegaConf.save(cfg, exp / "train.yaml")
+    return exp
+
+
+def export(exp, out: str, *extra: str):
+    from wenet_eff.bin import export as export_cli
+
+    export_cli.main(
+        [
+            "--config", str(exp / "train.yaml"),
+            "--checkpoint", str(exp / "model.pt"),
+            "--out_dir", str(exp / out),
+            "--chunk_size", str(CHUNK),
+            "--num_left_chunks", str(LEFT),
+            *extra,
+        ]
+    )  # fmt: skip
+    return exp / out
+
+
+@pytest.fixture(scope="session")
+def dense_exp(tmp_path_factory):
+    return make_experiment(tmp_path_factory.mktemp("runtime"), "dense")
+
+
+@pytest.fixture(scope="session")
+def dense_fp32(dense_exp):
+    """The tiny dense model exported in fp32, .pt2 and .onnx."""
+    return export(dense_exp, "fp32")
+
+
+@pytest.fixture(scope="session")
+def dense_int8(dense_exp):
+    """The tiny dense model exported with int8 weights (.pt2 only)."""
+    return export(dense_exp, "int8", "--int8", "--formats", "pt2")
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    """The C++ runtime's pybind11 module, built (incrementally) by runtime/build.sh."""
+    from wenet_eff.export.cpp import REPO, load_runtime
+
+    proc = subprocess.run(
+        ["bash", str(REPO / "runtime" / "build.sh")],
+        env={**__import__("os").environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"runtime build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    rt = load_runtime()
+    rt.set_num_threads(1)
+    return rt

@@ -1,0 +1,180 @@
+"""Export: the export-ready modules equal the eager model, the .pt2 / .onnx graphs equal the
+modules, int8 stays close to float, MoE stays sparse, compressed models fold."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+import wenet_eff
+from tests.runtime.conftest import CHUNK, LEFT, export, make_experiment
+from tests.tiny import TINY, tiny_model
+from wenet_eff.export.int8 import Int8Conv2d, Int8Linear, quantize_int8
+from wenet_eff.export.modules import (
+    EncoderChunkStep,
+    EncoderFull,
+    RescoringDecoder,
+    chunk_window,
+    export_moe_forward,
+    fold_compression,
+    prepare_for_export,
+    subsampled_frames,
+)
+from wenet_eff.export.package import cache_shapes
+from wenet_eff.export.verify import verify_export
+from wenet_eff.nn.moe import MoEFFNLayer, moe_layers
+
+
+def _stream(model, step, feats, chunk):
+    """Run `step` chunk by chunk over feats (1, T, F) like the runtime: (T', D) outputs."""
+    shapes = cache_shapes(model, chunk, LEFT)
+    att, cnn = torch.zeros(shapes["att_cache"]), torch.zeros(shapes["cnn_cache"])
+    window = chunk_window(model, chunk)
+    stride = chunk * model.encoder.embed.subsampling_rate
+    context = model.encoder.embed.right_context + 1
+    outs, offset = [], 0
+    for start in range(0, feats.size(1) - context + 1, stride):
+        piece = feats[:, start : start + window]
+        valid = chunk if piece.size(1) == window else subsampled_frames(model, piece.size(1))
+        piece = torch.cat([piece, piece.new_zeros(1, window - piece.size(1), piece.size(2))], 1)
+        _, out, att, cnn = step(piece, torch.tensor([offset]), torch.tensor([valid]), att, cnn)
+        outs.append(out[0, :valid])
+        offset += valid
+    return torch.cat(outs)
+
+
+@pytest.mark.parametrize("frames", [7, 70, 203])  # one chunk, a short last chunk, several
+@torch.no_grad()
+def test_chunk_step_equals_forward_chunk_by_chunk(frames):
+    model = prepare_for_export(tiny_model())
+    feats = torch.randn(1, frames, 80)
+    expected, _ = model.encoder.forward_chunk_by_chunk(feats, CHUNK, LEFT)
+    got = _stream(model, EncoderChunkStep(model, CHUNK, LEFT), feats, CHUNK)
+    torch.testing.assert_close(got, expected[0], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_full_encoder_and_rescoring_decoder_equal_the_model():
+    from wenet_eff.decode.attention import attention_rescoring
+    from wenet_eff.decode.ctc import Hypothesis
+
+    model = prepare_for_export(tiny_model())
+    feats = torch.randn(1, 90, 80)
+    expected, mask = model.encoder(feats, torch.tensor([90]))
+    logp, out = EncoderFull(model)(feats)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logp, model.ctc.log_softmax(expected), atol=1e-5, rtol=1e-5)
+    hyps = [[3, 4, 5, 6], [], [7], [2, 2, 9, 3, 8]]
+    pad = torch.tensor([h + [0] * (5 - len(h)) for h in hyps])
+    l2r, r2l = RescoringDecoder(model)(out, pad, torch.tensor([len(h) for h in hyps]))
+    for i, h in enumerate(hyps):  # ctc score 0, weight 0.3 on the right decoder
+        best = attention_rescoring(model, [[Hypothesis(h, 0.0)]], out, mask, 0.0, 0.3)[0]
+        assert best.score == pytest.approx(0.7 * float(l2r[i]) + 0.3 * float(r2l[i]), abs=1e-4)
+
+
+def test_exported_graphs_equal_pytorch(dense_fp32, dense_exp):
+    """Every .pt2 (AOTInductor) and .onnx (onnxruntime) graph against the PyTorch modules."""
+    from wenet_eff.bin.recognize import load_model
+
+    meta = json.loads((dense_fp32 / "meta.json").read_text())
+    assert set(meta["files"]) == {f"{p}.{f}" for p in ("encoder_chunk", "encoder_full", "decoder")
+                                  for f in ("pt2", "onnx")}  # fmt: skip
+    assert (meta["chunk_size"], meta["num_left_chunks"]) == (CHUNK, LEFT)
+    _, model = load_model(str(dense_exp / "train.yaml"), str(dense_exp / "model.pt"), [])
+    report = verify_export(model, dense_fp32, frames=150, seed=3)
+    assert len(report) == 6
+    for name, diffs in report.items():
+        assert max(diffs) < 1e-4, (name, diffs)
+
+
+def test_int8_export(dense_int8, dense_exp):
+    """int8 .pt2 graphs run the int8 modules (a flipped rounding may move an output by a
+    quantization step, so the bound is loose) and stay near the float model."""
+    from wenet_eff.bin.recognize import load_model
+
+    meta = json.loads((dense_int8 / "meta.json").read_text())
+    assert meta["int8"] and meta["int8_layers"]["int8"] > 0
+    _, model = load_model(str(dense_exp / "train.yaml"), str(dense_exp / "model.pt"), [])
+    report = verify_export(model, dense_int8, frames=150, seed=3)
+    for name, diffs in report.items():
+        assert max(diffs) < 0.25, (name, diffs)
+    float_model = prepare_for_export(copy.deepcopy(model))
+    int8_model = copy.deepcopy(float_model)
+    quantize_int8(int8_model)
+    feats = torch.randn(1, 120, 80)
+    with torch.no_grad():
+        lp_f, _ = EncoderFull(float_model)(feats)
+        lp_q, _ = EncoderFull(int8_model)(feats)
+    agree = (lp_f.argmax(-1) == lp_q.argmax(-1)).float().mean()
+    assert agree > 0.9
+
+
+def test_int8_layers_compute_integer_products():
+    torch.manual_seed(1)
+    lin = torch.nn.Linear(40, 24)
+    q = Int8Linear(lin.weight, lin.bias, channels_first=False)
+    assert q.w_q.dtype == torch.int8 and q.w_q.shape == (40, 24)
+    x = torch.randn(7, 40)
+    s_x = x.abs().amax(1, keepdim=True) / 127
+    x_int = torch.round(x / s_x).clamp(-127, 127)
+    exact = (x_int.double() @ q.w_q.double()) * s_x.double() * q.w_scale.double() + lin.bias
+    torch.testing.assert_close(q(x).double(), exact, atol=1e-4, rtol=1e-5)
+    rel = (q(x) - lin(x)).norm() / lin(x).norm()
+    assert rel < 0.02
+    conv = torch.nn.Conv2d(16, 8, 3, 2)
+    qc = Int8Conv2d(conv)
+    x4 = torch.randn(2, 16, 21, 13)
+    assert qc(x4).shape == conv(x4).shape
+    assert (qc(x4) - conv(x4)).norm() / conv(x4).norm() < 0.02
+
+
+def test_moe_export_runs_only_routed_experts():
+    model = tiny_model("model.encoder.mlp_type=moe", "model.encoder.n_expert=4")
+    _, layer = moe_layers(model)[0]
+    x = torch.randn(3, 11, layer.gate.in_features)
+    seen = []
+    hooks = [e.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+             for e in layer.experts]  # fmt: skip
+    with torch.no_grad():
+        got = export_moe_forward(layer, x)
+    for h in hooks:
+        h.remove()
+    with torch.no_grad():
+        torch.testing.assert_close(got, layer(x), atol=1e-5, rtol=1e-5)
+    assert sum(seen) == 3 * 11 * layer.k  # each frame reaches exactly k experts
+
+
+def test_moe_export_graph(tmp_path):
+    exp = make_experiment(tmp_path, "moe", "model.encoder.mlp_type=moe", "model.encoder.n_expert=4")
+    out = export(exp, "rt", "--formats", "pt2", "onnx", "--pieces", "encoder_chunk")
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["moe"]
+    from wenet_eff.bin.recognize import load_model
+
+    _, model = load_model(str(exp / "train.yaml"), str(exp / "model.pt"), [])
+    assert any(isinstance(m, MoEFFNLayer) for m in model.modules())
+    report = verify_export(model, out)
+    assert set(report) == {"encoder_chunk.pt2", "encoder_chunk.onnx"}
+    for name, diffs in report.items():
+        assert max(diffs) < 1e-4, (name, diffs)
+
+
+@torch.no_grad()
+def test_fold_compression_keeps_the_forward():
+    cfg = wenet_eff.load_config("mini", [*TINY, "compress=qat_int4"])
+    model = wenet_eff.build_model(cfg).eval()
+    feats = torch.randn(1, 60, 80)
+    expected, _ = model.encoder(feats, torch.tensor([60]))
+    assert fold_compression(model) > 0
+    assert not any(".weight_quantizer." in k for k in model.state_dict())
+    got, _ = model.encoder(feats, torch.tensor([60]))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_streaming_export_needs_left_chunks():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="num_left_chunks > 0"):
+        EncoderChunkStep(model, 4, -1)

@@ -1,0 +1,295 @@
+"""Runtime benchmark: the same model and wavs through Python eager, the C++ runtime and
+onnxruntime; full context and chunk-by-chunk streaming; fp32 and int8; dense and MoE.
+
+    python -m wenet_eff.bin.benchmark runtime_rtf \
+        --model dense=exp/mini/train.yaml:exp/mini/avg_2.pt \
+        --model moe=exp/mini_moe/train.yaml:exp/mini_moe/avg_2.pt \
+        --data data/test/data.list --num_utts 100 --chunk_size 16 --num_left_chunks 4 --threads 1
+
+For each model and precision the model is exported (wenet_eff.bin.export) into
+`--work_dir/<name>_<precision>` (kept and reused unless `--reexport`), then every engine decodes
+the same utterances with attention rescoring, one utterance at a time, in one process:
+  - eager: wenet_eff.decode.streaming.StreamingSession on the PyTorch model (int8: the same
+    int8 modules the export uses, wenet_eff.export.int8), kaldi-native-fbank features,
+    Python CTC prefix beam search;
+  - cpp: the C++ runtime through its pybind11 module (runtime/, the code decoder_main runs):
+    its own fbank, the AOTInductor graphs, C++ search and rescoring;
+  - onnx: onnxruntime on the .onnx graphs (int8: onnxruntime's dynamic quantization) with the
+    Python search (wenet_eff.export.onnx_runtime).
+RTF = decode time / audio time (threads stated; features included). Reported per row: RTF,
+WER against the references, and agreement with eager (identical transcripts, WER difference);
+ratios cpp/eager, cpp/onnx and int8 speed-up are computed within the run. Writes JSON and
+prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import torch
+
+from wenet_eff.bench.common import environment, write_json
+from wenet_eff.data.audio import load_audio, to_sample_rate
+
+ENGINES = ("eager", "cpp", "onnx")
+
+
+def _load_utts(data_list: str, num_utts: int, rate: int, min_rate: int) -> list[dict]:
+    utts = []
+    with open(data_list, encoding="utf-8") as f:
+        for line in f:
+            if len(utts) >= num_utts:
+                break
+            entry = json.loads(line)
+            wav, sr = load_audio(entry["wav"], entry.get("start"), entry.get("end"))
+            wav = to_sample_rate(wav, sr, rate, min_rate, entry["wav"])
+            utts.append({"key": entry["key"], "wav": wav, "txt": entry.get("txt", "")})
+    if not utts:
+        raise ValueError(f"{data_list}: no utterances")
+    return utts
+
+
+def _wer(refs: list[str], hyps: list[str]) -> float:
+    pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r.strip()]
+    if not pairs:
+        return float("nan")
+    return 100.0 * jiwer.wer([r for r, _ in pairs], [h if h else "<empty>" for _, h in pairs])
+
+
+def _decode_all(decode, utts: list[dict]) -> tuple[list[str], float]:
+    decode(utts[0]["wav"])  # warm-up (allocator, thread pool, lazy initialisation)
+    texts, start = [], time.perf_counter()
+    for u in utts:
+        texts.append(decode(u["wav"]))
+    return texts, time.perf_counter() - start
+
+
+def _eager_decoder(model, tokenizer, chunk: int, left: int, args, data_cfg):
+    from wenet_eff.decode.streaming import StreamingSession
+
+    session = StreamingSession(
+        model,
+        tokenizer,
+        chunk_size=chunk,
+        num_left_chunks=left,
+        beam_size=args.beam_size,
+        ctc_weight=args.ctc_weight,
+        reverse_weight=args.reverse_weight,
+        sample_rate=data_cfg.sample_rate,
+        num_mel_bins=data_cfg.num_mel_bins,
+        frame_length=data_cfg.frame_length,
+        frame_shift=data_cfg.frame_shift,
+    )
+
+    @torch.inference_mode()
+    def decode(wav: np.ndarray) -> str:
+        session.reset()
+        session.accept_waveform(wav)
+        return session.finalize().text
+
+    return decode
+
+
+def run(args: argparse.Namespace) -> dict:
+    from wenet_eff.bin.recognize import load_model
+    from wenet_eff.data.tokenizer import build_tokenizer
+    from wenet_eff.export.cpp import load_runtime
+    from wenet_eff.export.int8 import quantize_int8
+    from wenet_eff.export.modules import prepare_for_export
+    from wenet_eff.export.onnx_runtime import OnnxDecoder
+    from wenet_eff.export.package import export_model
+
+    torch.set_num_threads(args.threads)
+    rt = load_runtime()
+    rt.set_num_threads(args.threads)
+    work = Path(args.work_dir)
+    rows, utts, audio = [], None, 0.0
+    for spec in args.model:
+        name, paths = spec.split("=", 1)
+        config, checkpoint = paths.split(":", 1)
+        cfg, model = load_model(config, checkpoint, [])
+        tokenizer = build_tokenizer(cfg.tokenizer)
+        if utts is None:
+            utts = _load_utts(
+                args.data, args.num_utts, cfg.data.sample_rate, cfg.data.min_sample_rate
+            )
+        refs = [u["txt"] for u in utts]
+        audio = sum(len(u["wav"]) for u in utts) / cfg.data.sample_rate
+        for precision in args.precisions:
+            model_dir = work / f"{name}_{precision}"
+            if args.reexport or not (model_dir / "meta.json").exists():
+                print(f"exporting {name} {precision} to {model_dir} ...", flush=True)
+                export_model(
+                    copy.deepcopy(model),
+                    cfg,
+                    model_dir,
+                    str(cfg.tokenizer.units),
+                    args.chunk_size,
+                    args.num_left_chunks,
+                    int8=precision == "int8",
+                )
+            eager_model = prepare_for_export(copy.deepcopy(model))
+            if precision == "int8":
+                quantize_int8(eager_model)
+            cpp_model = rt.Model(str(model_dir))
+            for chunk in (-1, args.chunk_size):
+                left = args.num_left_chunks if chunk > 0 else -1
+                common = {
+                    "mode": "attention_rescoring",
+                    "beam_size": args.beam_size,
+                    "ctc_weight": args.ctc_weight,
+                    "reverse_weight": args.reverse_weight,
+                }
+                cpp = rt.Decoder(cpp_model, chunk_size=chunk, **common)
+                onnx = OnnxDecoder(model_dir, chunk_size=chunk, threads=args.threads, **common)
+                decoders = {
+                    "eager": _eager_decoder(eager_model, tokenizer, chunk, left, args, cfg.data),
+                    "cpp": lambda wav, d=cpp: d.decode(wav)["text"],
+                    "onnx": lambda wav, d=onnx: d.decode(wav)["text"],
+                }
+                texts = {}
+                for engine in args.engines:
+                    texts[engine], seconds = _decode_all(decoders[engine], utts)
+                    row = {
+                        "model": name,
+                        "precision": precision,
+                        "chunk": chunk,
+                        "engine": engine,
+                        "rtf": seconds / audio,
+                        "wer": _wer(refs, texts[engine]),
+                    }
+                    if "eager" in texts and engine != "eager":
+                        same = sum(
+                            a == b for a, b in zip(texts[engine], texts["eager"], strict=True)
+                        )
+                        row["identical"] = same / len(utts)
+                        row["wer_diff"] = row["wer"] - _wer(refs, texts["eager"])
+                    rows.append(row)
+                    print(
+                        f"  {name:<6} {precision:<5} chunk {chunk:>3} {engine:<5} "
+                        f"RTF {row['rtf']:.4f}  WER {row['wer']:.2f}",
+                        flush=True,
+                    )
+    return {
+        "environment": environment(),
+        "threads": args.threads,
+        "utterances": len(utts),
+        "audio_seconds": audio,
+        "chunk_size": args.chunk_size,
+        "num_left_chunks": args.num_left_chunks,
+        "rows": rows,
+        "ratios": _ratios(rows),
+    }
+
+
+def _find(rows, **key) -> dict | None:
+    for r in rows:
+        if all(r.get(k) == v for k, v in key.items()):
+            return r
+    return None
+
+
+def _ratios(rows: list[dict]) -> list[dict]:
+    """Per (model, precision, chunk): cpp/eager and cpp/onnx RTF; per (model, chunk, engine):
+    int8 speed-up over fp32 and its relative WER change."""
+    out = []
+    for r in rows:
+        if r["engine"] != "cpp":
+            continue
+        key = {"model": r["model"], "precision": r["precision"], "chunk": r["chunk"]}
+        eager = _find(rows, engine="eager", **key)
+        onnx = _find(rows, engine="onnx", **key)
+        out.append(
+            {
+                **key,
+                "kind": "engines",
+                "cpp_over_eager": r["rtf"] / eager["rtf"] if eager else None,
+                "cpp_over_onnx": r["rtf"] / onnx["rtf"] if onnx else None,
+            }
+        )
+    for r in rows:
+        if r["precision"] != "int8":
+            continue
+        fp32 = _find(rows, model=r["model"], precision="fp32", chunk=r["chunk"], engine=r["engine"])
+        if fp32:
+            out.append(
+                {
+                    "model": r["model"],
+                    "chunk": r["chunk"],
+                    "engine": r["engine"],
+                    "kind": "int8",
+                    "speedup": fp32["rtf"] / r["rtf"],
+                    "wer_rel_change": (r["wer"] - fp32["wer"]) / fp32["wer"] if fp32["wer"] else 0,
+                }
+            )
+    return out
+
+
+def print_table(result: dict) -> None:
+    print(
+        f"\nRTF on {result['utterances']} utterances ({result['audio_seconds']:.0f} s), "
+        f"threads {result['threads']}, attention rescoring; chunk -1 = full context, "
+        f"{result['chunk_size']} = streaming with {result['num_left_chunks']} left chunks"
+    )
+    print("| model | precision | chunk | engine | RTF | WER % | identical to eager | WER diff |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in result["rows"]:
+        ident = f"{100 * r['identical']:.1f} %" if "identical" in r else ""
+        diff = f"{r['wer_diff']:+.2f}" if "wer_diff" in r else ""
+        print(
+            f"| {r['model']} | {r['precision']} | {r['chunk']} | {r['engine']} | "
+            f"{r['rtf']:.4f} | {r['wer']:.2f} | {ident} | {diff} |"
+        )
+    print("\n| model | precision | chunk | C++ / eager RTF | C++ / onnxruntime RTF |")
+    print("|---|---|---|---|---|")
+    for r in result["ratios"]:
+        if r["kind"] == "engines":
+            ce = f"{r['cpp_over_eager']:.2f}x" if r["cpp_over_eager"] else "-"
+            co = f"{r['cpp_over_onnx']:.2f}x" if r["cpp_over_onnx"] else "-"
+            print(f"| {r['model']} | {r['precision']} | {r['chunk']} | {ce} | {co} |")
+    print("\n| model | chunk | engine | int8 speed-up over fp32 | WER change (relative) |")
+    print("|---|---|---|---|---|")
+    for r in result["ratios"]:
+        if r["kind"] == "int8":
+            print(
+                f"| {r['model']} | {r['chunk']} | {r['engine']} | {r['speedup']:.2f}x | "
+                f"{100 * r['wer_rel_change']:+.1f} % |"
+            )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="NAME=CONFIG:CHECKPOINT (repeatable): dense=exp/mini/train.yaml:exp/mini/avg_2.pt",
+    )
+    p.add_argument("--data", required=True, help="data.list of the test wavs")
+    p.add_argument("--num_utts", type=int, default=100)
+    p.add_argument("--chunk_size", type=int, default=16)
+    p.add_argument("--num_left_chunks", type=int, default=4)
+    p.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
+    p.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
+    p.add_argument("--beam_size", type=int, default=10)
+    p.add_argument("--ctc_weight", type=float, default=0.3)
+    p.add_argument("--reverse_weight", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work_dir", default="exp/runtime_bench", help="exported model dirs")
+    p.add_argument("--reexport", action="store_true", help="export again even if present")
+    p.add_argument("--out", default="bench_results/runtime_rtf.json")
+    args = p.parse_args(argv)
+    result = run(args)
+    write_json(result, args.out)
+    print_table(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

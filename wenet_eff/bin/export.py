@@ -1,0 +1,76 @@
+"""Export a trained model to a runtime model directory (AOTInductor .pt2 + ONNX + meta.json).
+
+    python -m wenet_eff.bin.export --config exp/mini/train.yaml --checkpoint exp/mini/avg_2.pt \
+        --chunk_size 16 --num_left_chunks 4 --out_dir exp/mini/runtime_fp32
+    python -m wenet_eff.bin.export ... --int8 --out_dir exp/mini/runtime_int8
+
+Writes `encoder_chunk.pt2` (the streaming step for this chunk size and number of left
+chunks), `encoder_full.pt2` (full context), `decoder.pt2` (attention rescoring), the same
+graphs as `.onnx` for onnxruntime, `units.txt` and `meta.json` (wenet_eff.export.package). The
+C++ runtime reads the directory: `runtime/build/decoder_main --model_dir DIR ...`.
+
+`--check` compares every exported .pt2 / .onnx graph with the PyTorch model on random input
+and prints the largest absolute differences (wenet_eff.export.verify).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import warnings
+
+from wenet_eff.bin.recognize import load_model
+from wenet_eff.export.package import PIECES, export_model
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--config", required=True, help="experiment train.yaml")
+    p.add_argument("--checkpoint", required=True, help="state_dict, packed model or averaged .pt")
+    p.add_argument("--masks", default="", help="a mask file (bin.masks) applied first")
+    p.add_argument("--out_dir", required=True, help="the runtime model directory to write")
+    p.add_argument("--units", default="", help="units.txt (default: the config's tokenizer)")
+    p.add_argument("--chunk_size", type=int, default=16, help="encoder frames per step (<=0: none)")
+    p.add_argument("--num_left_chunks", type=int, default=4, help="left chunks in the cache (>0)")
+    p.add_argument("--int8", action="store_true", help="int8 weights (export.int8)")
+    p.add_argument("--formats", nargs="+", default=["pt2", "onnx"], choices=["pt2", "onnx"])
+    p.add_argument("--pieces", nargs="+", default=list(PIECES), choices=list(PIECES))
+    p.add_argument("--check", action="store_true", help="compare the exports with PyTorch")
+    p.add_argument("--override", nargs="*", default=[], help="config overrides key=value")
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for name in ("onnxscript", "onnx_ir", "root", "torch"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    cfg, model = load_model(args.config, args.checkpoint, args.override, args.masks)
+    units = args.units or str(cfg.tokenizer.units)
+    meta = export_model(
+        model,
+        cfg,
+        args.out_dir,
+        units,
+        chunk_size=args.chunk_size,
+        num_left_chunks=args.num_left_chunks,
+        int8=args.int8,
+        formats=tuple(args.formats),
+        pieces=tuple(args.pieces),
+    )
+    print(f"wrote {args.out_dir}: {', '.join(sorted(meta['files']))}")
+    print(json.dumps(meta["export_seconds"]))
+    if args.check:
+        from wenet_eff.export.verify import format_check, verify_export
+
+        _, reference = load_model(args.config, args.checkpoint, args.override, args.masks)
+        report = verify_export(reference, args.out_dir)
+        print(format_check(report))
+        meta["check"] = report
+    return meta
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""The pieces of an ASR model that the C++ runtime runs, as export-ready modules.
+
+- `EncoderChunkStep`: one streaming step with a fixed chunk size and a fixed number of left
+  chunks. Every shape is static: the attention cache always holds `chunk * left_chunks`
+  frames and a mask hides the slots not filled yet (the first chunks) and the padded tail of
+  a short last chunk, so one compiled graph serves a whole stream. Returns the CTC log
+  posteriors with the encoder output and the new caches.
+- `EncoderFull`: the full-context encoder over a whole utterance (dynamic length).
+- `RescoringDecoder`: both attention decoders scoring a padded n-best list (dynamic n-best
+  size and length); returns the left-to-right and right-to-left sequence scores that
+  `decode.attention.attention_rescoring` combines.
+
+They reuse the model's own layers; what differs from the eager forward is only bookkeeping:
+the relative-position sinusoids are computed from the offset (no table, so no length limit
+and no data-dependent slicing) and MoE layers dispatch through `export_moe_forward`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from wenet_eff.decode.attention import _sequence_scores
+from wenet_eff.nn.linear import weight_layers
+from wenet_eff.nn.moe import MoEFFNLayer
+
+
+def sinusoids(positions: torch.Tensor, div_term: torch.Tensor) -> torch.Tensor:
+    """(T,) float positions -> (1, T, d) sinusoids, laid out as `PositionalEncoding.pe`."""
+    angles = positions.unsqueeze(1) * div_term.unsqueeze(0)  # (T, d/2)
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1).unsqueeze(0)
+
+
+def _div_term(d_model: int) -> torch.Tensor:
+    return torch.exp(
+        torch.arange(0, d_model, 2, dtype=torch.float32) * -(math.log(10000.0) / d_model)
+    )
+
+
+def export_moe_forward(layer: MoEFFNLayer, xs: torch.Tensor) -> torch.Tensor:
+    """MoE forward for export: each expert runs on exactly the frames routed to it.
+
+    The eager dispatch splits one sorted batch by Python-int counts, which a traced graph
+    cannot hold; here each expert gathers its frames with a data-dependent `nonzero` (an
+    unbacked size in torch.export, NonZero in ONNX), so only routed experts compute, as in the
+    eager model. Same result as `layer(xs)` in eval.
+    """
+    shape = xs.shape
+    x = xs.reshape(-1, shape[-1])
+    _, top_ids, weights = layer.route(x)
+    out = torch.zeros_like(x)
+    for e, expert in enumerate(layer.experts):
+        hit = (top_ids == e).to(weights.dtype)  # (N, k): at most one hit per frame
+        frame = torch.nonzero(hit.sum(1) > 0).squeeze(1)
+        w = (weights * hit).sum(1).index_select(0, frame)
+        y = expert(x.index_select(0, frame)) * w.unsqueeze(1).to(x.dtype)
+        out = out.index_add(0, frame, y)
+    return out.reshape(shape)
+
+
+class _ExportMoE(nn.Module):
+    """Wraps an MoE layer so its forward is `export_moe_forward` (state-dict names kept)."""
+
+    def __init__(self, layer: MoEFFNLayer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, xs: torch.Tensor) -> torch.Tensor:
+        return export_moe_forward(self.layer, xs)
+
+
+@torch.no_grad()
+def fold_compression(model: nn.Module) -> int:
+    """Turn every compressed layer (compress.apply) back into its plain torch class holding the
+    weight its forward uses (masked, fake-quantized), in place. Activation fake quantization
+    of QAT models is dropped (the int8 export quantizes activations itself).
+
+    Returns: the number of layers folded.
+    """
+    from wenet_eff.compress.layers import CompressedLayer
+
+    folded = 0
+    for _, layer in weight_layers(model):
+        if not isinstance(layer, CompressedLayer):
+            continue
+        weight = layer.effective_weight().detach().clone()
+        plain = next(c for c in type(layer).__bases__ if c is not CompressedLayer)
+        for attr in ("weight_quantizer", "sparsifier"):
+            if attr in layer._modules:
+                del layer._modules[attr]
+            layer.__dict__.pop(attr, None)
+        layer.__class__ = plain
+        layer.weight = nn.Parameter(weight, requires_grad=False)
+        folded += 1
+    return folded
+
+
+def prepare_for_export(model: nn.Module) -> nn.Module:
+    """Fold compression, swap every MoE FFN for its export dispatch (in place), set eval."""
+    fold_compression(model)
+    for module in list(model.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, MoEFFNLayer):
+                setattr(module, child_name, _ExportMoE(child))
+    return model.eval()
+
+
+class _EncoderBody(nn.Module):
+    """CMVN + subsampling + Conformer blocks + final norm + CTC log-softmax, with positions
+    from `sinusoids`."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        enc = model.encoder
+        self.global_cmvn = enc.global_cmvn
+        self.embed = enc.embed
+        self.encoders = enc.encoders
+        self.after_norm = enc.after_norm if enc.normalize_before else None
+        self.ctc = model.ctc
+        self.register_buffer("div_term", _div_term(enc.output_size()), persistent=False)
+
+    def subsample(self, feats: torch.Tensor) -> torch.Tensor:
+        xs = feats if self.global_cmvn is None else self.global_cmvn(feats)
+        # Conv2dSubsampling.forward without its table lookup (positions are ours)
+        x = self.embed.conv(xs.unsqueeze(1))
+        b, c, t, f = x.size()
+        x = self.embed.out(x.transpose(1, 2).reshape(b, t, c * f))
+        return x * self.embed.pos_enc.xscale
+
+    def head(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.after_norm is not None:
+            xs = self.after_norm(xs)
+        return F.log_softmax(self.ctc.ctc_lo(xs), dim=-1), xs
+
+
+class EncoderFull(_EncoderBody):
+    """Full-context encoder: feats (1, T, F) -> (CTC log posteriors (1, T', V), out (1, T', D))."""
+
+    def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        xs = self.subsample(feats)
+        positions = torch.arange(xs.size(1), device=xs.device, dtype=torch.float32)
+        pos_emb = sinusoids(positions, self.div_term)
+        no_mask = torch.ones(0, 0, 0, dtype=torch.bool, device=xs.device)
+        for layer in self.encoders:
+            xs, _, _, _ = layer(xs, no_mask, pos_emb)
+        return self.head(xs)
+
+
+class EncoderChunkStep(_EncoderBody):
+    """One streaming step with static shapes (see the module docstring).
+
+    Inputs:
+        feats (1, W, F): W = (chunk - 1) * subsampling + right_context + 1 feature frames; a
+            short last chunk is zero-padded to W.
+        offset (1,) int64: encoder frames emitted before this chunk.
+        num_valid (1,) int64: valid output frames of this chunk (`chunk` except at the end).
+        att_cache (L, H, C, 2 d_k), C = chunk * left_chunks; zeros at the start.
+        cnn_cache (L, 1, D, kernel - 1); zeros at the start.
+    Outputs:
+        CTC log posteriors (1, chunk, V), encoder output (1, chunk, D), new att_cache, new
+        cnn_cache. Rows past num_valid are padding; after a short chunk the caches are stale
+        (the stream has ended).
+    """
+
+    def __init__(self, model: nn.Module, chunk_size: int, num_left_chunks: int):
+        super().__init__(model)
+        if chunk_size <= 0 or num_left_chunks <= 0:
+            raise ValueError(
+                f"a streaming export needs chunk_size > 0 and num_left_chunks > 0, got "
+                f"{chunk_size} and {num_left_chunks} (full context: EncoderFull)"
+            )
+        self.chunk_size = chunk_size
+        self.cache_size = chunk_size * num_left_chunks
+
+    def forward(
+        self,
+        feats: torch.Tensor,
+        offset: torch.Tensor,
+        num_valid: torch.Tensor,
+        att_cache: torch.Tensor,
+        cnn_cache: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        xs = self.subsample(feats)  # (1, chunk, D)
+        c, s = self.cache_size, self.chunk_size
+        slot = torch.arange(c + s, device=xs.device)
+        filled = torch.clamp(offset, max=c)  # cache slots holding real frames (at the end)
+        keys_valid = ((slot >= c - filled) & (slot < c)) | ((slot >= c) & (slot - c < num_valid))
+        mask = keys_valid.view(1, 1, c + s)
+        mask_pad = keys_valid[c:].view(1, 1, s)
+        positions = (slot + offset - c).to(torch.float32)
+        pos_emb = sinusoids(positions, self.div_term)
+        new_att, new_cnn = [], []
+        for i, layer in enumerate(self.encoders):
+            xs, _, layer_att, layer_cnn = layer(
+                xs, mask, pos_emb, mask_pad, att_cache[i : i + 1], cnn_cache[i]
+            )
+            new_att.append(layer_att[:, :, s:, :])
+            new_cnn.append(layer_cnn.unsqueeze(0))
+        logp, out = self.head(xs)
+        return logp, out, torch.cat(new_att, dim=0), torch.cat(new_cnn, dim=0)
+
+
+class RescoringDecoder(nn.Module):
+    """Attention-rescoring scores of an n-best list.
+
+    Inputs: encoder_out (1, T, D); hyps (N, L) int64 token ids padded with anything;
+    hyps_lens (N,) int64 (L >= 1, lengths may be 0).
+    Outputs: (N,) left-to-right and (N,) right-to-left scores, each the sum of token log
+    probabilities including eos (zeros when the model has no right decoder).
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.left = model.decoder.left_decoder
+        self.right = model.decoder.right_decoder
+        self.sos = model.sos
+        self.eos = model.eos
+
+    def forward(
+        self, encoder_out: torch.Tensor, hyps: torch.Tensor, hyps_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n, width = hyps.shape
+        # one memory for the whole n-best: cross-attention keys/values are computed once
+        memory = encoder_out
+        memory_mask = torch.ones(1, 1, encoder_out.size(1), dtype=torch.bool, device=hyps.device)
+        col = torch.arange(width, device=hyps.device).unsqueeze(0)
+        lens = hyps_lens.unsqueeze(1)
+        pad = torch.where(col < lens, hyps, self.eos)
+        sos = torch.full((n, 1), self.sos, dtype=hyps.dtype, device=hyps.device)
+        left = self.left(memory, memory_mask, torch.cat([sos, pad], 1), hyps_lens + 1)
+        l2r = _sequence_scores(left, pad, hyps_lens, self.eos)
+        if self.right is None:
+            return l2r, torch.zeros_like(l2r)
+        src = lens - 1 - col
+        rev = torch.where(src >= 0, pad.gather(1, src.clamp(min=0)), self.eos)
+        right = self.right(memory, memory_mask, torch.cat([sos, rev], 1), hyps_lens + 1)
+        return l2r, _sequence_scores(right, rev, hyps_lens, self.eos)
+
+
+def chunk_window(model: nn.Module, chunk_size: int) -> int:
+    """Feature frames one streaming step reads: (chunk - 1) * subsampling + right_context + 1."""
+    embed = model.encoder.embed
+    return (chunk_size - 1) * embed.subsampling_rate + embed.right_context + 1
+
+
+def subsampled_frames(model: nn.Module, num_feats: int) -> int:
+    """Encoder frames the subsampling makes of `num_feats` feature frames (0 if too few)."""
+    t = num_feats
+    for kernel, stride in model.encoder.embed.layout:
+        t = (t - kernel) // stride + 1 if t >= kernel else 0
+    return max(t, 0)

@@ -1,0 +1,232 @@
+"""Write a runtime model directory: AOTInductor packages, ONNX models, units and meta.json.
+
+    model_dir/
+      encoder_chunk.pt2   streaming step (chunk_size, num_left_chunks fixed; see modules.py)
+      encoder_full.pt2    full-context encoder (any length)
+      decoder.pt2         attention-rescoring scores of an n-best list
+      *.onnx              the same three graphs for onnxruntime (int8: onnxruntime's dynamic
+                          quantization of the float graphs, MatMulInteger)
+      units.txt           the vocabulary (WeNet format)
+      meta.json           what the runtime needs: features, subsampling, cache shapes, ids
+
+The C++ runtime (runtime/) reads meta.json and runs the .pt2 packages through
+`torch::inductor::AOTIModelPackageLoader`; `wenet_eff.export.onnx_runtime` runs the .onnx files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from wenet_eff.export.int8 import quantize_int8
+from wenet_eff.export.modules import (
+    EncoderChunkStep,
+    EncoderFull,
+    RescoringDecoder,
+    chunk_window,
+    prepare_for_export,
+)
+from wenet_eff.nn.moe import moe_layers
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+PIECES = ("encoder_chunk", "encoder_full", "decoder")
+# the shortest utterance (feature frames) the full-context graph accepts: one encoder frame
+_MAX_FRAMES = 360_000  # one hour of 10 ms frames: the upper bound of the dynamic length
+
+
+def cache_shapes(model: nn.Module, chunk_size: int, num_left_chunks: int) -> dict:
+    """Shapes of the streaming caches: att (L, H, C, 2 d_k), cnn (L, 1, D, kernel - 1)."""
+    enc = model.encoder
+    layer = enc.encoders[0]
+    attn = layer.self_attn
+    conv = layer.conv_module
+    lorder = conv.lorder if conv is not None else 0
+    return {
+        "att_cache": [len(enc.encoders), attn.h, chunk_size * num_left_chunks, 2 * attn.d_k],
+        "cnn_cache": [len(enc.encoders), 1, enc.output_size(), lorder],
+    }
+
+
+def _pieces(model: nn.Module, chunk_size: int, num_left_chunks: int, feat_dim: int) -> dict:
+    """name -> (module, example args, dynamic shapes, input names, output names)."""
+    pieces = {}
+    if chunk_size > 0:
+        shapes = cache_shapes(model, chunk_size, num_left_chunks)
+        window = chunk_window(model, chunk_size)
+        pieces["encoder_chunk"] = (
+            EncoderChunkStep(model, chunk_size, num_left_chunks),
+            (
+                torch.randn(1, window, feat_dim),
+                torch.tensor([chunk_size * 3]),
+                torch.tensor([chunk_size]),
+                torch.zeros(shapes["att_cache"]),
+                torch.zeros(shapes["cnn_cache"]),
+            ),
+            None,
+            ["feats", "offset", "num_valid", "att_cache", "cnn_cache"],
+            ["ctc_log_probs", "encoder_out", "new_att_cache", "new_cnn_cache"],
+        )
+    embed = model.encoder.embed
+    min_frames = embed.right_context + 1
+    frames = torch.export.Dim.AUTO(min=min_frames + embed.subsampling_rate, max=_MAX_FRAMES)
+    pieces["encoder_full"] = (
+        EncoderFull(model),
+        (torch.randn(1, 400, feat_dim),),
+        {"feats": {1: frames}},
+        ["feats"],
+        ["ctc_log_probs", "encoder_out"],
+    )
+    d = model.encoder.output_size()
+    t_enc = torch.export.Dim("t_enc", min=2, max=_MAX_FRAMES // embed.subsampling_rate)
+    nbest = torch.export.Dim("nbest", min=1, max=1024)
+    length = torch.export.Dim("length", min=1, max=4096)
+    pieces["decoder"] = (
+        RescoringDecoder(model),
+        (torch.randn(1, 50, d), torch.randint(1, 5, (4, 7)), torch.tensor([7, 3, 0, 5])),
+        {
+            "encoder_out": {1: t_enc},
+            "hyps": {0: nbest, 1: length},
+            "hyps_lens": {0: nbest},
+        },
+        ["encoder_out", "hyps", "hyps_lens"],
+        ["l2r_scores", "r2l_scores"],
+    )
+    return pieces
+
+
+def _export_onnx(module, args, dynamic_shapes, names_in, names_out, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=names_in,
+            output_names=names_out,
+            dynamic_shapes=dynamic_shapes,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+
+
+def _quantize_onnx(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+
+
+def export_model(
+    model: nn.Module,
+    cfg: DictConfig,
+    out_dir: str | Path,
+    units: str | Path,
+    chunk_size: int = 16,
+    num_left_chunks: int = 4,
+    int8: bool = False,
+    formats: tuple[str, ...] = ("pt2", "onnx"),
+    pieces: tuple[str, ...] = PIECES,
+) -> dict:
+    """Export `model` (an ASRModel with its config `cfg`) into `out_dir`.
+
+    Args:
+        chunk_size / num_left_chunks: the streaming step's chunk (encoder frames) and left
+            chunks (both > 0); chunk_size <= 0 exports no streaming step.
+        int8: int8 weights (export.int8) in the .pt2 graphs; the .onnx graphs get
+            onnxruntime's dynamic int8 quantization instead.
+        formats: any of "pt2", "onnx".
+        pieces: which of PIECES to write.
+    Returns:
+        the meta.json dict (with the export times in seconds under "export_seconds").
+    """
+    unknown = set(formats) - {"pt2", "onnx"}
+    if unknown:
+        raise ValueError(f"unknown export format(s) {sorted(unknown)} (choose pt2, onnx)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = prepare_for_export(model)
+    data = cfg.data
+    feat_dim = int(cfg.model.input_dim)
+    is_moe = bool(moe_layers(model)) or any(
+        type(m).__name__ == "_ExportMoE" for m in model.modules()
+    )
+    float_model = None
+    if int8 and "onnx" in formats:
+        import copy
+
+        float_model = copy.deepcopy(model)  # onnx: float graphs, quantized by onnxruntime
+    int8_counts = quantize_int8(model) if int8 else None
+    selected = _pieces(model, chunk_size, num_left_chunks, feat_dim)
+    float_pieces = (
+        _pieces(float_model, chunk_size, num_left_chunks, feat_dim) if float_model else selected
+    )
+    times: dict[str, float] = {}
+    files: dict[str, str] = {}
+    for name, (module, args, dyn, names_in, names_out) in selected.items():
+        if name not in pieces:
+            continue
+        module.eval()
+        if "pt2" in formats:
+            start = time.perf_counter()
+            with torch.no_grad():
+                ep = torch.export.export(module, args, dynamic_shapes=dyn, strict=False)
+            path = out / f"{name}.pt2"
+            torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
+            times[f"{name}.pt2"] = time.perf_counter() - start
+            files[f"{name}.pt2"] = path.name
+            log.info("wrote %s (%.1f s)", path, times[f"{name}.pt2"])
+        if "onnx" in formats:
+            start = time.perf_counter()
+            f_module, f_args, f_dyn, _, _ = float_pieces[name]
+            path = out / f"{name}.onnx"
+            with torch.no_grad():
+                _export_onnx(f_module.eval(), f_args, f_dyn, names_in, names_out, path)
+            if int8:
+                tmp = out / f"{name}.float.onnx"
+                path.replace(tmp)
+                _quantize_onnx(tmp, path)
+                tmp.unlink()
+            times[f"{name}.onnx"] = time.perf_counter() - start
+            files[f"{name}.onnx"] = path.name
+            log.info("wrote %s (%.1f s)", path, times[f"{name}.onnx"])
+    shutil.copyfile(units, out / "units.txt")
+    embed = model.encoder.embed
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model": str(cfg.model.get("name", "")),
+        "sample_rate": int(data.sample_rate),
+        "num_mel_bins": int(data.num_mel_bins),
+        "frame_length_ms": float(data.frame_length),
+        "frame_shift_ms": float(data.frame_shift),
+        "subsampling_rate": int(embed.subsampling_rate),
+        "right_context": int(embed.right_context),
+        "subsampling_layout": [list(map(int, kv)) for kv in embed.layout],
+        "chunk_size": int(chunk_size) if chunk_size > 0 else -1,
+        "num_left_chunks": int(num_left_chunks) if chunk_size > 0 else -1,
+        "chunk_window": chunk_window(model, chunk_size) if chunk_size > 0 else 0,
+        **(cache_shapes(model, chunk_size, num_left_chunks) if chunk_size > 0 else {}),
+        "output_size": int(model.encoder.output_size()),
+        "vocab_size": int(model.vocab_size),
+        "blank": 0,
+        "sos": int(model.sos),
+        "eos": int(model.eos),
+        "has_right_decoder": model.decoder.right_decoder is not None,
+        "token_join": " " if bool(cfg.tokenizer.get("split_with_space", False)) else "",
+        "int8": bool(int8),
+        "int8_layers": int8_counts,
+        "moe": is_moe,
+        "files": files,
+        "export_seconds": {k: round(v, 2) for k, v in times.items()},
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+    return meta
