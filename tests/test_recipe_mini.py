@@ -76,7 +76,26 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
             assert re.search(r"^Overall -> \d+\.\d\d % N=\d+ C=\d+ S=\d+ D=\d+ I=\d+", wer, re.M)
     table = (exp / "wer_table.md").read_text()
     assert all(mode in table for mode in MODES)
-    assert "runtime not built yet" in log
+    # stages 6-7: the export (fp32 and int8, checked against PyTorch) and the C++ runtime
+    for precision in ("fp32", "int8"):
+        rt = exp / f"runtime_{precision}"
+        meta = json.loads((rt / "meta.json").read_text())
+        assert meta["int8"] == (precision == "int8") and meta["chunk_size"] == 16
+        for test_set in ("test", "test_real"):
+            for chunk in ("-1", "16"):
+                result = rt / test_set / f"chunk{chunk}"
+                keys = {
+                    line.split(maxsplit=1)[0] for line in (result / "text").read_text().splitlines()
+                }
+                assert keys == {
+                    line.split()[0]
+                    for line in (s0 / "data" / test_set / "text").read_text().splitlines()
+                }
+                assert json.loads((result / "rtf.json").read_text())["rtf"] > 0
+                assert re.search(r"^Overall -> ", (result / "wer").read_text(), re.M)
+    assert "max |diff| per output" in log
+    runtime_table = (exp / "runtime_table.md").read_text()
+    assert "runtime_int8 | test_real | 16 (4)" in runtime_table
 
     # streaming fine-tuning (stage 8) and decoding per chunk size (stage 9)
     log = _run(s0, "--stage", "8", "--stop_stage", "9", *opts, "--ft_steps", "6",

@@ -9,7 +9,9 @@
 // sample rate other than the model's is reported with the key and skipped (counted).
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -122,11 +124,15 @@ std::vector<float> Load(const Utterance& u, int sample_rate) {
                              " Hz, the model expects " + std::to_string(sample_rate) +
                              " Hz (resample it first)");
   std::vector<float>& s = wav.samples;
-  if (u.start >= 0) {
-    size_t a = static_cast<size_t>(u.start * sample_rate);
-    size_t b = u.end >= 0 ? static_cast<size_t>(u.end * sample_rate) : s.size();
-    if (a >= b || b > s.size() + sample_rate / 100)
-      throw std::runtime_error(u.wav + ": segment outside the audio");
+  if (u.start >= 0 || u.end >= 0) {  // a segment; a missing start is 0, a missing end the end
+    size_t a = u.start >= 0 ? static_cast<size_t>(std::llround(u.start * sample_rate)) : 0;
+    size_t b = u.end >= 0 ? static_cast<size_t>(std::llround(u.end * sample_rate)) : s.size();
+    // the end may overshoot the audio by up to 10 ms (rounding in segment lists)
+    if (b > s.size() + sample_rate / 100 || a >= std::min(b, s.size()))
+      throw std::runtime_error(u.wav + ": segment [" + std::to_string(u.start) + ", " +
+                               std::to_string(u.end) + "] s outside the audio (" +
+                               std::to_string(static_cast<double>(s.size()) / sample_rate) +
+                               " s)");
     s = std::vector<float>(s.begin() + a, s.begin() + std::min(b, s.size()));
   }
   if (s.empty()) throw std::runtime_error(u.wav + ": no samples");
@@ -186,7 +192,14 @@ int main(int argc, char** argv) {
         continue;
       }
       auto t0 = std::chrono::steady_clock::now();
-      wenet_eff::DecodeResult r = decoder.Decode(samples.data(), samples.size());
+      wenet_eff::DecodeResult r;
+      try {
+        r = decoder.Decode(samples.data(), samples.size());
+      } catch (const std::exception& e) {  // one bad utterance does not end the run
+        std::cerr << "skipped " << u.key << ": " << e.what() << "\n";
+        ++skipped;
+        continue;
+      }
       decode_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       audio_seconds += static_cast<double>(samples.size()) / sample_rate;

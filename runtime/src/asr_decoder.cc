@@ -151,6 +151,11 @@ void AsrDecoder::RunFull() {
   const int frames = fbank_.NumFramesReady();
   // the full-context graph needs two encoder frames; shorter input decodes to nothing
   if (m.SubsampledFrames(frames) < 2) return;
+  if (frames > m.max_feature_frames)
+    throw std::runtime_error("utterance of " + std::to_string(frames) +
+                             " feature frames: longer than the full-context graph takes (" +
+                             std::to_string(m.max_feature_frames) +
+                             "); decode it with a streaming chunk size");
   std::vector<float> rows;
   fbank_.GetFrames(0, frames, &rows);
   at::Tensor feats = at::empty({1, frames, m.num_mel_bins}, at::kFloat);
@@ -192,13 +197,20 @@ std::string AsrDecoder::PartialText() const {
 
 void AsrDecoder::CloseSegment() {
   std::vector<int> best = Best();
-  if (options_.mode == "attention_rescoring" && !encoder_out_.empty()) {
-    auto t0 = std::chrono::steady_clock::now();
-    std::vector<CtcHypothesis> nbest = beam_.NBest();
-    const int64_t n = static_cast<int64_t>(nbest.size());
-    int64_t width = 1;
+  const ModelMeta& m = model_->meta();
+  int64_t frames = 0;
+  for (const auto& out : encoder_out_) frames += out.size(1);
+  std::vector<CtcHypothesis> nbest;
+  int64_t width = 1;
+  if (options_.mode == "attention_rescoring") {
+    nbest = beam_.NBest();
     for (const auto& h : nbest) width = std::max<int64_t>(width, h.tokens.size());
-    at::Tensor hyps = at::full({n, width}, model_->meta().eos, at::kLong);
+  }
+  // within the decoder graph's bounds (meta.json), else the CTC best stands
+  if (!nbest.empty() && frames >= m.decoder_min_frames && width <= m.decoder_max_len) {
+    auto t0 = std::chrono::steady_clock::now();
+    const int64_t n = static_cast<int64_t>(nbest.size());
+    at::Tensor hyps = at::full({n, width}, m.eos, at::kLong);
     at::Tensor lens = at::empty({n}, at::kLong);
     int64_t* h_data = hyps.data_ptr<int64_t>();
     for (int64_t i = 0; i < n; ++i) {
@@ -210,7 +222,7 @@ void AsrDecoder::CloseSegment() {
     std::vector<at::Tensor> scores = model_->Rescore(memory, hyps, lens);
     const float* l2r = scores[0].data_ptr<float>();
     const float* r2l = scores[1].data_ptr<float>();
-    const bool use_right = model_->meta().has_right_decoder && options_.reverse_weight > 0;
+    const bool use_right = m.has_right_decoder && options_.reverse_weight > 0;
     double best_score = -1e300;
     for (int64_t i = 0; i < n; ++i) {
       double att = use_right ? (1 - options_.reverse_weight) * l2r[i] +
@@ -224,7 +236,7 @@ void AsrDecoder::CloseSegment() {
     }
     result_.rescore_seconds += Seconds(t0);
   }
-  std::string text = model_->symbols().Detokenize(best, model_->meta().token_join);
+  std::string text = model_->symbols().Detokenize(best, m.token_join);
   if (!text.empty()) {
     if (!result_.text.empty()) result_.text += ' ';
     result_.text += text;

@@ -61,6 +61,9 @@ ModelMeta ParseMeta(const std::string& path) {
     m.int8 = j.BoolOr("int8", false);
     m.moe = j.BoolOr("moe", false);
     m.token_join = j.StringOr("token_join", "");
+    m.max_feature_frames = static_cast<int>(j.NumberOr("max_feature_frames", 360000));
+    m.decoder_max_len = static_cast<int>(j.NumberOr("decoder_max_len", 4096));
+    m.decoder_min_frames = static_cast<int>(j.NumberOr("decoder_min_frames", 2));
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());
   }

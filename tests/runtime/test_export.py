@@ -46,7 +46,8 @@ def _stream(model, step, feats, chunk):
     return torch.cat(outs)
 
 
-@pytest.mark.parametrize("frames", [7, 70, 203])  # one chunk, a short last chunk, several
+# one chunk; full chunks only (70); a short last chunk (60, 203)
+@pytest.mark.parametrize("frames", [7, 60, 70, 203])
 @torch.no_grad()
 def test_chunk_step_equals_forward_chunk_by_chunk(frames):
     model = prepare_for_export(tiny_model())
@@ -54,6 +55,36 @@ def test_chunk_step_equals_forward_chunk_by_chunk(frames):
     expected, _ = model.encoder.forward_chunk_by_chunk(feats, CHUNK, LEFT)
     got = _stream(model, EncoderChunkStep(model, CHUNK, LEFT), feats, CHUNK)
     torch.testing.assert_close(got, expected[0], atol=1e-5, rtol=1e-5)
+
+
+def test_short_last_chunk_cases_are_covered():
+    """frames 60 and 203 end in a chunk shorter than the window, 70 does not (test above)."""
+    model = tiny_model()
+    window = chunk_window(model, CHUNK)
+    stride = CHUNK * model.encoder.embed.subsampling_rate
+    context = model.encoder.embed.right_context + 1
+
+    def last_piece(frames):
+        return frames - max(range(0, frames - context + 1, stride))
+
+    assert last_piece(60) < window and last_piece(203) < window and last_piece(70) >= window
+
+
+@torch.no_grad()
+def test_full_encoder_keeps_a_static_chunk_mask():
+    """A static-chunk model's full-context forward masks future chunks; so does EncoderFull."""
+    model = prepare_for_export(
+        tiny_model("model.encoder.use_dynamic_chunk=false", "model.encoder.static_chunk_size=4")
+    )
+    feats = torch.randn(1, 120, 80)
+    expected, _ = model.encoder(feats, torch.tensor([120]))
+    _, got = EncoderFull(model)(feats)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # the first chunk's outputs do not see later frames
+    feats2 = feats.clone()
+    feats2[:, 60:] = 0
+    _, got2 = EncoderFull(model)(feats2)
+    torch.testing.assert_close(got2[:, :4], got[:, :4], atol=1e-5, rtol=1e-5)
 
 
 @torch.no_grad()
@@ -174,7 +205,31 @@ def test_fold_compression_keeps_the_forward():
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_streaming_export_needs_left_chunks():
+def test_streaming_export_needs_left_chunks_and_a_causal_convolution():
     model = tiny_model()
     with pytest.raises(ValueError, match="num_left_chunks > 0"):
         EncoderChunkStep(model, 4, -1)
+    with pytest.raises(ValueError, match="causal convolution"):
+        EncoderChunkStep(tiny_model("model.encoder.causal=false"), 4, 2)
+
+
+def test_prepare_for_export_is_idempotent_and_export_leaves_the_model(tmp_path):
+    from wenet_eff.export.package import export_model
+
+    overrides = ("model.encoder.mlp_type=moe", "model.encoder.n_expert=4")
+    exp = make_experiment(tmp_path, "moe", *overrides)
+    cfg = wenet_eff.load_config(str(exp / "train.yaml"))
+    model = wenet_eff.build_model(cfg).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    meta = export_model(model, cfg, tmp_path / "rt", exp / "units.txt", pieces=())
+    assert meta["moe"] and meta["files"] == {}
+    assert all(type(m).__name__ != "_ExportMoE" for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+    model = tiny_model(*overrides)
+    n = len(moe_layers(model))
+    prepare_for_export(prepare_for_export(model))
+    wrapped = [m for m in model.modules() if type(m).__name__ == "_ExportMoE"]
+    assert len(wrapped) == n and not any(
+        type(m.layer).__name__ == "_ExportMoE" for m in wrapped
+    )

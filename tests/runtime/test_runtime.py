@@ -138,6 +138,22 @@ def test_streaming_pieces_equal_whole_utterance(runtime, dense_fp32, speech):
     assert any(partials)
 
 
+@pytest.mark.parametrize("chunk", [4, -1])
+def test_audio_shorter_than_one_encoder_frame_decodes_to_nothing(runtime, dense_fp32, chunk):
+    """0.05 s (3 feature frames) and 0.1 s (8 frames, one encoder frame: below the rescoring
+    decoder's two) decode without error in both runtimes."""
+    from wenet_eff.export.onnx_runtime import OnnxDecoder
+
+    model = runtime.Model(str(dense_fp32))
+    cpp = runtime.Decoder(model, chunk_size=chunk, mode="attention_rescoring")
+    onnx = OnnxDecoder(dense_fp32, chunk_size=chunk, mode="attention_rescoring")
+    for seconds in (0.05, 0.1):
+        wav = 0.1 * np.random.default_rng(0).standard_normal(int(16000 * seconds))
+        wav = wav.astype(np.float32)
+        assert cpp.decode(wav)["text"] == onnx.decode(wav)["text"]
+    assert onnx.decode(wav[:800])["tokens"] == []
+
+
 def test_decoder_rejects_options_that_do_not_fit(runtime, dense_fp32):
     model = runtime.Model(str(dense_fp32))
     with pytest.raises(ValueError, match="exported for 4 / 2"):
@@ -180,5 +196,19 @@ def test_decoder_main(runtime, dense_fp32, speech, tmp_path):
     proc = subprocess.run(cmd[:3] + ["--wav_scp", str(scp), "--chunk_size", "-1"],
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.startswith(speech[0][0])
+    # segments: an end alone starts at 0; a start alone runs to the end; one outside is skipped
+    wav, seconds = speech[1][1], len(speech[1][2]) / 16000
+    segments = [
+        {"key": "head", "wav": str(wav), "end": 0.8},
+        {"key": "tail", "wav": str(wav), "start": seconds - 0.8},
+        {"key": "past", "wav": str(wav), "start": seconds + 1, "end": seconds + 2},
+    ]
+    data_list.write_text("".join(json.dumps(e) + "\n" for e in segments))
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split(" ", 1)[0] for line in proc.stdout.splitlines()] == ["head", "tail"]
+    assert "skipped past" in proc.stderr and "outside the audio" in proc.stderr
+    rtf = json.loads((tmp_path / "rtf.json").read_text())
+    assert abs(rtf["audio_seconds"] - 1.6) < 0.01
     proc = subprocess.run(cmd + ["--chunk_sise", "4"], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown flag --chunk_sise" in proc.stderr

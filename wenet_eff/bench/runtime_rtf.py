@@ -55,6 +55,24 @@ def _load_utts(data_list: str, num_utts: int, rate: int, min_rate: int) -> list[
     return utts
 
 
+def _cpu() -> dict:
+    """CPU model and the vector extensions that decide the GEMM speeds (from /proc/cpuinfo)."""
+    info = {"model": "", "avx512f": False, "avx512_vnni": False}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        if line.startswith("model name") and not info["model"]:
+            info["model"] = line.split(":", 1)[1].strip()
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            info["avx512f"] = "avx512f" in flags
+            info["avx512_vnni"] = "avx512_vnni" in flags
+            break
+    return info
+
+
 def _wer(refs: list[str], hyps: list[str]) -> float:
     pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r.strip()]
     if not pairs:
@@ -108,13 +126,17 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     rt = load_runtime()
     rt.set_num_threads(args.threads)
+    from wenet_eff.bench.model_info import flops_per_second
+
     work = Path(args.work_dir)
-    rows, utts, audio = [], None, 0.0
+    rows, utts, audio, flops = [], None, 0.0, {}
     for spec in args.model:
         name, paths = spec.split("=", 1)
         config, checkpoint = paths.split(":", 1)
         cfg, model = load_model(config, checkpoint, [])
         tokenizer = build_tokenizer(cfg.tokenizer)
+        f = flops_per_second(copy.deepcopy(model), 10.0, cfg.model.input_dim)
+        flops[name] = f["encoder"] + f["ctc"]
         if utts is None:
             utts = _load_utts(
                 args.data, args.num_utts, cfg.data.sample_rate, cfg.data.min_sample_rate
@@ -177,14 +199,15 @@ def run(args: argparse.Namespace) -> dict:
                         flush=True,
                     )
     return {
-        "environment": environment(),
+        "environment": {**environment(), "cpu_info": _cpu()},
         "threads": args.threads,
         "utterances": len(utts),
         "audio_seconds": audio,
         "chunk_size": args.chunk_size,
         "num_left_chunks": args.num_left_chunks,
+        "active_flops_per_second": flops,
         "rows": rows,
-        "ratios": _ratios(rows),
+        "ratios": _ratios(rows, flops),
     }
 
 
@@ -195,10 +218,33 @@ def _find(rows, **key) -> dict | None:
     return None
 
 
-def _ratios(rows: list[dict]) -> list[dict]:
+def _ratios(rows: list[dict], flops: dict[str, float]) -> list[dict]:
     """Per (model, precision, chunk): cpp/eager and cpp/onnx RTF; per (model, chunk, engine):
-    int8 speed-up over fp32 and its relative WER change."""
+    int8 speed-up over fp32 and its relative WER change; per model after the first (the
+    dense reference) and row: the RTF ratio to the reference over the ratio of active
+    encoder + CTC FLOPs, minus 1 (the MoE overhead beyond its active FLOPs)."""
     out = []
+    reference = next(iter(flops), None)
+    for r in rows:
+        if r["model"] == reference:
+            continue
+        ref = _find(rows, model=reference, precision=r["precision"], chunk=r["chunk"],
+                    engine=r["engine"])  # fmt: skip
+        if ref:
+            flops_ratio = flops[r["model"]] / flops[reference]
+            out.append(
+                {
+                    "model": r["model"],
+                    "reference": reference,
+                    "precision": r["precision"],
+                    "chunk": r["chunk"],
+                    "engine": r["engine"],
+                    "kind": "flops",
+                    "rtf_ratio": r["rtf"] / ref["rtf"],
+                    "flops_ratio": flops_ratio,
+                    "overhead": r["rtf"] / ref["rtf"] / flops_ratio - 1,
+                }
+            )
     for r in rows:
         if r["engine"] != "cpp":
             continue
@@ -263,6 +309,21 @@ def print_table(result: dict) -> None:
             )
 
 
+def _print_flops(result: dict) -> None:
+    rows = [r for r in result["ratios"] if r["kind"] == "flops"]
+    if not rows:
+        return
+    print("\n| model | vs | precision | chunk | engine | RTF ratio | active FLOPs ratio | "
+          "overhead beyond active FLOPs |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['reference']} | {r['precision']} | {r['chunk']} | "
+            f"{r['engine']} | {r['rtf_ratio']:.2f} | {r['flops_ratio']:.2f} | "
+            f"{100 * r['overhead']:+.1f} % |"
+        )
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
@@ -288,6 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = run(args)
     write_json(result, args.out)
     print_table(result)
+    _print_flops(result)
     return result
 
 

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for name in ("onnxscript", "onnx_ir", "root", "torch"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR)  # exporter chatter (torchvision ops...)
     warnings.filterwarnings("ignore")
     cfg, model = load_model(args.config, args.checkpoint, args.override, args.masks)
     units = args.units or str(cfg.tokenizer.units)

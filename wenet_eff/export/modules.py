@@ -102,6 +102,8 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
     """Fold compression, swap every MoE FFN for its export dispatch (in place), set eval."""
     fold_compression(model)
     for module in list(model.modules()):
+        if isinstance(module, _ExportMoE):
+            continue  # already prepared
         for child_name, child in list(module.named_children()):
             if isinstance(child, MoEFFNLayer):
                 setattr(module, child_name, _ExportMoE(child))
@@ -137,15 +139,28 @@ class _EncoderBody(nn.Module):
 
 
 class EncoderFull(_EncoderBody):
-    """Full-context encoder: feats (1, T, F) -> (CTC log posteriors (1, T', V), out (1, T', D))."""
+    """Full-context encoder: feats (1, T, F) -> (CTC log posteriors (1, T', V), out (1, T', D)).
+
+    A static-chunk model (`static_chunk_size > 0`, no dynamic chunks) keeps its chunk mask with
+    all left chunks, as its PyTorch forward does; every other model attends to all frames.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model)
+        enc = model.encoder
+        self.static_chunk = 0 if enc.use_dynamic_chunk else int(enc.static_chunk_size)
 
     def forward(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xs = self.subsample(feats)
-        positions = torch.arange(xs.size(1), device=xs.device, dtype=torch.float32)
-        pos_emb = sinusoids(positions, self.div_term)
-        no_mask = torch.ones(0, 0, 0, dtype=torch.bool, device=xs.device)
+        frames = torch.arange(xs.size(1), device=xs.device)
+        pos_emb = sinusoids(frames.to(torch.float32), self.div_term)
+        if self.static_chunk > 0:
+            chunk = torch.div(frames, self.static_chunk, rounding_mode="floor")
+            mask = (chunk.unsqueeze(0) <= chunk.unsqueeze(1)).unsqueeze(0)  # (1, T', T')
+        else:
+            mask = torch.ones(0, 0, 0, dtype=torch.bool, device=xs.device)
         for layer in self.encoders:
-            xs, _, _, _ = layer(xs, no_mask, pos_emb)
+            xs, _, _, _ = layer(xs, mask, pos_emb)
         return self.head(xs)
 
 
@@ -171,6 +186,12 @@ class EncoderChunkStep(_EncoderBody):
             raise ValueError(
                 f"a streaming export needs chunk_size > 0 and num_left_chunks > 0, got "
                 f"{chunk_size} and {num_left_chunks} (full context: EncoderFull)"
+            )
+        conv = model.encoder.encoders[0].conv_module if model.encoder.encoders else None
+        if conv is not None and conv.lorder == 0:
+            raise ValueError(
+                "a streaming export needs a causal convolution module (model.encoder.causal=true;"
+                " fine-tune with train=streaming_finetune), or export with chunk_size -1"
             )
         self.chunk_size = chunk_size
         self.cache_size = chunk_size * num_left_chunks

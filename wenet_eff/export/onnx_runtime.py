@@ -139,6 +139,10 @@ class OnnxDecoder:
             logps.append(logp[0, :valid])
             outs.append(out[0, :valid])
             offset += valid
+        if not logps:  # shorter than one encoder frame
+            return np.zeros((0, m["vocab_size"]), np.float32), np.zeros(
+                (0, m["output_size"]), np.float32
+            )
         return np.concatenate(logps), np.concatenate(outs)
 
     def decode(self, samples: np.ndarray) -> dict:
@@ -160,8 +164,13 @@ class OnnxDecoder:
             search.advance(logp_t)
             nbest = search.nbest()
             tokens = nbest[0].tokens
-            if self.mode == "attention_rescoring" and len(enc) > 0:
-                width = max(1, max(len(h.tokens) for h in nbest))
+            width = max(1, max(len(h.tokens) for h in nbest))
+            # within the decoder graph's bounds (meta.json), else the CTC best stands
+            if (
+                self.mode == "attention_rescoring"
+                and len(enc) >= m.get("decoder_min_frames", 2)
+                and width <= m.get("decoder_max_len", 4096)
+            ):
                 hyps = np.full((len(nbest), width), m["eos"], np.int64)
                 for i, h in enumerate(nbest):
                     hyps[i, : len(h.tokens)] = h.tokens

@@ -15,6 +15,7 @@ The C++ runtime (runtime/) reads meta.json and runs the .pt2 packages through
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -42,6 +43,8 @@ FORMAT_VERSION = 1
 PIECES = ("encoder_chunk", "encoder_full", "decoder")
 # the shortest utterance (feature frames) the full-context graph accepts: one encoder frame
 _MAX_FRAMES = 360_000  # one hour of 10 ms frames: the upper bound of the dynamic length
+DECODER_MAX_LEN = 4096  # longest hypothesis (tokens) the rescoring graph takes
+DECODER_MIN_FRAMES = 2  # fewest encoder frames it takes (shorter: the CTC best stands)
 
 
 def cache_shapes(model: nn.Module, chunk_size: int, num_left_chunks: int) -> dict:
@@ -87,9 +90,11 @@ def _pieces(model: nn.Module, chunk_size: int, num_left_chunks: int, feat_dim: i
         ["ctc_log_probs", "encoder_out"],
     )
     d = model.encoder.output_size()
-    t_enc = torch.export.Dim("t_enc", min=2, max=_MAX_FRAMES // embed.subsampling_rate)
+    t_enc = torch.export.Dim(
+        "t_enc", min=DECODER_MIN_FRAMES, max=_MAX_FRAMES // embed.subsampling_rate
+    )
     nbest = torch.export.Dim("nbest", min=1, max=1024)
-    length = torch.export.Dim("length", min=1, max=4096)
+    length = torch.export.Dim("length", min=1, max=DECODER_MAX_LEN)
     pieces["decoder"] = (
         RescoringDecoder(model),
         (torch.randn(1, 50, d), torch.randint(1, 5, (4, 7)), torch.tensor([7, 3, 0, 5])),
@@ -121,8 +126,14 @@ def _export_onnx(module, args, dynamic_shapes, names_in, names_out, path: Path) 
 
 
 def _quantize_onnx(src: Path, dst: Path) -> None:
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # The exporter's intermediate shape annotations of the MoE gather/scatter ops disagree with
+    # onnx shape inference, which the quantizer runs: drop them (inference recomputes them).
+    model = onnx.load(str(src))
+    model.graph.ClearField("value_info")
+    onnx.save(model, str(src))
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
 
 
@@ -154,7 +165,7 @@ def export_model(
         raise ValueError(f"unknown export format(s) {sorted(unknown)} (choose pt2, onnx)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = prepare_for_export(model)
+    model = prepare_for_export(copy.deepcopy(model))  # the caller's model stays as it was
     data = cfg.data
     feat_dim = int(cfg.model.input_dim)
     is_moe = bool(moe_layers(model)) or any(
@@ -162,8 +173,6 @@ def export_model(
     )
     float_model = None
     if int8 and "onnx" in formats:
-        import copy
-
         float_model = copy.deepcopy(model)  # onnx: float graphs, quantized by onnxruntime
     int8_counts = quantize_int8(model) if int8 else None
     selected = _pieces(model, chunk_size, num_left_chunks, feat_dim)
@@ -221,7 +230,13 @@ def export_model(
         "sos": int(model.sos),
         "eos": int(model.eos),
         "has_right_decoder": model.decoder.right_decoder is not None,
-        "token_join": " " if bool(cfg.tokenizer.get("split_with_space", False)) else "",
+        "max_feature_frames": _MAX_FRAMES,
+        "decoder_max_len": DECODER_MAX_LEN,
+        "decoder_min_frames": DECODER_MIN_FRAMES,
+        "token_join": " "
+        if cfg.tokenizer.get("type", "char") == "char"
+        and bool(cfg.tokenizer.get("split_with_space", False))
+        else "",
         "int8": bool(int8),
         "int8_layers": int8_counts,
         "moe": is_moe,

@@ -3,7 +3,7 @@
 # voices (flite, festival, espeak-ng with hundreds of accent x variant speakers, piper), tested on held-out synthetic speech (`test`) and
 # on real recorded telephone prompts (`test_real`, Asterisk core sounds, never trained on).
 #
-#   bash run.sh                          # everything, stage -1 to 7
+#   bash run.sh                          # everything, stage -1 to 7 (6-7: C++ runtime)
 #   bash run.sh --stage 4 --stop_stage 5 --model mini_moe --dir exp/mini_moe   # MoE FFNs
 #   bash run.sh --stage 4 --nproc 2      # CPU DDP with torchrun
 #   bash run.sh --stage 4 --num_gpus 2 --train_engine deepspeed --deepspeed_config conf/ds_stage2.json
@@ -85,6 +85,12 @@ sweep_steps=400        # updates per run (constant lr after the warmup)
 sweep_warmup=40
 sweep_frames=3000      # max_frames_in_batch of each run (2 runs at a time, 1 thread each)
 sweep_max_logit=10000  # attention logits above this count as runaway growth (0: off)
+# C++ runtime (stages 6-7): export $dir's averaged model, decode with decoder_main
+runtime_precisions="fp32 int8"
+runtime_chunk_size=16   # the streaming step's chunk (encoder frames) ...
+runtime_left_chunks=4   # ... and left chunks kept in its cache
+runtime_chunks=""       # decoded chunk sizes (-1: full context); default "-1 $runtime_chunk_size"
+runtime_threads=1
 test_sets="test test_real"
 beam_size=10
 decode_batch_size=16
@@ -95,8 +101,11 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj 
   [--num_gpus N | --nproc N] [--train_engine torch_ddp|deepspeed] [--max_epoch N]
   [--train_config conf/X.yaml] [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']
   [--streaming_dir exp/NAME] [--ft_steps N] [--ft_lr X] [--decoding_chunks '4 8 16 -1']
-  [--qat_configs 'qat_int8 qat_int4 ...'] [--qat_steps N] [--qat_lr X] [--init_checkpoint PATH]"
+  [--qat_configs 'qat_int8 qat_int4 ...'] [--qat_steps N] [--qat_lr X] [--init_checkpoint PATH]
+  [--runtime_precisions 'fp32 int8'] [--runtime_chunk_size N] [--runtime_left_chunks N]
+  [--runtime_chunks '-1 16'] [--runtime_threads N]"
 . tools/parse_options.sh
+[ -n "$runtime_chunks" ] || runtime_chunks="-1 $runtime_chunk_size"
 
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 # True when the stage must (re)make $1: it is missing or --force true; else says it is kept.
@@ -289,11 +298,51 @@ if run_stage 5; then
 fi
 
 if run_stage 6; then
-  echo "stage 6 (export): C++ runtime not built yet (issue: runtime/export); nothing to do"
+  echo "stage 6: export $dir/avg_${average_num}.pt to the C++ runtime (AOTInductor .pt2 + ONNX)"
+  for precision in $runtime_precisions; do
+    out=$dir/runtime_$precision
+    if needs "$out/meta.json"; then
+      int8_flag=""
+      [ "$precision" = int8 ] && int8_flag="--int8"
+      # shellcheck disable=SC2086  # int8_flag is empty or one flag
+      python -m wenet_eff.bin.export --config "$dir/train.yaml" \
+        --checkpoint "$dir/avg_${average_num}.pt" --out_dir "$out" \
+        --chunk_size "$runtime_chunk_size" --num_left_chunks "$runtime_left_chunks" $int8_flag --check
+    fi
+  done
+  echo "stage 6 wrote $dir/runtime_{$(echo "$runtime_precisions" | tr ' ' ',')}/"
 fi
 
 if run_stage 7; then
-  echo "stage 7 (runtime RTF): C++ runtime not built yet (issue: runtime/export); nothing to do"
+  echo "stage 7: C++ runtime (decoder_main) on $test_sets, chunk sizes $runtime_chunks, WER and RTF"
+  decoder_main=$MAIN_ROOT/runtime/build/decoder_main
+  [ -x "$decoder_main" ] || PYTHON="$(command -v python)" "$MAIN_ROOT/runtime/build.sh"
+  runtime_dirs=""
+  for precision in $runtime_precisions; do
+    out=$dir/runtime_$precision
+    runtime_dirs="$runtime_dirs $out"
+    for test_set in $test_sets; do
+      for chunk in $runtime_chunks; do
+        result=$out/$test_set/chunk$chunk
+        mkdir -p "$result"
+        if needs "$result/rtf.json"; then
+          "$decoder_main" --model_dir "$out" --data_list "data/$test_set/data.list" \
+            --chunk_size "$chunk" --mode attention_rescoring --beam_size "$beam_size" \
+            --ctc_weight "$ctc_weight" --reverse_weight "$reverse_weight" \
+            --threads "$runtime_threads" --warmup 2 --result "$result/text" \
+            --rtf_json "$result/rtf.json" 2> "$result/log"
+          tail -1 "$result/log"
+        fi
+        python tools/compute_wer.py --char=0 --v=1 "data/$test_set/text" "$result/text" \
+          > "$result/wer"
+      done
+    done
+  done
+  # shellcheck disable=SC2086  # runtime_dirs is a list
+  python local/runtime_table.py --test_sets "$test_sets" --chunks "$runtime_chunks" \
+    --out "$dir/runtime_table" $runtime_dirs
+  echo "stage 7 wrote $dir/runtime_<precision>/<test_set>/chunk<N>/{text,wer,rtf.json}," \
+    "$dir/runtime_table.{md,json}"
 fi
 
 if run_stage 8; then
