@@ -191,6 +191,14 @@ def test_moe_export_graph(tmp_path):
     assert set(report) == {"encoder_chunk.pt2", "encoder_chunk.onnx"}
     for name, diffs in report.items():
         assert max(diffs) < 1e-4, (name, diffs)
+    # onnxruntime int8: the routers stay float
+    import onnx
+
+    out8 = export(exp, "rt8", "--int8", "--formats", "onnx", "--pieces", "encoder_chunk")
+    graph = onnx.load(str(out8 / "encoder_chunk.onnx")).graph
+    float_inits = {i.name for i in graph.initializer}
+    gates = [i for i in float_inits if i.endswith(".gate.weight")]
+    assert len(gates) == 4 and any(n.op_type == "MatMulInteger" for n in graph.node)
 
 
 @torch.no_grad()
@@ -230,6 +238,4 @@ def test_prepare_for_export_is_idempotent_and_export_leaves_the_model(tmp_path):
     n = len(moe_layers(model))
     prepare_for_export(prepare_for_export(model))
     wrapped = [m for m in model.modules() if type(m).__name__ == "_ExportMoE"]
-    assert len(wrapped) == n and not any(
-        type(m.layer).__name__ == "_ExportMoE" for m in wrapped
-    )
+    assert len(wrapped) == n and not any(type(m.layer).__name__ == "_ExportMoE" for m in wrapped)

@@ -134,7 +134,22 @@ def _quantize_onnx(src: Path, dst: Path) -> None:
     model = onnx.load(str(src))
     model.graph.ClearField("value_info")
     onnx.save(model, str(src))
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+    # MoE routers stay float, as in the .pt2 graphs (export.int8.INT8_ROLES): int8 logits
+    # could route frames to other experts. The quantizer splits a Gemm into "<name>_MatMul"
+    # and an Add before it matches names, so both names are listed.
+    routers = [
+        name
+        for n in model.graph.node
+        if any(i.endswith(".gate.weight") for i in n.input)
+        for name in (n.name, f"{n.name}_MatMul")
+    ]
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        nodes_to_exclude=routers,
+    )
 
 
 def export_model(

@@ -1,0 +1,42 @@
+"""The runtime benchmark's ratios (the benchmark itself runs on trained models: README)."""
+
+from __future__ import annotations
+
+import pytest
+
+from wenet_eff.bench.runtime_rtf import _ratios
+
+
+def _row(model, precision, chunk, engine, rtf, wer, encoder_rtf=None):
+    row = {"model": model, "precision": precision, "chunk": chunk, "engine": engine,
+           "rtf": rtf, "wer": wer}  # fmt: skip
+    if encoder_rtf is not None:
+        row["encoder_rtf"] = encoder_rtf
+    return row
+
+
+def test_ratios():
+    rows = [
+        _row("dense", "fp32", -1, "eager", 0.010, 50.0),
+        _row("dense", "fp32", -1, "cpp", 0.004, 50.0, encoder_rtf=0.002),
+        _row("dense", "fp32", -1, "onnx", 0.005, 50.0, encoder_rtf=0.003),
+        _row("dense", "int8", -1, "cpp", 0.002, 51.0, encoder_rtf=0.001),
+        _row("moe", "fp32", -1, "eager", 0.030, 40.0),
+        _row("moe", "fp32", -1, "cpp", 0.008, 40.0, encoder_rtf=0.0033),
+    ]
+    out = _ratios(rows, {"dense": 1e9, "moe": 1.5e9})
+    by_kind = {}
+    for r in out:
+        by_kind.setdefault(r["kind"], []).append(r)
+    engines = {(r["model"], r["precision"]): r for r in by_kind["engines"]}
+    assert engines["dense", "fp32"]["cpp_over_eager"] == pytest.approx(0.4)
+    assert engines["dense", "fp32"]["cpp_over_onnx"] == pytest.approx(0.8)
+    assert engines["dense", "int8"]["cpp_over_eager"] is None
+    (int8,) = by_kind["int8"]
+    assert int8["speedup"] == pytest.approx(2.0) and int8["wer_rel_change"] == pytest.approx(0.02)
+    flops = {r["engine"]: r for r in by_kind["flops"]}
+    # the C++ runtime times its encoder: 0.0033 / 0.002 over 1.5 FLOPs = +10 %
+    assert flops["cpp"]["timed"] == "encoder"
+    assert flops["cpp"]["overhead"] == pytest.approx(0.1)
+    # eager does not: the whole decode, 3x over 1.5x = +100 %
+    assert flops["eager"]["timed"] == "decode" and flops["eager"]["overhead"] == pytest.approx(1.0)
