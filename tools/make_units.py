@@ -46,6 +46,7 @@ def main() -> None:
         if not args.bpe_model_prefix:
             sys.exit("make_units.py: --token_type bpe needs --bpe_model_prefix")
         normalize = get_normalizer(args.normalize)
+        os.makedirs(os.path.dirname(os.path.abspath(args.bpe_model_prefix)), exist_ok=True)
         with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as corpus:
             # The tokenizer keeps non-language symbols out of sentencepiece; so does training.
             for text in texts:

@@ -1,0 +1,151 @@
+# Stage helpers shared by the recipes (recipes/<corpus>/s0/run.sh). Source it after
+# tools/parse_options.sh; the functions read the recipe's option variables:
+#   stage stop_stage force                 which stages run; --force true redoes outputs
+#   model train_config train_opts max_epoch data_type list_name tokenizer_opts
+#   num_nodes node_rank master_addr master_port num_gpus nproc train_engine deepspeed_config
+#   beam_size decode_batch_size ctc_weight reverse_weight num_decoding_left_chunks average_num
+#   init_checkpoint runtime_precisions runtime_chunk_size runtime_left_chunks runtime_chunks
+#   runtime_threads
+# and MAIN_ROOT (path.sh).
+
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+# True when the stage must (re)make $1: it is missing or --force true; else says it is kept.
+needs() {
+  if [ "$force" = true ] || [ ! -e "$1" ]; then return 0; fi
+  echo "  $1 exists, kept (--force true redoes it)"
+  return 1
+}
+
+# The training launcher: python for one process; torchrun for several processes or GPUs on
+# one node (--standalone) or on $num_nodes nodes (c10d rendezvous at $master_addr:$master_port;
+# run the same command on every node with its --node_rank).
+launcher() {
+  local procs=$nproc
+  [ "$num_gpus" -gt 0 ] && procs=$num_gpus
+  if [ "${num_nodes:-1}" -gt 1 ]; then
+    echo "torchrun --nnodes=$num_nodes --node_rank=$node_rank --nproc_per_node=$procs" \
+      "--rdzv_id=${rdzv_id:-wenet_eff} --rdzv_backend=c10d" \
+      "--rdzv_endpoint=$master_addr:$master_port"
+  elif [ "$procs" -gt 1 ] || [ "$train_engine" = deepspeed ]; then
+    # on CPU, one thread per process: small matrices scale better over processes than threads
+    if [ "$num_gpus" -eq 0 ]; then printf "env OMP_NUM_THREADS=1 "; fi
+    echo "torchrun --standalone --nnodes=1 --nproc_per_node=$procs"
+  else
+    echo python
+  fi
+}
+
+# Train into $1 with extra Hydra overrides $2 (the recipe's data, tokenizer and engine options),
+# on the data lists $3 and $4 (default: data/train and data/dev).
+train_model() {
+  local exp=$1 extra_opts=$2 engine_opts=""
+  local train_list=${3:-data/train/$list_name} cv_list=${4:-data/dev/$list_name}
+  mkdir -p "$exp"
+  if [ "$train_engine" = deepspeed ]; then
+    engine_opts="train.train_engine=deepspeed train.deepspeed_config=$deepspeed_config"
+  fi
+  # shellcheck disable=SC2046,SC2086  # the launcher and the option strings are word lists
+  $(launcher) -m wenet_eff.bin.train --config-dir "$PWD/$(dirname "$train_config")" \
+    --config-name "$(basename "$train_config" .yaml)" model="$model" \
+    data.train_data="$train_list" data.cv_data="$cv_list" \
+    data.data_type="$data_type" $tokenizer_opts cmvn.file=data/train/global_cmvn \
+    train.exp_dir="$exp" train.max_epoch="$max_epoch" \
+    $engine_opts $train_opts $extra_opts
+}
+
+# Fine-tune $init_checkpoint into $1 for $2 updates at peak lr $3 (warmup $4, cosine to 0),
+# extra overrides $5, data lists $6 and $7 (default: data/train and data/dev).
+finetune() {
+  train_model "$1" "train.init_checkpoint=$init_checkpoint train.max_steps=$2 optim.lr=$3 \
+    optim.warmup_steps=$4 optim.scheduler=cosine ${5:-}" "${6:-}" "${7:-}"
+}
+
+# Fine-tune $init_checkpoint once per compress config in the list $1, into ${dir}_<config>
+# ($2 updates at peak lr $3, warmup $4); a run whose final.pt exists is kept.
+finetune_each() {
+  local config
+  for config in $1; do
+    if needs "${dir}_$config/final.pt"; then
+      finetune "${dir}_$config" "$2" "$3" "$4" "compress=$config"
+    fi
+  done
+}
+
+# Decode data/$2 with checkpoint $1 into $3/<mode>/ for the modes $4, chunk size $5, and score;
+# $6: extra recognize options (e.g. "--config x.yaml", "--masks m.pt").
+decode_and_score() {
+  local checkpoint=$1 test_set=$2 result_dir=$3 modes=$4 chunk=$5 extra=${6:-} decoded=true mode
+  for mode in $modes; do [ -f "$result_dir/$mode/text" ] || decoded=false; done
+  if [ "$decoded" = false ] || [ "$force" = true ]; then
+    # shellcheck disable=SC2086  # modes and extra are lists
+    python -m wenet_eff.bin.recognize --config "$(dirname "$checkpoint")/train.yaml" \
+      --checkpoint "$checkpoint" --test_data "data/$test_set/data.list" --data_type raw \
+      --modes $modes --result_dir "$result_dir" --beam_size "$beam_size" \
+      --batch_size "$decode_batch_size" --ctc_weight "$ctc_weight" \
+      --reverse_weight "$reverse_weight" --decoding_chunk_size "$chunk" \
+      --num_decoding_left_chunks "$num_decoding_left_chunks" $extra
+  fi
+  for mode in $modes; do
+    python tools/compute_wer.py --char="${wer_char:-0}" --v=1 "data/$test_set/text" \
+      "$result_dir/$mode/text" > "$result_dir/$mode/wer"
+    echo "$result_dir/$mode/wer: $(grep '^Overall' "$result_dir/$mode/wer")"
+  done
+}
+
+# Average the $average_num best checkpoints of $1 (by cv loss) into $1/avg_N.pt.
+average() {
+  if needs "$1/avg_${average_num}.pt"; then
+    python -m wenet_eff.bin.average_model --dst_model "$1/avg_${average_num}.pt" --src_path "$1" \
+      --num "$average_num" --val_best
+  fi
+}
+
+# Export $1/avg_$average_num.pt to the C++ runtime, one directory $1/runtime_<precision> per
+# precision in $runtime_precisions (AOTInductor .pt2 + ONNX, checked against PyTorch).
+export_runtime() {
+  local exp=$1 precision out int8_flag
+  for precision in $runtime_precisions; do
+    out=$exp/runtime_$precision
+    if needs "$out/meta.json"; then
+      int8_flag=""
+      [ "$precision" = int8 ] && int8_flag="--int8"
+      # shellcheck disable=SC2086  # int8_flag is empty or one flag
+      python -m wenet_eff.bin.export --config "$exp/train.yaml" \
+        --checkpoint "$exp/avg_${average_num}.pt" --out_dir "$out" \
+        --chunk_size "$runtime_chunk_size" --num_left_chunks "$runtime_left_chunks" $int8_flag \
+        --check
+    fi
+  done
+}
+
+# Decode the test sets $2 with decoder_main (C++) from each $1/runtime_<precision>, at the chunk
+# sizes $runtime_chunks; score; collect $1/runtime_table.{md,json}.
+runtime_decode() {
+  local exp=$1 test_sets=$2 decoder_main=$MAIN_ROOT/runtime/build/decoder_main
+  local runtime_dirs="" precision out test_set chunk result
+  [ -x "$decoder_main" ] || PYTHON="$(command -v python)" "$MAIN_ROOT/runtime/build.sh"
+  for precision in $runtime_precisions; do
+    out=$exp/runtime_$precision
+    runtime_dirs="$runtime_dirs $out"
+    for test_set in $test_sets; do
+      for chunk in $runtime_chunks; do
+        result=$out/$test_set/chunk$chunk
+        mkdir -p "$result"
+        if needs "$result/rtf.json"; then
+          "$decoder_main" --model_dir "$out" --data_list "data/$test_set/data.list" \
+            --chunk_size "$chunk" --mode attention_rescoring --beam_size "$beam_size" \
+            --ctc_weight "$ctc_weight" --reverse_weight "$reverse_weight" \
+            --threads "$runtime_threads" --warmup 2 --result "$result/text" \
+            --rtf_json "$result/rtf.json" 2> "$result/log"
+          tail -1 "$result/log"
+        fi
+        python tools/compute_wer.py --char="${wer_char:-0}" --v=1 "data/$test_set/text" \
+          "$result/text" > "$result/wer"
+      done
+    done
+  done
+  # shellcheck disable=SC2086  # runtime_dirs is a list
+  python tools/runtime_table.py --test_sets "$test_sets" --chunks "$runtime_chunks" \
+    --out "$exp/runtime_table" $runtime_dirs
+}

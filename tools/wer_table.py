@@ -1,0 +1,76 @@
+"""Collect the `Overall ->` lines of compute_wer.py outputs into a mode x test-set table.
+
+Reads EXP_DIR/<test_set>/<mode>/wer for every test set and mode; writes EXP_DIR/wer_table.md
+(a Markdown table of WER %) and EXP_DIR/wer_table.json (every count), and prints the table.
+A missing or unparsable wer file is an error naming it.
+
+Usage: wer_table.py --test_sets "test test_real" --modes "ctc_greedy_search attention" exp/mini
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+_OVERALL = re.compile(
+    r"^Overall -> (?P<wer>\S+) % N=(?P<n>\d+) C=(?P<c>\d+) S=(?P<s>\d+) D=(?P<d>\d+) I=(?P<i>\d+)"
+)
+
+
+def parse_overall(path: str) -> dict[str, float | int]:
+    """{"wer", "n", "c", "s", "d", "i"} from the `Overall ->` line of a compute_wer.py output."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            match = _OVERALL.match(line)
+            if match:
+                fields = match.groupdict()
+                return {"wer": float(fields.pop("wer")), **{k: int(v) for k, v in fields.items()}}
+    raise ValueError(f"{path}: no 'Overall -> X % N=.. C=.. S=.. D=.. I=..' line")
+
+
+def mode_wers(result_dir: str, modes: list[str]) -> dict[str, float]:
+    """{mode: WER %} from RESULT_DIR/<mode>/wer."""
+    return {m: parse_overall(os.path.join(result_dir, m, "wer"))["wer"] for m in modes}
+
+
+def markdown_table(results: dict[str, dict[str, dict]], modes: list[str]) -> str:
+    """Rows: decoding modes; columns: test sets; cells: WER % with two decimals."""
+    sets = list(results)
+    lines = [
+        "| mode | " + " | ".join(f"{s} WER %" for s in sets) + " |",
+        "|---|" + "---:|" * len(sets),
+    ]
+    for mode in modes:
+        cells = " | ".join(f"{results[s][mode]['wer']:.2f}" for s in sets)
+        lines.append(f"| {mode} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--test_sets", required=True, help="space-separated")
+    parser.add_argument("--modes", required=True, help="space-separated")
+    parser.add_argument("exp_dir")
+    args = parser.parse_args()
+    modes = args.modes.split()
+    results = {
+        test_set: {
+            mode: parse_overall(os.path.join(args.exp_dir, test_set, mode, "wer")) for mode in modes
+        }
+        for test_set in args.test_sets.split()
+    }
+    table = markdown_table(results, modes)
+    with open(os.path.join(args.exp_dir, "wer_table.md"), "w", encoding="utf-8") as f:
+        f.write(table)
+    with open(os.path.join(args.exp_dir, "wer_table.json"), "w", encoding="utf-8") as f:
+        json.dump({"exp_dir": args.exp_dir, "results": results}, f, indent=2)
+        f.write("\n")
+    print(table, end="")
+    print(f"{args.exp_dir}/wer_table.md, wer_table.json written", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
