@@ -12,23 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 
-_OVERALL = re.compile(
-    r"^Overall -> (?P<wer>\S+) % N=(?P<n>\d+) C=(?P<c>\d+) S=(?P<s>\d+) D=(?P<d>\d+) I=(?P<i>\d+)"
-)
-
-
-def parse_overall(path: str) -> dict[str, float | int]:
-    """{"wer", "n", "c", "s", "d", "i"} from the `Overall ->` line of a compute_wer.py output."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            match = _OVERALL.match(line)
-            if match:
-                fields = match.groupdict()
-                return {"wer": float(fields.pop("wer")), **{k: int(v) for k, v in fields.items()}}
-    raise ValueError(f"{path}: no 'Overall -> X % N=.. C=.. S=.. D=.. I=..' line")
+from wenet_eff.bench.results import parse_overall
 
 
 def mode_wers(result_dir: str, modes: list[str]) -> dict[str, float]:
