@@ -33,16 +33,29 @@ def main(argv: list[str] | None = None) -> dict:
         help="NAME=LABEL (repeatable): the row name of an experiment (its directory name or "
         "path as given) or of a benchmark's model",
     )
-    p.add_argument("--bench", nargs="*", default=[], help="runtime_rtf/decode_rtf/moe_rtf JSON")
+    p.add_argument(
+        "--bench",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="runtime_rtf/decode_rtf/moe_rtf JSON files (repeatable)",
+    )
     p.add_argument("--out_dir", default="exp/tables")
     p.add_argument("--mode", default="attention_rescoring", choices=DECODE_METHODS)
-    p.add_argument("--test_sets", nargs="*", default=[], help="WER columns (default: all found)")
+    p.add_argument(
+        "--test_sets",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="WER columns (default: all found); names may also be space-separated in one word",
+    )
     p.add_argument("--precision", default="fp32", help="RTF of this runtime precision")
     p.add_argument("--chunk", type=int, default=-1, help="RTF at this chunk size (-1: full)")
     p.add_argument("--checkpoint", default="", help="checkpoint file name (default: avg_*.pt)")
     p.add_argument("--reference", default="", help="float run for relative WER (default: auto)")
     args = p.parse_args(argv)
-    sel = Selection(args.mode, args.test_sets, args.precision, args.chunk)
+    test_sets = [name for word in args.test_sets for name in word.split()]
+    sel = Selection(args.mode, test_sets, args.precision, args.chunk)
     try:
         result = make_tables(
             args.exp_dirs, dict(args.label), args.bench, args.out_dir, sel, args.checkpoint,
