@@ -67,7 +67,7 @@ if run_stage 4; then
 fi
 
 if run_stage 5; then
-  echo "stage 5: average $average_num checkpoints, decode$test_sets, score"
+  echo "stage 5: average $average_num checkpoints, decode $test_sets, score"
   average "$dir"
   for test_set in $test_sets; do
     decode_and_score "$dir/avg_${average_num}.pt" "$test_set" "$dir/$test_set" "$decode_modes" -1
@@ -81,7 +81,7 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-  echo "stage 7: C++ runtime on$test_sets, chunk sizes $runtime_chunks"
+  echo "stage 7: C++ runtime on $test_sets, chunk sizes $runtime_chunks"
   runtime_decode "$dir" "$test_sets"
 fi
 

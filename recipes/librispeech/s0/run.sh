@@ -36,6 +36,7 @@ $common_help"
 data_name() { echo "${1//-/_}"; }
 test_sets=""
 for subset in $test_subsets; do test_sets="$test_sets $(data_name "$subset")"; done
+test_sets=${test_sets# }
 
 # Concatenate the Kaldi data dirs $2... into $1 (sorted by key).
 combine_data() {
@@ -65,7 +66,7 @@ if run_stage 0; then
   if needs data/dev/data.list; then
     combine_data data/dev $(for s in $dev_subsets; do echo "data/$(data_name "$s")"; done)
   fi
-  echo "stage 0 wrote data/{train,dev,$(echo $test_sets | tr ' ' ',')}/{wav.scp,text,utt2dur,data.list}"
+  echo "stage 0 wrote data/{train,dev,${test_sets// /,}}/{wav.scp,text,utt2dur,data.list}"
 fi
 
 . tools/recipe_stages.sh
