@@ -22,6 +22,7 @@ node_rank=0
 master_addr=localhost
 master_port=29400
 rdzv_id=wenet_eff
+train_stages="4 8 10"   # the stages that run on every node (the others only on node 0)
 num_gpus=0              # > 0: one process per GPU (NCCL); 0: CPU processes (gloo)
 nproc=1                 # CPU processes when num_gpus=0
 train_engine=torch_ddp  # torch_ddp | deepspeed
@@ -40,6 +41,7 @@ ft_steps=20000
 ft_lr=0.0005
 ft_warmup=2000
 decoding_chunks="16 -1"
+ft_average_num=5        # checkpoints averaged after fine-tuning (stages 8-12; fewer epochs)
 # compression (stages 10-12): QAT and sparse fine-tuning of $init_checkpoint
 qat_configs="qat_int4 qat_int2_subchannel"
 sparse_configs="sparse_2_4_step"

@@ -8,7 +8,12 @@
 #   runtime_threads
 # and MAIN_ROOT (path.sh).
 
-run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+# True when stage $1 is in [stage, stop_stage]. On the nodes other than node 0 of a multi-node
+# run only the training stages ($train_stages) run: the others write shared files.
+run_stage() {
+  [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
+  [ "${node_rank:-0}" -eq 0 ] || [[ " ${train_stages:-4} " == *" $1 "* ]]
+}
 
 # True when the stage must (re)make $1: it is missing or --force true; else says it is kept.
 needs() {
@@ -46,7 +51,7 @@ train_model() {
     engine_opts="train.train_engine=deepspeed train.deepspeed_config=$deepspeed_config"
   fi
   # shellcheck disable=SC2046,SC2086  # the launcher and the option strings are word lists
-  $(launcher) -m wenet_eff.bin.train --config-dir "$PWD/$(dirname "$train_config")" \
+  $(launcher) -m wenet_eff.bin.train --config-dir "$(cd "$(dirname "$train_config")" && pwd)" \
     --config-name "$(basename "$train_config" .yaml)" model="$model" \
     data.train_data="$train_list" data.cv_data="$cv_list" \
     data.data_type="$data_type" $tokenizer_opts cmvn.file=data/train/global_cmvn \
@@ -93,11 +98,12 @@ decode_and_score() {
   done
 }
 
-# Average the $average_num best checkpoints of $1 (by cv loss) into $1/avg_N.pt.
+# Average the $2 (default $average_num) best checkpoints of $1 (by cv loss) into $1/avg_N.pt.
 average() {
-  if needs "$1/avg_${average_num}.pt"; then
-    python -m wenet_eff.bin.average_model --dst_model "$1/avg_${average_num}.pt" --src_path "$1" \
-      --num "$average_num" --val_best
+  local num=${2:-$average_num}
+  if needs "$1/avg_${num}.pt"; then
+    python -m wenet_eff.bin.average_model --dst_model "$1/avg_${num}.pt" --src_path "$1" \
+      --num "$num" --val_best
   fi
 }
 
@@ -120,24 +126,35 @@ export_runtime() {
 }
 
 # Decode the test sets $2 with decoder_main (C++) from each $1/runtime_<precision>, at the chunk
-# sizes $runtime_chunks; score; collect $1/runtime_table.{md,json}.
+# sizes $runtime_chunks; score; collect $1/runtime_table.{md,json}. decoder_main reads WAV
+# files: test sets in other formats (FLAC, Opus) or with segments are first written as 16 kHz
+# WAV files under data/<test_set>/runtime_wav (once).
 runtime_decode() {
   local exp=$1 test_sets=$2 decoder_main=$MAIN_ROOT/runtime/build/decoder_main
-  local runtime_dirs="" precision out test_set chunk result
+  local runtime_dirs="" precision out test_set chunk result list
   [ -x "$decoder_main" ] || PYTHON="$(command -v python)" "$MAIN_ROOT/runtime/build.sh"
+  for test_set in $test_sets; do
+    if needs "data/$test_set/runtime_wav.list"; then
+      python tools/make_wav_list.py --num_threads "$nj" "data/$test_set/data.list" \
+        "data/$test_set/runtime_wav" "data/$test_set/runtime_wav.list"
+    fi
+  done
   for precision in $runtime_precisions; do
     out=$exp/runtime_$precision
     runtime_dirs="$runtime_dirs $out"
     for test_set in $test_sets; do
+      list=data/$test_set/runtime_wav.list
       for chunk in $runtime_chunks; do
         result=$out/$test_set/chunk$chunk
         mkdir -p "$result"
         if needs "$result/rtf.json"; then
-          "$decoder_main" --model_dir "$out" --data_list "data/$test_set/data.list" \
+          # rtf.json is written only when utterances were decoded; on failure, say why
+          "$decoder_main" --model_dir "$out" --data_list "$list" \
             --chunk_size "$chunk" --mode attention_rescoring --beam_size "$beam_size" \
             --ctc_weight "$ctc_weight" --reverse_weight "$reverse_weight" \
             --threads "$runtime_threads" --warmup 2 --result "$result/text" \
-            --rtf_json "$result/rtf.json" 2> "$result/log"
+            --rtf_json "$result/rtf.json" 2> "$result/log" \
+            || { tail -n 20 "$result/log" >&2; rm -f "$result/rtf.json"; return 1; }
           tail -1 "$result/log"
         fi
         python tools/compute_wer.py --char="${wer_char:-0}" --v=1 "data/$test_set/text" \

@@ -94,13 +94,13 @@ fi
 
 if run_stage 9; then
   echo "stage 9: decode $streaming_dir at chunk sizes $decoding_chunks"
-  average "$streaming_dir"
+  average "$streaming_dir" "$ft_average_num"
   columns=""
   for test_set in $test_sets; do
     for chunk in $decoding_chunks; do
       name=chunk$chunk
       [ "$chunk" -lt 0 ] && name=full
-      decode_and_score "$streaming_dir/avg_${average_num}.pt" "$test_set" \
+      decode_and_score "$streaming_dir/avg_${ft_average_num}.pt" "$test_set" \
         "$streaming_dir/$test_set/$name" "$decode_modes" "$chunk"
       columns="$columns $test_set/$name"
     done
@@ -117,10 +117,10 @@ if run_stage 11; then
   echo "stage 11: pack the QAT models, decode the packed files"
   for config in $qat_configs; do
     exp=${dir}_$config
-    average "$exp"
+    average "$exp" "$ft_average_num"
     if needs "$exp/packed.pt"; then
       python -m wenet_eff.bin.pack --config "$exp/train.yaml" \
-        --checkpoint "$exp/avg_${average_num}.pt" --out "$exp/packed.pt"
+        --checkpoint "$exp/avg_${ft_average_num}.pt" --out "$exp/packed.pt"
     fi
     for test_set in $test_sets; do
       decode_and_score "$exp/packed.pt" "$test_set" "$exp/$test_set" "$compress_modes" -1
@@ -132,10 +132,10 @@ if run_stage 12; then
   echo "stage 12: fold the sparse masks (N:M checked), decode the folded models"
   for config in $sparse_configs; do
     exp=${dir}_$config
-    average "$exp"
+    average "$exp" "$ft_average_num"
     if needs "$exp/folded.pt"; then
       python -m wenet_eff.bin.masks fold --config "$exp/train.yaml" \
-        --checkpoint "$exp/avg_${average_num}.pt" --out "$exp/folded.pt"
+        --checkpoint "$exp/avg_${ft_average_num}.pt" --out "$exp/folded.pt"
     fi
     for test_set in $test_sets; do
       decode_and_score "$exp/folded.pt" "$test_set" "$exp/$test_set" "$compress_modes" -1 \
@@ -146,7 +146,12 @@ fi
 
 if run_stage 13; then
   echo "stage 13: tables and plots (params, size, RTF, WER) of the experiments under exp/"
-  # shellcheck disable=SC2046  # every experiment directory with a train.yaml
-  python -m wenet_eff.bin.tables --out_dir exp/tables \
-    $(for d in exp/*/; do [ -f "$d/train.yaml" ] && echo "${d%/}"; done)
+  exps=()
+  for d in exp/*/; do [ -f "$d/train.yaml" ] && exps+=("${d%/}"); done
+  if [ "${#exps[@]}" -eq 0 ]; then
+    echo "stage 13: no exp/*/train.yaml yet (run stage 4 first)" >&2
+    exit 1
+  fi
+  # the directories first: --test_sets takes the words after it
+  python -m wenet_eff.bin.tables "${exps[@]}" --out_dir exp/tables --test_sets "$test_sets"
 fi

@@ -220,7 +220,7 @@ int main(int argc, char** argv) {
                   opts.mode.c_str(), rtf);
     std::cerr << line << "\n";
     std::string rtf_json = Get(flags, "rtf_json", "");
-    if (!rtf_json.empty()) {
+    if (!rtf_json.empty() && decoded > 0) {  // none decoded: no figures to keep
       std::ofstream j(rtf_json);
       j << "{\"rtf\": " << rtf << ", \"audio_seconds\": " << audio_seconds
         << ", \"decode_seconds\": " << decode_seconds << ", \"encoder_seconds\": "

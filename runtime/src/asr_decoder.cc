@@ -207,7 +207,8 @@ void AsrDecoder::CloseSegment() {
     for (const auto& h : nbest) width = std::max<int64_t>(width, h.tokens.size());
   }
   // within the decoder graph's bounds (meta.json), else the CTC best stands
-  if (!nbest.empty() && frames >= m.decoder_min_frames && width <= m.decoder_max_len) {
+  if (!nbest.empty() && frames >= m.decoder_min_frames && frames <= m.decoder_max_frames &&
+      width <= m.decoder_max_len) {
     auto t0 = std::chrono::steady_clock::now();
     const int64_t n = static_cast<int64_t>(nbest.size());
     at::Tensor hyps = at::full({n, width}, m.eos, at::kLong);

@@ -64,6 +64,7 @@ ModelMeta ParseMeta(const std::string& path) {
     m.max_feature_frames = static_cast<int>(j.NumberOr("max_feature_frames", 360000));
     m.decoder_max_len = static_cast<int>(j.NumberOr("decoder_max_len", 4096));
     m.decoder_min_frames = static_cast<int>(j.NumberOr("decoder_min_frames", 2));
+    m.decoder_max_frames = static_cast<int>(j.NumberOr("decoder_max_frames", 90000));
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());
   }

@@ -36,7 +36,7 @@ struct ModelMeta {
   std::string token_join;
   // bounds of the exported graphs: feature frames of the full-context encoder, hypothesis
   // length and encoder frames of the rescoring decoder
-  int max_feature_frames, decoder_max_len, decoder_min_frames;
+  int max_feature_frames, decoder_max_len, decoder_min_frames, decoder_max_frames;
 
   // Encoder frames the subsampling makes of `num_feats` feature frames (0 if too few).
   int SubsampledFrames(int num_feats) const;

@@ -78,7 +78,12 @@ def test_librispeech_recipe_tiny_end_to_end(tmp_path):
         assert {line.split(maxsplit=1)[0] for line in hyp} == refs
         assert re.search(r"^Overall -> \d+\.\d\d % N=\d+", (exp / "test_clean" / mode / "wer")
                          .read_text(), re.M)  # fmt: skip
-    assert "wer_table" in log or (exp / "wer_table.md").exists()
+    results = json.loads((exp / "wer_table.json").read_text())["results"]
+    for mode in ("ctc_greedy_search", "attention_rescoring"):
+        wer = results["test_clean"][mode]
+        assert wer["n"] == sum(len(t.split()[1:]) for t in (data / "test_clean" / "text")
+                               .read_text().splitlines())  # fmt: skip
+        assert f"{wer['wer']:.2f}" in (exp / "wer_table.md").read_text()
 
     # a rerun of the data and training stages keeps everything
     _, log = run_recipe("librispeech", tmp_path, "--stage", "0", "--stop_stage", "4", *opts)

@@ -239,3 +239,26 @@ def test_prepare_for_export_is_idempotent_and_export_leaves_the_model(tmp_path):
     prepare_for_export(prepare_for_export(model))
     wrapped = [m for m in model.modules() if type(m).__name__ == "_ExportMoE"]
     assert len(wrapped) == n and not any(type(m.layer).__name__ == "_ExportMoE" for m in wrapped)
+
+
+def test_large_onnx_graphs_keep_weights_in_a_side_file(tmp_path, monkeypatch):
+    """Graphs over 2 GiB cannot be one protobuf: above the threshold (here 0 bytes) the weights
+    go to a side file, for float and int8 graphs, and onnxruntime runs them."""
+    import onnxruntime as ort
+
+    from wenet_eff.export import package
+
+    monkeypatch.setattr(package, "_ONNX_EXTERNAL_BYTES", 0)
+    exp = make_experiment(tmp_path, "dense")
+    feats = torch.randn(1, 120, 80).numpy()
+    outputs = {}
+    for name, extra in (("fp32", ()), ("int8", ("--int8",))):
+        out = export(exp, name, "--formats", "onnx", "--pieces", "encoder_full", *extra)
+        files = sorted(p.name for p in out.iterdir())
+        assert files == ["encoder_full.onnx", "encoder_full.onnx.data", "meta.json", "units.txt"]
+        assert (out / "encoder_full.onnx").stat().st_size < (
+            out / "encoder_full.onnx.data"
+        ).stat().st_size
+        session = ort.InferenceSession(str(out / "encoder_full.onnx"))
+        outputs[name] = session.run(None, {"feats": feats})[1]
+    assert abs(outputs["int8"] - outputs["fp32"]).max() < 0.5

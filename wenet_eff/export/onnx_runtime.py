@@ -168,7 +168,7 @@ class OnnxDecoder:
             # within the decoder graph's bounds (meta.json), else the CTC best stands
             if (
                 self.mode == "attention_rescoring"
-                and len(enc) >= m.get("decoder_min_frames", 2)
+                and m.get("decoder_min_frames", 2) <= len(enc) <= m.get("decoder_max_frames", 90000)
                 and width <= m.get("decoder_max_len", 4096)
             ):
                 hyps = np.full((len(nbest), width), m["eos"], np.int64)

@@ -42,9 +42,16 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 PIECES = ("encoder_chunk", "encoder_full", "decoder")
 # the shortest utterance (feature frames) the full-context graph accepts: one encoder frame
+# ONNX files are protobufs, limited to 2 GiB: larger graphs keep their weights in a side file
+_ONNX_EXTERNAL_BYTES = 1_500_000_000
 _MAX_FRAMES = 360_000  # one hour of 10 ms frames: the upper bound of the dynamic length
 DECODER_MAX_LEN = 4096  # longest hypothesis (tokens) the rescoring graph takes
 DECODER_MIN_FRAMES = 2  # fewest encoder frames it takes (shorter: the CTC best stands)
+
+
+def _decoder_max_frames(model: nn.Module) -> int:
+    """Most encoder frames the rescoring graph takes: those of the longest full-context input."""
+    return _MAX_FRAMES // model.encoder.embed.subsampling_rate
 
 
 def cache_shapes(model: nn.Module, chunk_size: int, num_left_chunks: int) -> dict:
@@ -90,9 +97,7 @@ def _pieces(model: nn.Module, chunk_size: int, num_left_chunks: int, feat_dim: i
         ["ctc_log_probs", "encoder_out"],
     )
     d = model.encoder.output_size()
-    t_enc = torch.export.Dim(
-        "t_enc", min=DECODER_MIN_FRAMES, max=_MAX_FRAMES // embed.subsampling_rate
-    )
+    t_enc = torch.export.Dim("t_enc", min=DECODER_MIN_FRAMES, max=_decoder_max_frames(model))
     nbest = torch.export.Dim("nbest", min=1, max=1024)
     length = torch.export.Dim("length", min=1, max=DECODER_MAX_LEN)
     pieces["decoder"] = (
@@ -109,6 +114,12 @@ def _pieces(model: nn.Module, chunk_size: int, num_left_chunks: int, feat_dim: i
     return pieces
 
 
+def _large(module: nn.Module) -> bool:
+    """True when the weights of `module` are too large for a single-file ONNX model."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors) > _ONNX_EXTERNAL_BYTES
+
+
 def _export_onnx(module, args, dynamic_shapes, names_in, names_out, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -120,12 +131,12 @@ def _export_onnx(module, args, dynamic_shapes, names_in, names_out, path: Path) 
             output_names=names_out,
             dynamic_shapes=dynamic_shapes,
             dynamo=True,
-            external_data=False,
+            external_data=_large(module),
             verbose=False,
         )
 
 
-def _quantize_onnx(src: Path, dst: Path) -> None:
+def _quantize_onnx(src: Path, dst: Path, large: bool = False) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -133,7 +144,10 @@ def _quantize_onnx(src: Path, dst: Path) -> None:
     # onnx shape inference, which the quantizer runs: drop them (inference recomputes them).
     model = onnx.load(str(src))
     model.graph.ClearField("value_info")
-    onnx.save(model, str(src))
+    if large:
+        onnx.save(model, str(src), save_as_external_data=True, location=f"{src.name}.data")
+    else:
+        onnx.save(model, str(src))
     # MoE routers stay float, as in the .pt2 graphs (export.int8.INT8_ROLES): int8 logits
     # could route frames to other experts. The quantizer splits a Gemm into "<name>_MatMul"
     # and an Add before it matches names, so both names are listed.
@@ -149,6 +163,7 @@ def _quantize_onnx(src: Path, dst: Path) -> None:
         weight_type=QuantType.QInt8,
         per_channel=True,
         nodes_to_exclude=routers,
+        use_external_data_format=large,
     )
 
 
@@ -218,8 +233,9 @@ def export_model(
             if int8:
                 tmp = out / f"{name}.float.onnx"
                 path.replace(tmp)
-                _quantize_onnx(tmp, path)
+                _quantize_onnx(tmp, path, large=_large(f_module))
                 tmp.unlink()
+                Path(f"{tmp}.data").unlink(missing_ok=True)
             times[f"{name}.onnx"] = time.perf_counter() - start
             files[f"{name}.onnx"] = path.name
             log.info("wrote %s (%.1f s)", path, times[f"{name}.onnx"])
@@ -248,6 +264,7 @@ def export_model(
         "max_feature_frames": _MAX_FRAMES,
         "decoder_max_len": DECODER_MAX_LEN,
         "decoder_min_frames": DECODER_MIN_FRAMES,
+        "decoder_max_frames": _decoder_max_frames(model),
         "token_join": " "
         if cfg.tokenizer.get("type", "char") == "char"
         and bool(cfg.tokenizer.get("split_with_space", False))

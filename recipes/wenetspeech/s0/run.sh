@@ -37,7 +37,14 @@ if run_stage 0; then
         "data/$x/wav.scp" "data/$x/text" "data/$x/data.list"
     done
   fi
-  ln -sfn "$train_set" data/train  # the shared stages train on data/train
+  # the shared stages train on data/train; its units, CMVN and shards belong to one subset
+  if [ -e data/train ] && [ "$(readlink data/train)" != "$train_set" ]; then
+    echo "data/train is $(readlink data/train || echo 'a directory'), not $train_set: the" \
+      "units, CMVN and shards of stages 1-3 belong to it. Use a new recipe directory for" \
+      "--train_subset $train_subset (or remove data/train, data/dict and data/dev/shards*)." >&2
+    exit 1
+  fi
+  ln -sfn "$train_set" data/train
   echo "stage 0 wrote data/{$train_set,dev,test_net,test_meeting}/{wav.scp,segments,text," \
     "utt2dur,data.list}, data/train -> $train_set"
 fi
