@@ -1,4 +1,4 @@
-"""End to end: the LibriSpeech recipe's stages 0-5 on a miniature corpus in the official layout
+"""End to end: the LibriSpeech recipe's stages 0-7 on a miniature corpus in the official layout
 (three subsets of espeak-ng speech as FLAC), with sentencepiece BPE, shards and a tiny model
 trained for a few updates; then a rerun keeps what exists."""
 
@@ -38,6 +38,7 @@ def _subset(root: Path, name: str, readers: dict[str, str], per_reader: int, fir
     write_librispeech_subset(root / name, utts, readers)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 def test_librispeech_recipe_tiny_end_to_end(tmp_path):
     corpus = tmp_path / "LibriSpeech"
@@ -53,9 +54,10 @@ def test_librispeech_recipe_tiny_end_to_end(tmp_path):
         "--nbpe", "30", "--num_utts_per_shard", "10", "--model", "mini", "--dir", "exp/tiny",
         "--max_epoch", "2", "--average_num", "1", "--beam_size", "2",
         "--decode_modes", "ctc_greedy_search attention_rescoring",
+        "--runtime_precisions", "fp32", "--runtime_chunks", "16",
         "--train_opts", " ".join(train_opts),
     ]  # fmt: skip
-    s0, log = run_recipe("librispeech", tmp_path, "--stage", "0", "--stop_stage", "5", *opts)
+    s0, log = run_recipe("librispeech", tmp_path, "--stage", "0", "--stop_stage", "7", *opts)
 
     data = s0 / "data"
     for name, n in (("train", 24), ("dev", 4), ("test_clean", 4)):
@@ -84,6 +86,17 @@ def test_librispeech_recipe_tiny_end_to_end(tmp_path):
         assert wer["n"] == sum(len(t.split()[1:]) for t in (data / "test_clean" / "text")
                                .read_text().splitlines())  # fmt: skip
         assert f"{wer['wer']:.2f}" in (exp / "wer_table.md").read_text()
+
+    # stages 6-7: the C++ runtime reads the FLAC test set through WAV copies
+    wavs = [json.loads(x)["wav"] for x in (data / "test_clean" / "runtime_wav.list").read_text()
+            .splitlines()]  # fmt: skip
+    assert len(wavs) == 4 and all(w.endswith(".wav") and Path(w).exists() for w in wavs)
+    result = exp / "runtime_fp32" / "test_clean" / "chunk16"
+    assert {
+        line.split(maxsplit=1)[0] for line in (result / "text").read_text().splitlines()
+    } == refs
+    assert json.loads((result / "rtf.json").read_text())["utterances"] == 4
+    assert "runtime_fp32 | test_clean | 16" in (exp / "runtime_table.md").read_text()
 
     # a rerun of the data and training stages keeps everything
     _, log = run_recipe("librispeech", tmp_path, "--stage", "0", "--stop_stage", "4", *opts)
