@@ -51,6 +51,7 @@ compress_warmup=1000
 compress_modes="ctc_greedy_search attention_rescoring"
 # C++ runtime (stages 6-7)
 runtime_precisions="fp32 int8"
+runtime_int8=auto       # auto: int8 only on CPUs with int8 dot products | always
 runtime_chunk_size=16
 runtime_left_chunks=4
 runtime_chunks=""       # default "-1 $runtime_chunk_size"

@@ -4,8 +4,8 @@
 #   model train_config train_opts max_epoch data_type list_name tokenizer_opts
 #   num_nodes node_rank master_addr master_port num_gpus nproc train_engine deepspeed_config
 #   beam_size decode_batch_size ctc_weight reverse_weight num_decoding_left_chunks average_num
-#   init_checkpoint runtime_precisions runtime_chunk_size runtime_left_chunks runtime_chunks
-#   runtime_threads
+#   init_checkpoint runtime_precisions runtime_int8 runtime_chunk_size runtime_left_chunks
+#   runtime_chunks runtime_threads
 # and MAIN_ROOT (path.sh).
 
 # True when stage $1 is in [stage, stop_stage]. On the nodes other than node 0 of a multi-node
@@ -107,11 +107,27 @@ average() {
   fi
 }
 
+# The precisions of $runtime_precisions this machine serves at speed: int8 needs int8
+# dot-product instructions (wenet_eff.export.int8.fast_int8_matmul) unless
+# --runtime_int8 always (the int8 graphs are correct everywhere, only slow without them).
+runtime_precisions_here() {
+  local precision
+  for precision in $runtime_precisions; do
+    if [ "$precision" = int8 ] && [ "${runtime_int8:-auto}" = auto ] && ! python -c \
+      "import sys; from wenet_eff.export.int8 import fast_int8_matmul as f; sys.exit(not f())"; then
+      echo "  int8 skipped: this CPU has no int8 dot-product instructions (AVX-512 VNNI," \
+        "AVX-VNNI, AMX), where int8 GEMMs are slower than fp32 (--runtime_int8 always runs it)" >&2
+      continue
+    fi
+    echo "$precision"
+  done
+}
+
 # Export $1/avg_$average_num.pt to the C++ runtime, one directory $1/runtime_<precision> per
 # precision in $runtime_precisions (AOTInductor .pt2 + ONNX, checked against PyTorch).
 export_runtime() {
   local exp=$1 precision out int8_flag
-  for precision in $runtime_precisions; do
+  for precision in $(runtime_precisions_here); do
     out=$exp/runtime_$precision
     if needs "$out/meta.json"; then
       int8_flag=""
@@ -139,7 +155,7 @@ runtime_decode() {
         "data/$test_set/runtime_wav" "data/$test_set/runtime_wav.list"
     fi
   done
-  for precision in $runtime_precisions; do
+  for precision in $(runtime_precisions_here 2> /dev/null); do
     out=$exp/runtime_$precision
     runtime_dirs="$runtime_dirs $out"
     for test_set in $test_sets; do

@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
-from wer_table import parse_overall  # noqa: E402
+from wenet_eff.bench.results import parse_overall
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ def test_wer_table_collects_overall_lines(tmp_path):
             (result / "wer").write_text(
                 f"utt: x\n{'=' * 75}\nOverall -> {wer} % N=200 C=197 S=2 D=1 I=0\n{'=' * 75}\n"
             )
-    script = REPO / "recipes" / "mini" / "s0" / "local" / "wer_table.py"
+    script = REPO / "tools" / "wer_table.py"
     out = subprocess.run(
         [
             sys.executable,

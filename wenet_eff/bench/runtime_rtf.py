@@ -36,6 +36,7 @@ import torch
 
 from wenet_eff.bench.common import environment, write_json
 from wenet_eff.data.audio import load_audio, to_sample_rate
+from wenet_eff.export.int8 import cpu_info
 
 ENGINES = ("eager", "cpp", "onnx")
 
@@ -53,24 +54,6 @@ def _load_utts(data_list: str, num_utts: int, rate: int, min_rate: int) -> list[
     if not utts:
         raise ValueError(f"{data_list}: no utterances")
     return utts
-
-
-def _cpu() -> dict:
-    """CPU model and the vector extensions that decide the GEMM speeds (from /proc/cpuinfo)."""
-    info = {"model": "", "avx512f": False, "avx512_vnni": False}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        if line.startswith("model name") and not info["model"]:
-            info["model"] = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            info["avx512f"] = "avx512f" in flags
-            info["avx512_vnni"] = "avx512_vnni" in flags
-            break
-    return info
 
 
 def _wer(refs: list[str], hyps: list[str]) -> float:
@@ -208,7 +191,7 @@ def run(args: argparse.Namespace) -> dict:
                         flush=True,
                     )
     return {
-        "environment": {**environment(), "cpu_info": _cpu()},
+        "environment": {**environment(), "cpu_info": cpu_info()},
         "threads": args.threads,
         "utterances": len(utts),
         "audio_seconds": audio,

@@ -47,6 +47,15 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("onnxscript", "onnx_ir", "root", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)  # exporter chatter (torchvision ops...)
     warnings.filterwarnings("ignore")
+    if args.int8 and "pt2" in args.formats:
+        from wenet_eff.export.int8 import INT8_DOT_FLAGS, fast_int8_matmul
+
+        if not fast_int8_matmul():
+            logging.warning(
+                "this CPU has no int8 dot-product instructions (%s): the int8 .pt2 graphs run "
+                "correctly here but far slower than fp32; serve them on a CPU that has them",
+                ", ".join(INT8_DOT_FLAGS),
+            )
     cfg, model = load_model(args.config, args.checkpoint, args.override, args.masks)
     units = args.units or str(cfg.tokenizer.units)
     meta = export_model(

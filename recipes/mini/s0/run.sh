@@ -19,7 +19,7 @@ cd "$(dirname "$0")"
 . ./path.sh
 
 stage=-1
-stop_stage=7            # stages 8-16 (streaming, QAT, sparsity, adaptation, lr sweep) on request
+stop_stage=7            # stages 8-17 (streaming, QAT, sparsity, adaptation, lr sweep, tables) on request
 force=false
 nj=2                    # parallel processes for synthesis, audio decoding, CMVN and shards
 seed=7
@@ -87,10 +87,13 @@ sweep_frames=3000      # max_frames_in_batch of each run (2 runs at a time, 1 th
 sweep_max_logit=10000  # attention logits above this count as runaway growth (0: off)
 # C++ runtime (stages 6-7): export $dir's averaged model, decode with decoder_main
 runtime_precisions="fp32 int8"
+runtime_int8=auto       # auto: int8 only on CPUs with int8 dot products (VNNI, AMX) | always
 runtime_chunk_size=16   # the streaming step's chunk (encoder frames) ...
 runtime_left_chunks=4   # ... and left chunks kept in its cache
 runtime_chunks=""       # decoded chunk sizes (-1: full context); default "-1 $runtime_chunk_size"
 runtime_threads=1
+# Tables (stage 17): every exp/* with a train.yaml, plus these benchmark JSON files
+tables_bench=""         # e.g. "exp/runtime_rtf.json" (python -m wenet_eff.bin.benchmark runtime_rtf)
 test_sets="test test_real"
 beam_size=10
 decode_batch_size=16
@@ -105,15 +108,9 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj 
   [--runtime_precisions 'fp32 int8'] [--runtime_chunk_size N] [--runtime_left_chunks N]
   [--runtime_chunks '-1 16'] [--runtime_threads N]"
 . tools/parse_options.sh
+. tools/recipe_lib.sh
 [ -n "$runtime_chunks" ] || runtime_chunks="-1 $runtime_chunk_size"
 
-run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-# True when the stage must (re)make $1: it is missing or --force true; else says it is kept.
-needs() {
-  if [ "$force" = true ] || [ ! -e "$1" ]; then return 0; fi
-  echo "  $1 exists, kept (--force true redoes it)"
-  return 1
-}
 
 if [ "$token_type" = bpe ]; then
   dict=data/dict/units_bpe${nbpe}.txt
@@ -199,81 +196,6 @@ if run_stage 3; then
 fi
 
 if [ "$data_type" = shard ]; then list_name=shards.list; else list_name=data.list; fi
-
-# Train into $1 with extra Hydra overrides $2 (the recipe's data, tokenizer and engine options),
-# on the data lists $3 and $4 (default: data/train and data/dev).
-train_model() {
-  local exp=$1 extra_opts=$2 launcher engine_opts procs=$nproc
-  local train_list=${3:-data/train/$list_name} cv_list=${4:-data/dev/$list_name}
-  mkdir -p "$exp"
-  [ "$num_gpus" -gt 0 ] && procs=$num_gpus
-  engine_opts=""
-  if [ "$train_engine" = deepspeed ]; then
-    engine_opts="train.train_engine=deepspeed train.deepspeed_config=$deepspeed_config"
-  fi
-  if [ "$procs" -gt 1 ] || [ "$train_engine" = deepspeed ]; then
-    launcher="torchrun --standalone --nnodes=1 --nproc_per_node=$procs"
-    # on CPU, one thread per process: small matrices scale better over processes than threads
-    [ "$num_gpus" -eq 0 ] && launcher="env OMP_NUM_THREADS=1 $launcher"
-  else
-    launcher=python
-  fi
-  # shellcheck disable=SC2086  # the option strings are lists of Hydra overrides
-  $launcher -m wenet_eff.bin.train --config-dir "$PWD/$(dirname "$train_config")" \
-    --config-name "$(basename "$train_config" .yaml)" model="$model" \
-    data.train_data="$train_list" data.cv_data="$cv_list" \
-    data.data_type="$data_type" $tokenizer_opts cmvn.file=data/train/global_cmvn \
-    train.exp_dir="$exp" train.max_epoch="$max_epoch" \
-    $engine_opts $train_opts $extra_opts
-}
-
-# Fine-tune $init_checkpoint into $1 for $2 updates at peak lr $3 (warmup $4, cosine to 0),
-# with the extra Hydra overrides $5, on the data lists $6 and $7 (default: train and dev).
-finetune() {
-  train_model "$1" "train.init_checkpoint=$init_checkpoint train.max_steps=$2 optim.lr=$3 \
-    optim.warmup_steps=$4 optim.scheduler=cosine ${5:-}" "${6:-}" "${7:-}"
-}
-
-# Fine-tune $init_checkpoint once per compress config in the list $1, into ${dir}_<config>
-# ($2 updates at peak lr $3, warmup $4); a run whose final.pt exists is kept.
-finetune_each() {
-  local config
-  for config in $1; do
-    if needs "${dir}_$config/final.pt"; then
-      finetune "${dir}_$config" "$2" "$3" "$4" "compress=$config"
-    fi
-  done
-}
-
-# Decode data/$2 with checkpoint $1 into $3/<mode>/ for the modes $4, chunk size $5, and score;
-# $6: extra recognize options (e.g. "--config x.yaml", "--masks m.pt").
-decode_and_score() {
-  local checkpoint=$1 test_set=$2 result_dir=$3 modes=$4 chunk=$5 extra=${6:-} decoded=true mode
-  for mode in $modes; do [ -f "$result_dir/$mode/text" ] || decoded=false; done
-  if [ "$decoded" = false ] || [ "$force" = true ]; then
-    # shellcheck disable=SC2086  # modes and extra are lists
-    python -m wenet_eff.bin.recognize --config "$(dirname "$checkpoint")/train.yaml" \
-      --checkpoint "$checkpoint" --test_data "data/$test_set/data.list" --data_type raw \
-      --modes $modes --result_dir "$result_dir" --beam_size "$beam_size" \
-      --batch_size "$decode_batch_size" --ctc_weight "$ctc_weight" \
-      --reverse_weight "$reverse_weight" --decoding_chunk_size "$chunk" \
-      --num_decoding_left_chunks "$num_decoding_left_chunks" $extra
-  fi
-  for mode in $modes; do
-    python tools/compute_wer.py --char=0 --v=1 "data/$test_set/text" "$result_dir/$mode/text" \
-      > "$result_dir/$mode/wer"
-    echo "$result_dir/$mode/wer: $(grep '^Overall' "$result_dir/$mode/wer")"
-  done
-}
-
-# Average the $average_num best checkpoints of $1 (by cv loss) into $1/avg_N.pt.
-average() {
-  if needs "$1/avg_${average_num}.pt"; then
-    python -m wenet_eff.bin.average_model --dst_model "$1/avg_${average_num}.pt" --src_path "$1" \
-      --num "$average_num" --val_best
-  fi
-}
-
 streaming_dir=${streaming_dir:-${dir}_streaming}
 init_checkpoint=${init_checkpoint:-$dir/avg_${average_num}.pt}
 
@@ -292,55 +214,20 @@ if run_stage 5; then
   for test_set in $test_sets; do
     decode_and_score "$dir/avg_${average_num}.pt" "$test_set" "$dir/$test_set" "$decode_modes" -1
   done
-  python local/wer_table.py --test_sets "$test_sets" --modes "$decode_modes" "$dir"
+  python tools/wer_table.py --test_sets "$test_sets" --modes "$decode_modes" "$dir"
   echo "stage 5 wrote $dir/avg_${average_num}.pt, $dir/<test_set>/<mode>/{text,wer}," \
     "$dir/wer_table.{md,json}"
 fi
 
 if run_stage 6; then
   echo "stage 6: export $dir/avg_${average_num}.pt to the C++ runtime (AOTInductor .pt2 + ONNX)"
-  for precision in $runtime_precisions; do
-    out=$dir/runtime_$precision
-    if needs "$out/meta.json"; then
-      int8_flag=""
-      [ "$precision" = int8 ] && int8_flag="--int8"
-      # shellcheck disable=SC2086  # int8_flag is empty or one flag
-      python -m wenet_eff.bin.export --config "$dir/train.yaml" \
-        --checkpoint "$dir/avg_${average_num}.pt" --out_dir "$out" \
-        --chunk_size "$runtime_chunk_size" --num_left_chunks "$runtime_left_chunks" $int8_flag --check
-    fi
-  done
+  export_runtime "$dir"
   echo "stage 6 wrote $dir/runtime_{$(echo "$runtime_precisions" | tr ' ' ',')}/"
 fi
 
 if run_stage 7; then
   echo "stage 7: C++ runtime (decoder_main) on $test_sets, chunk sizes $runtime_chunks, WER and RTF"
-  decoder_main=$MAIN_ROOT/runtime/build/decoder_main
-  [ -x "$decoder_main" ] || PYTHON="$(command -v python)" "$MAIN_ROOT/runtime/build.sh"
-  runtime_dirs=""
-  for precision in $runtime_precisions; do
-    out=$dir/runtime_$precision
-    runtime_dirs="$runtime_dirs $out"
-    for test_set in $test_sets; do
-      for chunk in $runtime_chunks; do
-        result=$out/$test_set/chunk$chunk
-        mkdir -p "$result"
-        if needs "$result/rtf.json"; then
-          "$decoder_main" --model_dir "$out" --data_list "data/$test_set/data.list" \
-            --chunk_size "$chunk" --mode attention_rescoring --beam_size "$beam_size" \
-            --ctc_weight "$ctc_weight" --reverse_weight "$reverse_weight" \
-            --threads "$runtime_threads" --warmup 2 --result "$result/text" \
-            --rtf_json "$result/rtf.json" 2> "$result/log"
-          tail -1 "$result/log"
-        fi
-        python tools/compute_wer.py --char=0 --v=1 "data/$test_set/text" "$result/text" \
-          > "$result/wer"
-      done
-    done
-  done
-  # shellcheck disable=SC2086  # runtime_dirs is a list
-  python local/runtime_table.py --test_sets "$test_sets" --chunks "$runtime_chunks" \
-    --out "$dir/runtime_table" $runtime_dirs
+  runtime_decode "$dir" "$test_sets"
   echo "stage 7 wrote $dir/runtime_<precision>/<test_set>/chunk<N>/{text,wer,rtf.json}," \
     "$dir/runtime_table.{md,json}"
 fi
@@ -367,7 +254,7 @@ if run_stage 9; then
       columns="$columns $test_set/$name"
     done
   done
-  python local/wer_table.py --test_sets "$columns" --modes "$streaming_modes" "$streaming_dir"
+  python tools/wer_table.py --test_sets "$columns" --modes "$streaming_modes" "$streaming_dir"
   echo "stage 9 wrote $streaming_dir/<test_set>/{chunkN,full}/<mode>/{text,wer}," \
     "$streaming_dir/wer_table.{md,json}"
 fi
@@ -501,4 +388,20 @@ if run_stage 16; then
     $tokenizer_opts cmvn.file=data/train/global_cmvn data.max_frames_in_batch="$sweep_frames" \
     $train_opts | tee "$sweep_dir.txt"
   echo "stage 16 wrote $sweep_dir/{sweep.json,linear_norms.png}, $sweep_dir.txt"
+fi
+
+if run_stage 17; then
+  echo "stage 17: tables and plots (params, size, RTF, WER) of the experiments under exp/"
+  exps=()
+  for d in exp/*/; do [ -f "$d/train.yaml" ] && exps+=("${d%/}"); done
+  if [ "${#exps[@]}" -eq 0 ]; then
+    echo "stage 17: no exp/*/train.yaml yet (run stage 4 first)" >&2
+    exit 1
+  fi
+  bench=()
+  for json in $tables_bench; do bench+=(--bench "$json"); done
+  # the directories first: --test_sets and --bench take the words after them
+  python -m wenet_eff.bin.tables "${exps[@]}" --out_dir exp/tables --test_sets "$test_sets" \
+    "${bench[@]}"
+  echo "stage 17 wrote exp/tables/{tables.md,tables.json,wer_vs_rtf.png,wer_vs_size.png}"
 fi

@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wer_table import mode_wers  # noqa: E402
+from wer_table import mode_wers  # tools/ (path.sh puts it on PYTHONPATH)
 
 
 def main() -> None:

@@ -18,9 +18,7 @@ import os
 import sys
 
 import yaml
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wer_table import mode_wers  # noqa: E402
+from wer_table import mode_wers  # tools/ (path.sh puts it on PYTHONPATH)
 
 
 def describe(quant: dict) -> str:

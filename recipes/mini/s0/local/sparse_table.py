@@ -17,12 +17,9 @@ import argparse
 import json
 import os
 import re
-import sys
 
 import yaml
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from wer_table import mode_wers  # noqa: E402
+from wer_table import mode_wers  # tools/ (path.sh puts it on PYTHONPATH)
 
 SWITCH = re.compile(r"STEP: precondition phase over after (\d+) updates")
 
