@@ -155,6 +155,15 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     assert len(sweep["runs"]) == 4 and (s0 / "exp" / "lr_sweep" / "linear_norms.png").exists()
     assert "highest learning rate without divergence" in log
 
+    # tables and plots of every experiment (stage 17), with the RTF of the runtime stage
+    _run(s0, "--stage", "17", "--stop_stage", "17", *opts)
+    tables = json.loads((s0 / "exp" / "tables" / "tables.json").read_text())
+    wer = json.loads((exp / "wer_table.json").read_text())["results"]
+    md = (s0 / "exp" / "tables" / "tables.md").read_text()
+    assert f"{wer['test']['attention_rescoring']['wer']:.2f}" in md
+    assert (s0 / "exp" / "tables" / "wer_vs_rtf.png").read_bytes()[:4] == b"\x89PNG"
+    assert tables
+
     again = _run(s0, "--stage", "1", "--stop_stage", "5", *opts)
     assert "exp/mini/final.pt exists, kept" in again
     assert "data/train/global_cmvn exists, kept" in again

@@ -107,6 +107,37 @@ average() {
   fi
 }
 
+# Decode checkpoint $1 on the test sets $2 at each chunk size of $decoding_chunks into
+# <its dir>/<test_set>/{chunkN,full}/<mode>/ for the modes $3; one WER table of them all.
+decode_chunks() {
+  local checkpoint=$1 test_sets=$2 modes=$3 exp test_set chunk name columns=""
+  exp=$(dirname "$checkpoint")
+  for test_set in $test_sets; do
+    for chunk in $decoding_chunks; do
+      name=chunk$chunk
+      [ "$chunk" -lt 0 ] && name=full
+      decode_and_score "$checkpoint" "$test_set" "$exp/$test_set/$name" "$modes" "$chunk"
+      columns="$columns $test_set/$name"
+    done
+  done
+  python tools/wer_table.py --test_sets "$columns" --modes "$modes" "$exp"
+}
+
+# Tables and plots (python -m wenet_eff.bin.tables) of every exp/* with a train.yaml into
+# exp/tables: WER columns $1, plus the benchmark JSON files in the list $2.
+experiment_tables() {
+  local test_sets=$1 d json exps=() bench=()
+  for d in exp/*/; do [ -f "$d/train.yaml" ] && exps+=("${d%/}"); done
+  if [ "${#exps[@]}" -eq 0 ]; then
+    echo "tables: no exp/*/train.yaml yet (run the training stage first)" >&2
+    return 1
+  fi
+  for json in ${2:-}; do bench+=(--bench "$json"); done
+  # the directories first: --test_sets and --bench take the words after them
+  python -m wenet_eff.bin.tables "${exps[@]}" --out_dir exp/tables --test_sets "$test_sets" \
+    "${bench[@]}"
+}
+
 # The precisions of $runtime_precisions this machine serves at speed: int8 needs int8
 # dot-product instructions (wenet_eff.export.int8.fast_int8_matmul) unless
 # --runtime_int8 always (the int8 graphs are correct everywhere, only slow without them).

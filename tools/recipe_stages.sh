@@ -95,17 +95,7 @@ fi
 if run_stage 9; then
   echo "stage 9: decode $streaming_dir at chunk sizes $decoding_chunks"
   average "$streaming_dir" "$ft_average_num"
-  columns=""
-  for test_set in $test_sets; do
-    for chunk in $decoding_chunks; do
-      name=chunk$chunk
-      [ "$chunk" -lt 0 ] && name=full
-      decode_and_score "$streaming_dir/avg_${ft_average_num}.pt" "$test_set" \
-        "$streaming_dir/$test_set/$name" "$decode_modes" "$chunk"
-      columns="$columns $test_set/$name"
-    done
-  done
-  python tools/wer_table.py --test_sets "$columns" --modes "$decode_modes" "$streaming_dir"
+  decode_chunks "$streaming_dir/avg_${ft_average_num}.pt" "$test_sets" "$decode_modes"
 fi
 
 if run_stage 10; then
@@ -146,12 +136,5 @@ fi
 
 if run_stage 13; then
   echo "stage 13: tables and plots (params, size, RTF, WER) of the experiments under exp/"
-  exps=()
-  for d in exp/*/; do [ -f "$d/train.yaml" ] && exps+=("${d%/}"); done
-  if [ "${#exps[@]}" -eq 0 ]; then
-    echo "stage 13: no exp/*/train.yaml yet (run stage 4 first)" >&2
-    exit 1
-  fi
-  # the directories first: --test_sets takes the words after it
-  python -m wenet_eff.bin.tables "${exps[@]}" --out_dir exp/tables --test_sets "$test_sets"
+  experiment_tables "$test_sets"
 fi

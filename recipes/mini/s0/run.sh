@@ -244,17 +244,7 @@ fi
 if run_stage 9; then
   echo "stage 9: decode $streaming_dir at chunk sizes $decoding_chunks, score"
   average "$streaming_dir"
-  columns=""
-  for test_set in $streaming_test_sets; do
-    for chunk in $decoding_chunks; do
-      name=chunk$chunk
-      [ "$chunk" -lt 0 ] && name=full
-      decode_and_score "$streaming_dir/avg_${average_num}.pt" "$test_set" \
-        "$streaming_dir/$test_set/$name" "$streaming_modes" "$chunk"
-      columns="$columns $test_set/$name"
-    done
-  done
-  python tools/wer_table.py --test_sets "$columns" --modes "$streaming_modes" "$streaming_dir"
+  decode_chunks "$streaming_dir/avg_${average_num}.pt" "$streaming_test_sets" "$streaming_modes"
   echo "stage 9 wrote $streaming_dir/<test_set>/{chunkN,full}/<mode>/{text,wer}," \
     "$streaming_dir/wer_table.{md,json}"
 fi
@@ -392,16 +382,6 @@ fi
 
 if run_stage 17; then
   echo "stage 17: tables and plots (params, size, RTF, WER) of the experiments under exp/"
-  exps=()
-  for d in exp/*/; do [ -f "$d/train.yaml" ] && exps+=("${d%/}"); done
-  if [ "${#exps[@]}" -eq 0 ]; then
-    echo "stage 17: no exp/*/train.yaml yet (run stage 4 first)" >&2
-    exit 1
-  fi
-  bench=()
-  for json in $tables_bench; do bench+=(--bench "$json"); done
-  # the directories first: --test_sets and --bench take the words after them
-  python -m wenet_eff.bin.tables "${exps[@]}" --out_dir exp/tables --test_sets "$test_sets" \
-    "${bench[@]}"
+  experiment_tables "$test_sets" "$tables_bench"
   echo "stage 17 wrote exp/tables/{tables.md,tables.json,wer_vs_rtf.png,wer_vs_size.png}"
 fi
