@@ -77,6 +77,13 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
             assert re.search(r"^Overall -> \d+\.\d\d % N=\d+ C=\d+ S=\d+ D=\d+ I=\d+", wer, re.M)
     table = (exp / "wer_table.md").read_text()
     assert all(mode in table for mode in MODES)
+    # the word 3-gram LM of the training text (stage 2), fused in stage 5 into lm/<mode>
+    assert (s0 / "data" / "lm" / "3gram.arpa").read_text().startswith("\n\\data\\")
+    for test_set in ("test", "test_real"):
+        for mode in ("ctc_prefix_beam_search", "attention_rescoring"):
+            wer = (exp / test_set / "lm" / mode / "wer").read_text()
+            assert re.search(r"^Overall -> \d+\.\d\d % N=", wer, re.M)
+            assert f"| lm/{mode} |" in table
     # stages 6-7: the export (fp32 and int8, checked against PyTorch) and the C++ runtime
     for precision in ("fp32", "int8"):
         rt = exp / f"runtime_{precision}"

@@ -34,6 +34,15 @@ decode_batch_size=16
 ctc_weight=0.3
 reverse_weight=0.5
 num_decoding_left_chunks=-1
+# word LM fused into prefix beam search and rescoring (stage 5: <test_set>/lm/<mode>): an ARPA
+# file (--lm_path, e.g. LibriSpeech's 3-gram) or an n-gram of the training transcripts built
+# in stage 2 (--lm_order 3); neither: no LM
+lm_order=0
+lm_path=""
+lm_weight=0.5
+word_bonus=1.0
+lm_beam_size=20
+lm_modes="ctc_prefix_beam_search attention_rescoring"
 init_checkpoint=""      # fine-tuning stages start from it (default: $dir/avg_$average_num.pt)
 # streaming fine-tuning (stages 8-9)
 streaming_dir=""        # default: ${dir}_streaming
@@ -62,5 +71,6 @@ common_help="  [--stage N] [--stop_stage N] [--force true|false] [--nj N] [--dat
   [--num_nodes N --node_rank R --master_addr HOST --master_port P]
   [--train_engine torch_ddp|deepspeed] [--deepspeed_config conf/ds_stageN.json]
   [--average_num N] [--decode_modes '...'] [--beam_size N] [--ctc_weight X] [--reverse_weight X]
+  [--lm_order N | --lm_path lm.arpa] [--lm_weight X] [--word_bonus X] [--lm_beam_size N]
   [--ft_steps N] [--decoding_chunks '16 -1'] [--qat_configs '...'] [--sparse_configs '...']
   [--compress_steps N] [--runtime_precisions 'fp32 int8'] [--runtime_chunk_size N]"

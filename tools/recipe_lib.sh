@@ -6,6 +6,7 @@
 #   beam_size decode_batch_size ctc_weight reverse_weight num_decoding_left_chunks average_num
 #   init_checkpoint runtime_precisions runtime_int8 runtime_chunk_size runtime_left_chunks
 #   runtime_chunks runtime_threads
+#   lm_order lm_path lm_weight word_bonus lm_beam_size lm_modes normalize (the word LM)
 # and MAIN_ROOT (path.sh).
 
 # True when stage $1 is in [stage, stop_stage]. On the nodes other than node 0 of a multi-node
@@ -96,6 +97,39 @@ decode_and_score() {
       "$result_dir/$mode/text" > "$result_dir/$mode/wer"
     echo "$result_dir/$mode/wer: $(grep '^Overall' "$result_dir/$mode/wer")"
   done
+}
+
+# The word LM: $lm_path (an ARPA file from elsewhere) or, when lm_order > 0, an n-gram LM of the
+# training transcripts that build_lm (stage 2) writes; neither: decoding without an LM.
+use_lm() { [ -n "${lm_path:-}" ] || [ "${lm_order:-0}" -gt 0 ]; }
+lm_arpa() { echo "${lm_path:-data/lm/${lm_order:-0}gram.arpa}"; }
+build_lm() {
+  if [ -n "${lm_path:-}" ] || [ "${lm_order:-0}" -le 0 ]; then return 0; fi
+  if needs "$(lm_arpa)"; then
+    python -m wenet_eff.bin.train_lm --text data/train/text --order "$lm_order" \
+      --normalize "${normalize:-none}" --arpa "$(lm_arpa)" --dev_text data/dev/text
+  fi
+}
+
+# Stage 5: average the best checkpoints of $1, decode the test sets $test_sets with
+# $decode_modes into $1/<test_set>/<mode>/ and, with an LM, with $lm_modes and the LM fused
+# into $1/<test_set>/lm/<mode>/ (beam $lm_beam_size: the LM reorders more of the beam); one WER
+# table of them all.
+decode_test_sets() {
+  local exp=$1 modes=$decode_modes test_set mode
+  average "$exp"
+  for test_set in $test_sets; do
+    decode_and_score "$exp/avg_${average_num}.pt" "$test_set" "$exp/$test_set" "$decode_modes" -1
+    if use_lm; then
+      decode_and_score "$exp/avg_${average_num}.pt" "$test_set" "$exp/$test_set/lm" "$lm_modes" \
+        -1 "--lm $(lm_arpa) --lm_weight $lm_weight --word_bonus $word_bonus \
+        --beam_size ${lm_beam_size:-$beam_size}"
+    fi
+  done
+  if use_lm; then
+    for mode in $lm_modes; do modes="$modes lm/$mode"; done
+  fi
+  python tools/wer_table.py --test_sets "$test_sets" --modes "$modes" "$exp"
 }
 
 # Average the $2 (default $average_num) best checkpoints of $1 (by cv loss) into $1/avg_N.pt.

@@ -5,7 +5,7 @@
 # compress_warmup, compress_modes, ft_steps, ft_lr, ft_warmup, nj, num_utts_per_shard, normalize (english | chinese | none: text normalisation of the units and
 # the tokenizer) and wer_char (1: score characters, for Chinese).
 #
-#   1 global CMVN   2 units (char or sentencepiece BPE)   3 shards   4 training
+#   1 global CMVN   2 units (char or sentencepiece BPE), word LM   3 shards   4 training
 #   5 average + decode + WER table   6 export to the runtime   7 C++ runtime WER + RTF
 #   8 streaming fine-tuning   9 decode per chunk size   10 QAT + sparse fine-tuning
 #   11 pack + decode QAT models   12 fold + decode sparse models   13 tables + plots
@@ -44,6 +44,7 @@ if run_stage 2; then
         "$dict"
     fi
   fi
+  build_lm
 fi
 
 if run_stage 3; then
@@ -68,11 +69,7 @@ fi
 
 if run_stage 5; then
   echo "stage 5: average $average_num checkpoints, decode $test_sets, score"
-  average "$dir"
-  for test_set in $test_sets; do
-    decode_and_score "$dir/avg_${average_num}.pt" "$test_set" "$dir/$test_set" "$decode_modes" -1
-  done
-  python tools/wer_table.py --test_sets "$test_sets" --modes "$decode_modes" "$dir"
+  decode_test_sets "$dir"
 fi
 
 if run_stage 6; then

@@ -171,6 +171,7 @@ class ASRModel(nn.Module):
         num_decoding_left_chunks: int = -1,
         ctc_weight: float = 0.0,
         reverse_weight: float = 0.0,
+        lm=None,
     ) -> dict[str, list]:
         """Decode a batch with one or more methods, sharing one encoder pass.
 
@@ -182,6 +183,8 @@ class ASRModel(nn.Module):
                 (-1: full context).
             ctc_weight: weight of the CTC prefix score in attention rescoring.
             reverse_weight: weight of the right-to-left decoder in attention rescoring.
+            lm: a word n-gram LM fused into prefix beam search and kept in rescoring
+                (`wenet_eff.decode.lm.WordLmFusion`; None: no LM).
         Returns:
             {method: [Hypothesis per utterance]} (see wenet_eff.decode.search.Hypothesis).
         """
@@ -194,7 +197,7 @@ class ASRModel(nn.Module):
             speech, speech_lengths, decoding_chunk_size, num_decoding_left_chunks
         )
         return decode_batch(
-            self, methods, encoder_out, encoder_mask, beam_size, ctc_weight, reverse_weight
+            self, methods, encoder_out, encoder_mask, beam_size, ctc_weight, reverse_weight, lm
         )
 
     def may_leave_parameters_unused(self) -> bool:

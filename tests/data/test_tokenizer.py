@@ -7,6 +7,7 @@ import pytest
 
 from wenet_eff.config import TokenizerConfig
 from wenet_eff.data.tokenizer import (
+    SPACE,
     BpeTokenizer,
     CharTokenizer,
     UnknownTokenError,
@@ -200,3 +201,21 @@ def test_build_tokenizer_from_config(bpe, tmp_path):
         build_tokenizer(TokenizerConfig())
     with pytest.raises(FileNotFoundError, match="bpe_model"):
         build_tokenizer(TokenizerConfig(type="bpe", units=str(units), bpe_model="nope.model"))
+
+
+def test_word_pieces_rebuild_the_words_of_detokenize(bpe):
+    """Joining pieces at the word starts word_pieces marks gives detokenize's words."""
+    tok = bpe[0]
+    char = CharTokenizer({"<blank>": 0, "<unk>": 1, "A": 2, "B": 3, SPACE: 4, "<sos/eos>": 5})
+    for tokenizer, text in ((tok, "the lazy dog <noise> jumps over"), (char, "AB  A B")):
+        ids = tokenizer.tokenize(text)[1]
+        pieces = tokenizer.word_pieces()
+        words: list[str] = []
+        for i in ids:
+            starts, piece = pieces[i]
+            if starts or not words:
+                words.append(piece)
+            else:
+                words[-1] += piece
+        assert [w for w in words if w] == tokenizer.detokenize(ids)[0].split()
+    assert char.word_pieces()[1] == (False, "<unk>") and char.word_pieces()[4] == (True, "")

@@ -53,8 +53,8 @@ def test_librispeech_recipe_tiny_end_to_end(tmp_path):
         "--dev_subsets", "dev-clean", "--test_subsets", "test-clean", "--nj", "2",
         "--nbpe", "30", "--num_utts_per_shard", "10", "--model", "mini", "--dir", "exp/tiny",
         "--max_epoch", "2", "--average_num", "1", "--beam_size", "2",
-        "--decode_modes", "ctc_greedy_search attention_rescoring",
-        "--runtime_precisions", "fp32", "--runtime_chunks", "16",
+        "--decode_modes", "ctc_greedy_search attention_rescoring", "--lm_order", "2",
+        "--lm_modes", "attention_rescoring", "--runtime_precisions", "fp32", "--runtime_chunks", "16",
         "--train_opts", " ".join(train_opts),
     ]  # fmt: skip
     s0, log = run_recipe("librispeech", tmp_path, "--stage", "0", "--stop_stage", "7", *opts)
@@ -86,6 +86,10 @@ def test_librispeech_recipe_tiny_end_to_end(tmp_path):
         assert wer["n"] == sum(len(t.split()[1:]) for t in (data / "test_clean" / "text")
                                .read_text().splitlines())  # fmt: skip
         assert f"{wer['wer']:.2f}" in (exp / "wer_table.md").read_text()
+    # the word bigram of the training transcripts (stage 2) fused over BPE pieces (stage 5)
+    assert (data / "lm" / "2gram.arpa").exists()
+    lm_wer = results["test_clean"]["lm/attention_rescoring"]
+    assert lm_wer["n"] == results["test_clean"]["attention_rescoring"]["n"]
 
     # stages 6-7: the C++ runtime reads the FLAC test set through WAV copies
     wavs = [json.loads(x)["wav"] for x in (data / "test_clean" / "runtime_wav.list").read_text()

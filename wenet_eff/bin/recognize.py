@@ -41,6 +41,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--ctc_weight", type=float, default=0.0, help="CTC weight in rescoring")
     p.add_argument("--reverse_weight", type=float, default=0.0, help="r2l weight in rescoring")
+    p.add_argument(
+        "--lm",
+        default="",
+        help="word n-gram LM (ARPA, bin.train_lm) fused into "
+        "ctc_prefix_beam_search and attention_rescoring",
+    )
+    p.add_argument("--lm_weight", type=float, default=0.5, help="weight of the LM's log probs")
+    p.add_argument("--word_bonus", type=float, default=1.0, help="score added per word with --lm")
     p.add_argument("--decoding_chunk_size", type=int, default=-1)
     p.add_argument("--num_decoding_left_chunks", type=int, default=-1)
     p.add_argument("--num_workers", type=int, default=0)
@@ -94,6 +102,17 @@ def main(argv: list[str] | None = None) -> dict:
     cfg.data.filter.token_min_length = 0
     tokenizer = build_tokenizer(cfg.tokenizer)
     loader, _ = build_dataloader(cfg.data, args.test_data, tokenizer, train=False)
+    lm = None
+    if args.lm:
+        from wenet_eff.decode.lm import NgramLM, WordLmFusion
+
+        lm = WordLmFusion(
+            NgramLM.read_arpa(args.lm), tokenizer.word_pieces(), args.lm_weight, args.word_bonus
+        )
+        logging.info(
+            "LM %s: %d-gram, %d words, weight %g, word bonus %g",
+            *(args.lm, lm.lm.order, len(lm.lm.vocab), args.lm_weight, args.word_bonus),
+        )
 
     out_dir = Path(args.result_dir)
     files = {}
@@ -119,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
                 num_decoding_left_chunks=args.num_decoding_left_chunks,
                 ctc_weight=args.ctc_weight,
                 reverse_weight=args.reverse_weight,
+                lm=lm,
             )
             decode_seconds += time.perf_counter() - start
             audio_seconds += float(batch["feats_lengths"].sum()) * cfg.data.frame_shift / 1000
@@ -140,6 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
         "rtf_all_modes": round(decode_seconds / max(audio_seconds, 1e-9), 4),
         "threads": torch.get_num_threads(),
         "modes": args.modes,
+        "lm": {"path": args.lm, "weight": args.lm_weight, "word_bonus": args.word_bonus}
+        if args.lm
+        else None,
     }
     (out_dir / "decode_summary.json").write_text(json.dumps(summary, indent=2))
     logging.info(

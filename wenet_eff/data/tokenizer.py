@@ -219,6 +219,20 @@ class Tokenizer(ABC):
             tokens.append(self.id_to_symbol[i])
         return self._tokens_to_text(tokens), tokens
 
+    def word_pieces(self) -> list[tuple[bool, str]]:
+        """Per token id: (starts a new word, its text without `▁`), for word-level LM fusion
+        (`wenet_eff.decode.lm.WordLmFusion`): `▁THE` -> (True, "THE"), `S` -> (False, "S"),
+        the space `▁` -> (True, ""), `<unk>` -> (False, "<unk>") as `detokenize` glues it to
+        its neighbours. Non-language symbols are words of their own, and so is every token when
+        tokens are joined with spaces."""
+        pieces, specials = [], set(self._segment.non_lang_syms)
+        for symbol in self.id_to_symbol:
+            if self._join == " " or symbol in specials:
+                pieces.append((True, symbol))
+            else:
+                pieces.append((symbol.startswith(SPACE), symbol.replace(SPACE, "")))
+        return pieces
+
     def _tokens_to_text(self, tokens: list[str]) -> str:
         text = self._join.join(tokens).replace(SPACE, " ")
         return " ".join(text.split())

@@ -88,10 +88,11 @@ def attention_rescoring(
 ) -> list[Hypothesis]:
     """Rescore each utterance's CTC n-best with both attention decoders.
 
-    score = (1 - reverse_weight) * l2r + reverse_weight * r2l + ctc_weight * ctc.
+    score = (1 - reverse_weight) * l2r + reverse_weight * r2l + ctc_weight * ctc (+ lm).
 
     Args:
-        nbest: per utterance, CTC prefix-beam hypotheses (score = CTC log prob).
+        nbest: per utterance, CTC prefix-beam hypotheses (score = CTC log prob; with a fused
+            LM, extras `ctc` and `lm` and the fused LM score is added as it is).
         encoder_out: (B, T, D); encoder_mask: (B, 1, T).
     Returns:
         the best Hypothesis per utterance (extras: ctc, att).
@@ -122,8 +123,9 @@ def attention_rescoring(
         att = (1 - reverse_weight) * att + reverse_weight * _sequence_scores(
             right, rev, lens, model.eos
         )
-    ctc = torch.tensor([h.score for h in flat], device=device)
-    total = att + ctc_weight * ctc
+    ctc = torch.tensor([h.extras.get("ctc", h.score) for h in flat], device=device)
+    lm = torch.tensor([h.extras.get("lm", 0.0) for h in flat], device=device)
+    total = att + ctc_weight * ctc + lm
     results, start = [], 0
     for count in counts:
         if count == 0:
@@ -132,7 +134,9 @@ def attention_rescoring(
         j = start + int(total[start : start + count].argmax())
         results.append(
             Hypothesis(
-                flat[j].tokens, float(total[j]), {"ctc": flat[j].score, "att": float(att[j])}
+                flat[j].tokens,
+                float(total[j]),
+                {"ctc": float(ctc[j]), "att": float(att[j]), "lm": float(lm[j])},
             )
         )
         start += count

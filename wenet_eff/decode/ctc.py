@@ -64,17 +64,26 @@ class CtcPrefixBeam:
     With `beam_size` >= the number of distinct prefixes and all tokens expanded, the scores are
     the exact total probability of each labelling (tests check this by enumeration).
 
+    With a word LM (`lm`, shallow fusion) prefixes are ranked by CTC score + LM score of their
+    words (see `wenet_eff.decode.lm.WordLmFusion`); the CTC scores stay exact per prefix.
+
     Args:
         beam_size: prefixes kept per frame.
         blank: the blank id.
         token_beam: tokens expanded per frame (0: beam_size).
+        lm: optional `WordLmFusion`.
     """
 
-    def __init__(self, beam_size: int, blank: int = 0, token_beam: int = 0):
+    def __init__(self, beam_size: int, blank: int = 0, token_beam: int = 0, lm=None):
         self.beam_size = beam_size
         self.blank = blank
         self.token_beam = token_beam or beam_size
+        self.lm = lm
         self.beam: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
+        # LM state and accumulated fused LM score per prefix in the beam
+        self.lm_states: dict[tuple[int, ...], tuple[tuple, float]] = {}
+        if lm is not None:
+            self.lm_states[()] = (lm.initial(), 0.0)
         self.frames = 0
         # frame at which each prefix's last token was (most recently) emitted: token timing
         self.emitted_at: dict[tuple[int, ...], int] = {(): -1}
@@ -98,8 +107,14 @@ class CtcPrefixBeam:
                         _accumulate(nxt, prefix + (s,), NEG_INF, pb + p)  # blank-separated: new
                     else:
                         _accumulate(nxt, prefix + (s,), NEG_INF, total + p)
-            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)
+            ranked = sorted(
+                nxt.items(),
+                key=lambda kv: _logaddexp(*kv[1]) + self._lm_score(kv[0]),
+                reverse=True,
+            )
             beam = {prefix: (v[0], v[1]) for prefix, v in ranked[: self.beam_size]}
+            if self.lm is not None:
+                self.lm_states = {prefix: self.lm_states[prefix] for prefix in beam}
             for prefix in beam:
                 if prefix not in self.emitted_at:
                     self.emitted_at[prefix] = self.frames
@@ -109,11 +124,31 @@ class CtcPrefixBeam:
         live = {prefix[:n] for prefix in beam for n in range(len(prefix) + 1)}
         self.emitted_at = {p: f for p, f in self.emitted_at.items() if p in live}
 
+    def _lm_score(self, prefix: tuple[int, ...]) -> float:
+        """Fused LM score of `prefix` (0 without an LM); computed from its parent's state."""
+        if self.lm is None:
+            return 0.0
+        cached = self.lm_states.get(prefix)
+        if cached is None:
+            state, score = self.lm_states[prefix[:-1]]
+            state, delta = self.lm.extend(state, prefix[-1])
+            cached = self.lm_states[prefix] = (state, score + delta)
+        return cached[1]
+
     def nbest(self) -> list[Hypothesis]:
-        """The current hypotheses, best first, score = log P(prefix so far)."""
-        return [
-            Hypothesis(list(prefix), _logaddexp(pb, pnb)) for prefix, (pb, pnb) in self.beam.items()
-        ]
+        """The current hypotheses, best first, score = log P(prefix so far); with an LM,
+        score = CTC + fused LM score of the finished words (extras `ctc`, `lm`)."""
+        if self.lm is None:
+            return [
+                Hypothesis(list(prefix), _logaddexp(pb, pnb))
+                for prefix, (pb, pnb) in self.beam.items()
+            ]
+        hyps = []
+        for prefix, (pb, pnb) in self.beam.items():
+            state, score = self.lm_states[prefix]
+            ctc, lm = _logaddexp(pb, pnb), score + self.lm.final(state)
+            hyps.append(Hypothesis(list(prefix), ctc + lm, {"ctc": ctc, "lm": lm}))
+        return sorted(hyps, key=lambda h: h.score, reverse=True)
 
     def token_frames(self, tokens: list[int]) -> list[int]:
         """For a prefix in the beam, the frame at which each of its tokens first appeared."""
@@ -121,7 +156,7 @@ class CtcPrefixBeam:
 
 
 def ctc_prefix_beam_search(
-    ctc_log_probs: torch.Tensor, beam_size: int, blank: int = 0, token_beam: int = 0
+    ctc_log_probs: torch.Tensor, beam_size: int, blank: int = 0, token_beam: int = 0, lm=None
 ) -> list[Hypothesis]:
     """Prefix beam search over one utterance (see CtcPrefixBeam).
 
@@ -129,9 +164,10 @@ def ctc_prefix_beam_search(
         ctc_log_probs: (T, V) log posteriors of one utterance (valid frames only).
         beam_size: prefixes kept per frame.
         token_beam: tokens expanded per frame (0: beam_size).
+        lm: optional `WordLmFusion` (shallow fusion of a word n-gram LM).
     Returns:
-        up to beam_size Hypothesis, best first, score = log P(prefix).
+        up to beam_size Hypothesis, best first, score = log P(prefix) (+ the fused LM score).
     """
-    search = CtcPrefixBeam(beam_size, blank, token_beam)
+    search = CtcPrefixBeam(beam_size, blank, token_beam, lm)
     search.advance(ctc_log_probs)
     return search.nbest()

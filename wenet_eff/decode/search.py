@@ -18,16 +18,18 @@ def decode_batch(
     beam_size: int,
     ctc_weight: float,
     reverse_weight: float,
+    lm=None,
 ) -> dict[str, list[Hypothesis]]:
     """Run `methods` on encoder output (B, T, D) with mask (B, 1, T), sharing work between
-    them (the CTC posteriors and the prefix-beam n-best feed both CTC search and rescoring)."""
+    them (the CTC posteriors and the prefix-beam n-best feed both CTC search and rescoring).
+    `lm` (a `WordLmFusion`) is fused into the prefix beam search and kept in rescoring."""
     lengths = encoder_mask.squeeze(1).sum(1)
     results: dict[str, list[Hypothesis]] = {}
     ctc_log_probs = model.ctc.log_softmax(encoder_out)
     nbest = None
     if {"ctc_prefix_beam_search", "attention_rescoring"} & set(methods):
         nbest = [
-            ctc_prefix_beam_search(ctc_log_probs[b, : int(lengths[b])], beam_size)
+            ctc_prefix_beam_search(ctc_log_probs[b, : int(lengths[b])], beam_size, lm=lm)
             for b in range(encoder_out.size(0))
         ]
     for method in methods:

@@ -43,6 +43,15 @@ train_config=conf/train_mini.yaml  # the recipe's training config (packaged trai
 train_opts=""           # extra Hydra overrides for training, e.g. "optim.lr=0.001"
 average_num=2
 decode_modes="ctc_greedy_search ctc_prefix_beam_search attention attention_rescoring"
+# Word 3-gram LM of the training transcripts (stage 2; lm_order 0: none, or --lm_path x.arpa),
+# fused into prefix beam search and kept in rescoring (stage 5: <test_set>/lm/<mode>); weight,
+# word bonus and beam tuned on dev (README)
+lm_order=3
+lm_path=""
+lm_weight=1.2
+word_bonus=5
+lm_beam_size=20
+lm_modes="ctc_prefix_beam_search attention_rescoring"
 # Fine-tuning stages (8, 10) start from $init_checkpoint (default: $dir/avg_$average_num.pt)
 init_checkpoint=""
 # Streaming fine-tuning (stages 8-9) of $dir's averaged model into $streaming_dir
@@ -103,6 +112,7 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj 
   [--num_sentences N] [--max_test_real N] [--data_type raw|shard] [--token_type char|bpe] [--nbpe N] [--dir exp/NAME]
   [--num_gpus N | --nproc N] [--train_engine torch_ddp|deepspeed] [--max_epoch N]
   [--train_config conf/X.yaml] [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']
+  [--lm_order N | --lm_path lm.arpa] [--lm_weight X] [--word_bonus X] [--lm_beam_size N]
   [--streaming_dir exp/NAME] [--ft_steps N] [--ft_lr X] [--decoding_chunks '4 8 16 -1']
   [--qat_configs 'qat_int8 qat_int4 ...'] [--qat_steps N] [--qat_lr X] [--init_checkpoint PATH]
   [--runtime_precisions 'fp32 int8'] [--runtime_chunk_size N] [--runtime_left_chunks N]
@@ -177,6 +187,7 @@ if run_stage 2; then
       python tools/make_units.py --token_type char data/train/text "$dict"
     fi
   fi
+  build_lm
   echo "stage 2 wrote $dict${bpe_prefix:+ and $bpe_prefix.model}"
 fi
 
@@ -210,12 +221,8 @@ fi
 
 if run_stage 5; then
   echo "stage 5: average $average_num checkpoints, decode $test_sets, score"
-  average "$dir"
-  for test_set in $test_sets; do
-    decode_and_score "$dir/avg_${average_num}.pt" "$test_set" "$dir/$test_set" "$decode_modes" -1
-  done
-  python tools/wer_table.py --test_sets "$test_sets" --modes "$decode_modes" "$dir"
-  echo "stage 5 wrote $dir/avg_${average_num}.pt, $dir/<test_set>/<mode>/{text,wer}," \
+  decode_test_sets "$dir"
+  echo "stage 5 wrote $dir/avg_${average_num}.pt, $dir/<test_set>/[lm/]<mode>/{text,wer}," \
     "$dir/wer_table.{md,json}"
 fi
 
