@@ -54,7 +54,8 @@ def test_librispeech_recipe_tiny_end_to_end(tmp_path):
         "--nbpe", "30", "--num_utts_per_shard", "10", "--model", "mini", "--dir", "exp/tiny",
         "--max_epoch", "2", "--average_num", "1", "--beam_size", "2",
         "--decode_modes", "ctc_greedy_search attention_rescoring", "--lm_order", "2",
-        "--lm_modes", "attention_rescoring", "--runtime_precisions", "fp32", "--runtime_chunks", "16",
+        "--lm_modes", "attention_rescoring", "--runtime_precisions", "fp32",
+        "--runtime_chunks", "16",
         "--train_opts", " ".join(train_opts),
     ]  # fmt: skip
     s0, log = run_recipe("librispeech", tmp_path, "--stage", "0", "--stop_stage", "7", *opts)
