@@ -5,6 +5,7 @@ import torch
 from tests.tiny import tiny_model
 from wenet_eff.data.features import compute_fbank
 from wenet_eff.decode.ctc import CtcPrefixBeam, ctc_prefix_beam_search
+from wenet_eff.decode.lm import WordLmFusion, train_kneser_ney
 from wenet_eff.decode.streaming import (
     EndpointConfig,
     EndpointRule,
@@ -41,7 +42,7 @@ def _model(*overrides):
     return model
 
 
-def _offline(model, wav, chunk, left, beam):
+def _offline(model, wav, chunk, left, beam, lm=None):
     feats = compute_fbank(wav, SR).unsqueeze(0)
     lens = torch.tensor([feats.size(1)])
     with torch.inference_mode():
@@ -56,6 +57,7 @@ def _offline(model, wav, chunk, left, beam):
             num_decoding_left_chunks=left,
             ctc_weight=0.3,
             reverse_weight=0.5,
+            lm=lm,
         )
     return out, log_probs, results
 
@@ -80,6 +82,28 @@ def test_session_equals_offline_decoding_with_the_same_chunk_mask(chunk, left, m
     assert session.nbest()[0].tokens == results["ctc_prefix_beam_search"][0].tokens
     assert final.final and final.tokens == results["attention_rescoring"][0].tokens
     assert final.frames == out.size(1)
+
+
+def test_session_with_a_word_lm_equals_offline_decoding_with_it():
+    model = _model()
+    # every fourth token starts a word; words are spelt with the letters A-H
+    pieces = [(t % 4 == 0, "ABCDEFGH"[t % 8]) for t in range(model.vocab_size)]
+    lm = train_kneser_ney([["AB", "CD"], ["EFG", "AB"], ["H"]], 2)
+    fusion = WordLmFusion(lm, pieces, weight=1.0, word_bonus=0.5)
+    wav = _wav(3.3, seed=5)
+    session = StreamingSession(
+        model, chunk_size=4, beam_size=4, ctc_weight=0.3, reverse_weight=0.5,
+        endpoint=EndpointConfig(rules=[]), lm=fusion,
+    )  # fmt: skip
+    for piece in _pieces(wav, 1600):
+        session.accept_waveform(piece)
+    final = session.finalize()
+    _, _, results = _offline(model, wav, 4, -1, beam=4, lm=fusion)
+    best = session.nbest()[0]
+    assert best.tokens == results["ctc_prefix_beam_search"][0].tokens
+    assert best.score == pytest.approx(results["ctc_prefix_beam_search"][0].score, abs=1e-4)
+    assert best.extras["lm"] != 0.0 and best.score != pytest.approx(best.extras["ctc"])
+    assert final.tokens == results["attention_rescoring"][0].tokens
 
 
 def test_partial_results_grow_as_chunks_complete():

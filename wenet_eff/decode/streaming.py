@@ -99,6 +99,7 @@ class StreamingSession:
         ctc_weight / reverse_weight: attention rescoring weights (as in recognize).
         sample_rate / num_mel_bins / frame_length / frame_shift: the model's features.
         endpoint: endpointing rules.
+        lm: a word LM fused into the prefix beam search (`wenet_eff.decode.lm.WordLmFusion`).
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class StreamingSession:
         frame_length: int = 25,
         frame_shift: int = 10,
         endpoint: EndpointConfig | None = None,
+        lm=None,
     ):
         encoder = model.encoder
         if chunk_size > 0 and encoder.encoders:
@@ -129,6 +131,7 @@ class StreamingSession:
         self.chunk_size = chunk_size
         self.num_left_chunks = num_left_chunks
         self.beam_size = beam_size
+        self.lm = lm
         self.ctc_weight = ctc_weight
         self.reverse_weight = reverse_weight
         self.sample_rate = sample_rate
@@ -166,7 +169,7 @@ class StreamingSession:
         self._offset = 0
         self._encoder_out: list[torch.Tensor] = []
         self._ctc_log_probs: list[torch.Tensor] = []
-        self._beam = CtcPrefixBeam(self.beam_size)
+        self._beam = CtcPrefixBeam(self.beam_size, lm=self.lm)
         self._trailing_silence = 0  # encoder frames
         self._finished = False
 
