@@ -6,7 +6,8 @@
 #   beam_size decode_batch_size ctc_weight reverse_weight num_decoding_left_chunks average_num
 #   init_checkpoint runtime_precisions runtime_int8 runtime_chunk_size runtime_left_chunks
 #   runtime_chunks runtime_threads
-#   lm_order lm_path lm_weight word_bonus lm_beam_size lm_modes normalize (the word LM)
+#   token_type nbpe dict bpe_prefix normalize nj num_utts_per_shard (stages 2-3)
+#   lm_order lm_path lm_weight word_bonus lm_beam_size lm_modes (the word LM)
 # and MAIN_ROOT (path.sh).
 
 # True when stage $1 is in [stage, stop_stage]. On the nodes other than node 0 of a multi-node
@@ -99,6 +100,33 @@ decode_and_score() {
   done
 }
 
+# Stage 2: the units $dict of the training text (characters, or a sentencepiece BPE model
+# $bpe_prefix of $nbpe pieces when token_type=bpe), then the word LM.
+make_dict() {
+  if needs "$dict"; then
+    if [ "$token_type" = bpe ]; then
+      python tools/make_units.py --token_type bpe --nbpe "$nbpe" --normalize "${normalize:-english}" \
+        --bpe_model_prefix "$bpe_prefix" data/train/text "$dict"
+    else
+      python tools/make_units.py --token_type char --normalize "${normalize:-english}" \
+        data/train/text "$dict"
+    fi
+  fi
+  build_lm
+}
+
+# Stage 3: shards of data/{train,dev}/data.list when data_type=shard.
+make_shards() {
+  local x
+  [ "$data_type" = shard ] || return 0
+  for x in train dev; do
+    if needs "data/$x/shards.list"; then
+      python tools/make_shard_list.py --num_utts_per_shard "$num_utts_per_shard" \
+        --num_threads "$nj" "data/$x/data.list" "data/$x/shards" "data/$x/shards.list"
+    fi
+  done
+}
+
 # The word LM: $lm_path (an ARPA file from elsewhere) or, when lm_order > 0, an n-gram LM of the
 # training transcripts that build_lm (stage 2) writes; neither: decoding without an LM.
 use_lm() { [ -n "${lm_path:-}" ] || [ "${lm_order:-0}" -gt 0 ]; }
@@ -107,7 +135,7 @@ build_lm() {
   if [ -n "${lm_path:-}" ] || [ "${lm_order:-0}" -le 0 ]; then return 0; fi
   if needs "$(lm_arpa)"; then
     python -m wenet_eff.bin.train_lm --text data/train/text --order "$lm_order" \
-      --normalize "${normalize:-none}" --arpa "$(lm_arpa)" --dev_text data/dev/text
+      --normalize "${normalize:-english}" --arpa "$(lm_arpa)" --dev_text data/dev/text
   fi
 }
 

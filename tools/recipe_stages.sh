@@ -35,28 +35,12 @@ fi
 
 if run_stage 2; then
   echo "stage 2: dictionary ($token_type${bpe_prefix:+, $nbpe pieces})"
-  if needs "$dict"; then
-    if [ "$token_type" = bpe ]; then
-      python tools/make_units.py --token_type bpe --nbpe "$nbpe" --normalize "$normalize" \
-        --bpe_model_prefix "$bpe_prefix" data/train/text "$dict"
-    else
-      python tools/make_units.py --token_type char --normalize "$normalize" data/train/text \
-        "$dict"
-    fi
-  fi
-  build_lm
+  make_dict
 fi
 
 if run_stage 3; then
   echo "stage 3: training lists (data_type=$data_type)"
-  if [ "$data_type" = shard ]; then
-    for x in train dev; do
-      if needs "data/$x/shards.list"; then
-        python tools/make_shard_list.py --num_utts_per_shard "$num_utts_per_shard" \
-          --num_threads "$nj" "data/$x/data.list" "data/$x/shards" "data/$x/shards.list"
-      fi
-    done
-  fi
+  make_shards
 fi
 
 if run_stage 4; then

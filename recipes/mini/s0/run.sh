@@ -179,27 +179,14 @@ fi
 
 if run_stage 2; then
   echo "stage 2: dictionary ($token_type)"
-  if needs "$dict"; then
-    if [ "$token_type" = bpe ]; then
-      python tools/make_units.py --token_type bpe --nbpe "$nbpe" --bpe_model_prefix "$bpe_prefix" \
-        data/train/text "$dict"
-    else
-      python tools/make_units.py --token_type char data/train/text "$dict"
-    fi
-  fi
-  build_lm
+  make_dict
   echo "stage 2 wrote $dict${bpe_prefix:+ and $bpe_prefix.model}"
 fi
 
 if run_stage 3; then
   echo "stage 3: training lists (data_type=$data_type)"
+  make_shards
   if [ "$data_type" = shard ]; then
-    for x in train dev; do
-      if needs "data/$x/shards.list"; then
-        python tools/make_shard_list.py --num_utts_per_shard "$num_utts_per_shard" \
-          --num_threads "$nj" "data/$x/data.list" "data/$x/shards" "data/$x/shards.list"
-      fi
-    done
     echo "stage 3 wrote data/{train,dev}/shards.list and data/{train,dev}/shards/*.tar"
   else
     echo "stage 3: data_type=raw uses data/{train,dev}/data.list from stage 0 as they are"
