@@ -49,7 +49,8 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     model = [o for o in TINY if not o.startswith("model.vocab_size")]
     opts = [
         "--num_sentences", "70", "--num_test", "8", "--num_dev", "6", "--max_test_real", "10",
-        "--max_epoch", "3", "--average_num", "2", "--beam_size", "4", "--nj", "2",
+        "--max_epoch", "3", "--average_num", "2", "--beam_size", "4", "--lm_beam_size", "4",
+        "--nj", "2",
         "--runtime_int8", "always",
         "--train_opts", " ".join([*model, "optim.warmup_steps=20", "data.batch_type=static",
                                   "data.batch_size=8", "optim.lr=0.002",
