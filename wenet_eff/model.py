@@ -172,6 +172,7 @@ class ASRModel(nn.Module):
         ctc_weight: float = 0.0,
         reverse_weight: float = 0.0,
         lm=None,
+        min_token_logp: float | None = None,
     ) -> dict[str, list]:
         """Decode a batch with one or more methods, sharing one encoder pass.
 
@@ -185,6 +186,8 @@ class ASRModel(nn.Module):
             reverse_weight: weight of the right-to-left decoder in attention rescoring.
             lm: a word n-gram LM fused into prefix beam search and kept in rescoring
                 (`wenet_eff.decode.lm.WordLmFusion`; None: no LM).
+            min_token_logp: prefix beam search expands only tokens whose log posterior in a
+                frame reaches this (the best always; None: all of the top beam_size).
         Returns:
             {method: [Hypothesis per utterance]} (see wenet_eff.decode.search.Hypothesis).
         """
@@ -197,7 +200,15 @@ class ASRModel(nn.Module):
             speech, speech_lengths, decoding_chunk_size, num_decoding_left_chunks
         )
         return decode_batch(
-            self, methods, encoder_out, encoder_mask, beam_size, ctc_weight, reverse_weight, lm
+            self,
+            methods,
+            encoder_out,
+            encoder_mask,
+            beam_size,
+            ctc_weight,
+            reverse_weight,
+            lm,
+            min_token_logp,
         )
 
     def may_leave_parameters_unused(self) -> bool:

@@ -89,7 +89,9 @@ void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab)
           extended.push_back(s);
           if (s == last) {
             accumulate(std::vector<int>(prefix.tokens), kNegInf, prefix.pnb + p);  // repeat
-            accumulate(std::move(extended), kNegInf, prefix.pb + p);  // blank-separated
+            if (prefix.pb != kNegInf) {  // blank-separated: a new token
+              accumulate(std::move(extended), kNegInf, prefix.pb + p);
+            }
           } else {
             accumulate(std::move(extended), kNegInf, total + p);
           }

@@ -49,6 +49,13 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lm_weight", type=float, default=0.5, help="weight of the LM's log probs")
     p.add_argument("--word_bonus", type=float, default=1.0, help="score added per word with --lm")
+    p.add_argument(
+        "--min_token_logp",
+        type=float,
+        default=None,
+        help="prefix beam search: expand only tokens with a log posterior >= this per frame "
+        "(e.g. -9.2 = log 1e-4; default: the top beam_size tokens of every frame)",
+    )
     p.add_argument("--decoding_chunk_size", type=int, default=-1)
     p.add_argument("--num_decoding_left_chunks", type=int, default=-1)
     p.add_argument("--num_workers", type=int, default=0)
@@ -139,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
                 ctc_weight=args.ctc_weight,
                 reverse_weight=args.reverse_weight,
                 lm=lm,
+                min_token_logp=args.min_token_logp,
             )
             decode_seconds += time.perf_counter() - start
             audio_seconds += float(batch["feats_lengths"].sum()) * cfg.data.frame_shift / 1000
@@ -160,6 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
         "rtf_all_modes": round(decode_seconds / max(audio_seconds, 1e-9), 4),
         "threads": torch.get_num_threads(),
         "modes": args.modes,
+        "beam_size": args.beam_size,
+        "min_token_logp": args.min_token_logp,
         "lm": {"path": args.lm, "weight": args.lm_weight, "word_bonus": args.word_bonus}
         if args.lm
         else None,

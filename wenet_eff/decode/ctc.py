@@ -72,12 +72,23 @@ class CtcPrefixBeam:
         blank: the blank id.
         token_beam: tokens expanded per frame (0: beam_size).
         lm: optional `WordLmFusion`.
+        min_token_logp: tokens whose log posterior in a frame is below this are not expanded
+            (the frame's best token always is); None: no floor. Most frames of a trained model
+            have one or two tokens above log(1e-4), so a floor there makes wide beams cheap.
     """
 
-    def __init__(self, beam_size: int, blank: int = 0, token_beam: int = 0, lm=None):
+    def __init__(
+        self,
+        beam_size: int,
+        blank: int = 0,
+        token_beam: int = 0,
+        lm=None,
+        min_token_logp: float | None = None,
+    ):
         self.beam_size = beam_size
         self.blank = blank
         self.token_beam = token_beam or beam_size
+        self.min_token_logp = min_token_logp
         self.lm = lm
         self.beam: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
         # LM state and accumulated fused LM score per prefix in the beam
@@ -93,8 +104,14 @@ class CtcPrefixBeam:
         blank = self.blank
         logp = ctc_log_probs.float()
         top_logp, top_ids = logp.topk(min(self.token_beam, logp.size(1)), dim=-1)
+        top_logp, top_ids = top_logp.tolist(), top_ids.tolist()
+        if self.min_token_logp is not None:  # topk is sorted: cut each frame's list
+            floor = self.min_token_logp
+            for t, row in enumerate(top_logp):
+                n = next((i for i, p in enumerate(row) if p < floor), len(row))
+                top_logp[t], top_ids[t] = row[: max(n, 1)], top_ids[t][: max(n, 1)]
         beam = self.beam
-        for frame_logp, frame_ids in zip(top_logp.tolist(), top_ids.tolist(), strict=True):
+        for frame_logp, frame_ids in zip(top_logp, top_ids, strict=True):
             nxt: dict[tuple[int, ...], list[float]] = {}
             for prefix, (pb, pnb) in beam.items():
                 total = _logaddexp(pb, pnb)
@@ -104,7 +121,8 @@ class CtcPrefixBeam:
                         _accumulate(nxt, prefix, total + p, NEG_INF)
                     elif s == last:
                         _accumulate(nxt, prefix, NEG_INF, pnb + p)  # a repeat collapses
-                        _accumulate(nxt, prefix + (s,), NEG_INF, pb + p)  # blank-separated: new
+                        if pb != NEG_INF:  # blank-separated: a new token
+                            _accumulate(nxt, prefix + (s,), NEG_INF, pb + p)
                     else:
                         _accumulate(nxt, prefix + (s,), NEG_INF, total + p)
             ranked = sorted(
@@ -156,7 +174,12 @@ class CtcPrefixBeam:
 
 
 def ctc_prefix_beam_search(
-    ctc_log_probs: torch.Tensor, beam_size: int, blank: int = 0, token_beam: int = 0, lm=None
+    ctc_log_probs: torch.Tensor,
+    beam_size: int,
+    blank: int = 0,
+    token_beam: int = 0,
+    lm=None,
+    min_token_logp: float | None = None,
 ) -> list[Hypothesis]:
     """Prefix beam search over one utterance (see CtcPrefixBeam).
 
@@ -165,9 +188,10 @@ def ctc_prefix_beam_search(
         beam_size: prefixes kept per frame.
         token_beam: tokens expanded per frame (0: beam_size).
         lm: optional `WordLmFusion` (shallow fusion of a word n-gram LM).
+        min_token_logp: per-frame floor on the expanded tokens' log posteriors (None: none).
     Returns:
         up to beam_size Hypothesis, best first, score = log P(prefix) (+ the fused LM score).
     """
-    search = CtcPrefixBeam(beam_size, blank, token_beam, lm)
+    search = CtcPrefixBeam(beam_size, blank, token_beam, lm, min_token_logp)
     search.advance(ctc_log_probs)
     return search.nbest()

@@ -19,17 +19,24 @@ def decode_batch(
     ctc_weight: float,
     reverse_weight: float,
     lm=None,
+    min_token_logp: float | None = None,
 ) -> dict[str, list[Hypothesis]]:
     """Run `methods` on encoder output (B, T, D) with mask (B, 1, T), sharing work between
     them (the CTC posteriors and the prefix-beam n-best feed both CTC search and rescoring).
-    `lm` (a `WordLmFusion`) is fused into the prefix beam search and kept in rescoring."""
+    `lm` (a `WordLmFusion`) is fused into the prefix beam search and kept in rescoring;
+    `min_token_logp` is the prefix search's per-frame token floor (see CtcPrefixBeam)."""
     lengths = encoder_mask.squeeze(1).sum(1)
     results: dict[str, list[Hypothesis]] = {}
     ctc_log_probs = model.ctc.log_softmax(encoder_out)
     nbest = None
     if {"ctc_prefix_beam_search", "attention_rescoring"} & set(methods):
         nbest = [
-            ctc_prefix_beam_search(ctc_log_probs[b, : int(lengths[b])], beam_size, lm=lm)
+            ctc_prefix_beam_search(
+                ctc_log_probs[b, : int(lengths[b])],
+                beam_size,
+                lm=lm,
+                min_token_logp=min_token_logp,
+            )
             for b in range(encoder_out.size(0))
         ]
     for method in methods:

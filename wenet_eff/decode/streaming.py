@@ -100,6 +100,7 @@ class StreamingSession:
         sample_rate / num_mel_bins / frame_length / frame_shift: the model's features.
         endpoint: endpointing rules.
         lm: a word LM fused into the prefix beam search (`wenet_eff.decode.lm.WordLmFusion`).
+        min_token_logp: the prefix search's per-frame token floor (see CtcPrefixBeam).
     """
 
     def __init__(
@@ -117,6 +118,7 @@ class StreamingSession:
         frame_shift: int = 10,
         endpoint: EndpointConfig | None = None,
         lm=None,
+        min_token_logp: float | None = None,
     ):
         encoder = model.encoder
         if chunk_size > 0 and encoder.encoders:
@@ -132,6 +134,7 @@ class StreamingSession:
         self.num_left_chunks = num_left_chunks
         self.beam_size = beam_size
         self.lm = lm
+        self.min_token_logp = min_token_logp
         self.ctc_weight = ctc_weight
         self.reverse_weight = reverse_weight
         self.sample_rate = sample_rate
@@ -169,7 +172,7 @@ class StreamingSession:
         self._offset = 0
         self._encoder_out: list[torch.Tensor] = []
         self._ctc_log_probs: list[torch.Tensor] = []
-        self._beam = CtcPrefixBeam(self.beam_size, lm=self.lm)
+        self._beam = CtcPrefixBeam(self.beam_size, lm=self.lm, min_token_logp=self.min_token_logp)
         self._trailing_silence = 0  # encoder frames
         self._finished = False
 
