@@ -60,7 +60,7 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
 
     for split in ("train", "dev", "test", "test_real"):
         assert (s0 / "data" / split / "data.list").stat().st_size > 0
-    exp = s0 / "exp" / "mini"
+    exp = s0 / "exp" / "mini_moe"
     cfg = yaml.safe_load((exp / "train.yaml").read_text())
     units = (s0 / "data" / "dict" / "units.txt").read_text().splitlines()
     assert cfg["model"]["vocab_size"] == len(units)
@@ -109,9 +109,9 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     # streaming fine-tuning (stage 8) and decoding per chunk size (stage 9)
     log = _run(s0, "--stage", "8", "--stop_stage", "9", *opts, "--ft_steps", "6",
                "--ft_warmup", "2", "--decoding_chunks", "4 -1", "--average_num", "1",
-               "--init_checkpoint", "exp/mini/avg_2.pt")  # fmt: skip
-    streaming = s0 / "exp" / "mini_streaming"
-    assert "weights initialised from exp/mini/avg_2.pt" in log
+               "--init_checkpoint", "exp/mini_moe/avg_2.pt")  # fmt: skip
+    streaming = s0 / "exp" / "mini_moe_streaming"
+    assert "weights initialised from exp/mini_moe/avg_2.pt" in log
     enc = yaml.safe_load((streaming / "train.yaml").read_text())["model"]["encoder"]
     assert enc["use_dynamic_chunk"] and enc["causal"]
     table = (streaming / "wer_table.md").read_text()
@@ -122,8 +122,8 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     # QAT fine-tuning (stage 10), packing and decoding the packed model (stage 11)
     log = _run(s0, "--stage", "10", "--stop_stage", "11", *opts, "--qat_configs", "qat_int4",
                "--qat_steps", "6", "--qat_warmup", "2", "--average_num", "1",
-               "--init_checkpoint", "exp/mini/avg_2.pt")  # fmt: skip
-    qat = s0 / "exp" / "mini_qat_int4"
+               "--init_checkpoint", "exp/mini_moe/avg_2.pt")  # fmt: skip
+    qat = s0 / "exp" / "mini_moe_qat_int4"
     assert (qat / "packed.pt").stat().st_size < (exp / "avg_2.pt").stat().st_size / 5
     assert (qat / "test" / "attention_rescoring" / "wer").exists()
     table = (exp / "compress_table.md").read_text()
@@ -133,8 +133,8 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     # 2:4 sparse fine-tuning (stage 12), folding with the N:M check, decoding (stage 13)
     log = _run(s0, "--stage", "12", "--stop_stage", "13", *opts, "--sparse_configs",
                "sparse_2_4", "--sparse_steps", "6", "--sparse_warmup", "2", "--average_num", "1",
-               "--init_checkpoint", "exp/mini/avg_2.pt")  # fmt: skip
-    sparse = s0 / "exp" / "mini_sparse_2_4"
+               "--init_checkpoint", "exp/mini_moe/avg_2.pt")  # fmt: skip
+    sparse = s0 / "exp" / "mini_moe_sparse_2_4"
     report = json.loads((sparse / "folded.pt.sparsity.json").read_text())["total"]
     assert report["nm_ok"] and report["sparsity"] == 0.5
     assert (sparse / "test" / "attention_rescoring" / "wer").exists()
@@ -144,8 +144,8 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     log = _run(s0, "--stage", "14", "--stop_stage", "15", *opts, "--adapt_voices", "flite-awb",
                "--num_adapt", "8", "--num_adapt_dev", "3", "--num_adapt_test", "5",
                "--adapt_steps", "4", "--adapt_warmup", "1", "--average_num", "1",
-               "--init_checkpoint", "exp/mini/avg_2.pt")  # fmt: skip
-    router = s0 / "exp" / "mini_adapt_flite-awb_router"
+               "--init_checkpoint", "exp/mini_moe/avg_2.pt")  # fmt: skip
+    router = s0 / "exp" / "mini_moe_adapt_flite-awb_router"
     assert len((s0 / "data" / "domain_flite-awb" / "test" / "text").read_text().splitlines()) == 5
     mask_info = json.loads((router / "masks.pt.json").read_text())
     assert mask_info["ratio"] >= 25 and abs(mask_info["kept"] - 0.9) < 1e-3
@@ -173,5 +173,5 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     assert tables
 
     again = _run(s0, "--stage", "1", "--stop_stage", "5", *opts)
-    assert "exp/mini/final.pt exists, kept" in again
+    assert "exp/mini_moe/final.pt exists, kept" in again
     assert "data/train/global_cmvn exists, kept" in again

@@ -42,6 +42,7 @@ lm_path=""
 lm_weight=0.5
 word_bonus=1.0
 lm_beam_size=20
+lm_min_token_logp=""    # e.g. -9.2: prefix search expands only tokens with p >= 1e-4 per frame
 lm_modes="ctc_prefix_beam_search attention_rescoring"
 init_checkpoint=""      # fine-tuning stages start from it (default: $dir/avg_$average_num.pt)
 # streaming fine-tuning (stages 8-9)
@@ -72,5 +73,6 @@ common_help="  [--stage N] [--stop_stage N] [--force true|false] [--nj N] [--dat
   [--train_engine torch_ddp|deepspeed] [--deepspeed_config conf/ds_stageN.json]
   [--average_num N] [--decode_modes '...'] [--beam_size N] [--ctc_weight X] [--reverse_weight X]
   [--lm_order N | --lm_path lm.arpa] [--lm_weight X] [--word_bonus X] [--lm_beam_size N]
+  [--lm_min_token_logp X]
   [--ft_steps N] [--decoding_chunks '16 -1'] [--qat_configs '...'] [--sparse_configs '...']
   [--compress_steps N] [--runtime_precisions 'fp32 int8'] [--runtime_chunk_size N]"

@@ -7,7 +7,7 @@
 #   init_checkpoint runtime_precisions runtime_int8 runtime_chunk_size runtime_left_chunks
 #   runtime_chunks runtime_threads
 #   token_type nbpe dict bpe_prefix normalize nj num_utts_per_shard (stages 2-3)
-#   lm_order lm_path lm_weight word_bonus lm_beam_size lm_modes (the word LM)
+#   lm_order lm_path lm_weight word_bonus lm_beam_size lm_min_token_logp lm_modes (the word LM)
 # and MAIN_ROOT (path.sh).
 
 # True when stage $1 is in [stage, stop_stage]. On the nodes other than node 0 of a multi-node
@@ -151,7 +151,7 @@ decode_test_sets() {
     if use_lm; then
       decode_and_score "$exp/avg_${average_num}.pt" "$test_set" "$exp/$test_set/lm" "$lm_modes" \
         -1 "--lm $(lm_arpa) --lm_weight $lm_weight --word_bonus $word_bonus \
-        --beam_size ${lm_beam_size:-$beam_size}"
+        --beam_size ${lm_beam_size:-$beam_size} ${lm_min_token_logp:+--min_token_logp $lm_min_token_logp}"
     fi
   done
   if use_lm; then

@@ -4,7 +4,7 @@
 # on real recorded telephone prompts (`test_real`, Asterisk core sounds, never trained on).
 #
 #   bash run.sh                          # everything, stage -1 to 7 (6-7: C++ runtime)
-#   bash run.sh --stage 4 --stop_stage 5 --model mini_moe --dir exp/mini_moe   # MoE FFNs
+#   bash run.sh --stage 4 --stop_stage 5 --model mini --dir exp/mini   # dense FFNs instead of MoE
 #   bash run.sh --stage 4 --nproc 2      # CPU DDP with torchrun
 #   bash run.sh --stage 4 --num_gpus 2 --train_engine deepspeed --deepspeed_config conf/ds_stage2.json
 #   bash run.sh --stage 8 --stop_stage 9   # streaming fine-tuning of $dir, WER per chunk size
@@ -32,8 +32,10 @@ data_type=raw           # raw | shard
 num_utts_per_shard=500
 token_type=char         # char | bpe
 nbpe=300
-model=mini              # packaged model config
-dir=exp/mini
+# packaged model config: `mini_moe` is the mini U2++ Conformer with every FFN an 8-expert top-2
+# MoE of the same active size; at the same budget it is far more accurate than the dense `mini`
+model=mini_moe
+dir=exp/mini_moe
 num_gpus=0              # > 0: torchrun with one process per GPU
 nproc=2                 # CPU processes (1 thread each) for torchrun DDP when num_gpus=0
 train_engine=torch_ddp  # torch_ddp | deepspeed
@@ -50,7 +52,8 @@ lm_order=3
 lm_path=""
 lm_weight=1.2
 word_bonus=5
-lm_beam_size=20
+lm_beam_size=40
+lm_min_token_logp=-9.2  # expand only tokens with p >= 1e-4 per frame (makes beam 40 affordable)
 lm_modes="ctc_prefix_beam_search attention_rescoring"
 # Fine-tuning stages (8, 10) start from $init_checkpoint (default: $dir/avg_$average_num.pt)
 init_checkpoint=""
@@ -88,6 +91,7 @@ router_lr=0.02         # S3-Router scores (1e-3 and 5e-3 adapted less on flite-a
 adapt_warmup=15
 # Learning-rate sweep (stage 16): short from-scratch runs per stability variant and lr
 sweep_dir=exp/lr_sweep
+sweep_model=mini       # the model of the sweep runs (the README's sweep: the dense mini)
 sweep_variants="none qk_norm qk_norm_cap qkv_norm"
 sweep_lrs="0.003 0.006 0.012 0.024"
 sweep_steps=400        # updates per run (constant lr after the warmup)
@@ -109,10 +113,11 @@ decode_batch_size=16
 ctc_weight=0.3
 reverse_weight=0.5
 help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj N]
-  [--num_sentences N] [--max_test_real N] [--data_type raw|shard] [--token_type char|bpe] [--nbpe N] [--dir exp/NAME]
+  [--num_sentences N] [--max_test_real N] [--data_type raw|shard] [--token_type char|bpe] [--nbpe N] [--model NAME] [--dir exp/NAME]
   [--num_gpus N | --nproc N] [--train_engine torch_ddp|deepspeed] [--max_epoch N]
   [--train_config conf/X.yaml] [--train_opts 'hydra overrides'] [--average_num N] [--decode_modes '...']
   [--lm_order N | --lm_path lm.arpa] [--lm_weight X] [--word_bonus X] [--lm_beam_size N]
+  [--lm_min_token_logp X]
   [--streaming_dir exp/NAME] [--ft_steps N] [--ft_lr X] [--decoding_chunks '4 8 16 -1']
   [--qat_configs 'qat_int8 qat_int4 ...'] [--qat_steps N] [--qat_lr X] [--init_checkpoint PATH]
   [--runtime_precisions 'fp32 int8'] [--runtime_chunk_size N] [--runtime_left_chunks N]
@@ -367,8 +372,8 @@ if run_stage 16; then
     --config_name "$(basename "$train_config" .yaml)" --variants $sweep_variants \
     --lrs $sweep_lrs --steps "$sweep_steps" --warmup "$sweep_warmup" --jobs "$nproc" \
     --max_logit "$sweep_max_logit" -- \
-    model="$model" data.train_data="data/train/$list_name" data.cv_data="data/dev/$list_name" \
-    data.data_type="$data_type" \
+    model="$sweep_model" data.train_data="data/train/$list_name" \
+    data.cv_data="data/dev/$list_name" data.data_type="$data_type" \
     $tokenizer_opts cmvn.file=data/train/global_cmvn data.max_frames_in_batch="$sweep_frames" \
     $train_opts | tee "$sweep_dir.txt"
   echo "stage 16 wrote $sweep_dir/{sweep.json,linear_norms.png}, $sweep_dir.txt"
