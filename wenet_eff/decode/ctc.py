@@ -104,14 +104,13 @@ class CtcPrefixBeam:
         blank = self.blank
         logp = ctc_log_probs.float()
         top_logp, top_ids = logp.topk(min(self.token_beam, logp.size(1)), dim=-1)
-        top_logp, top_ids = top_logp.tolist(), top_ids.tolist()
-        if self.min_token_logp is not None:  # topk is sorted: cut each frame's list
-            floor = self.min_token_logp
-            for t, row in enumerate(top_logp):
-                n = next((i for i, p in enumerate(row) if p < floor), len(row))
-                top_logp[t], top_ids[t] = row[: max(n, 1)], top_ids[t][: max(n, 1)]
+        if self.min_token_logp is None:
+            keep = [top_logp.size(1)] * top_logp.size(0)
+        else:  # topk is sorted: each frame keeps its first `keep` tokens (at least one)
+            keep = (top_logp >= self.min_token_logp).sum(-1).clamp(min=1).tolist()
         beam = self.beam
-        for frame_logp, frame_ids in zip(top_logp, top_ids, strict=True):
+        for frame_logp, frame_ids, n in zip(top_logp.tolist(), top_ids.tolist(), keep, strict=True):
+            frame_logp, frame_ids = frame_logp[:n], frame_ids[:n]
             nxt: dict[tuple[int, ...], list[float]] = {}
             for prefix, (pb, pnb) in beam.items():
                 total = _logaddexp(pb, pnb)
