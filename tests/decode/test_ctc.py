@@ -61,6 +61,11 @@ def test_token_floor_sums_only_paths_through_tokens_above_it(seed):
     assert len(no_floor) == len(_exhaustive(log_probs)) > len(hyps)
 
 
+def test_positive_token_floor_is_refused():
+    with pytest.raises(ValueError, match="min_token_logp=2.0"):
+        ctc_prefix_beam_search(torch.zeros(3, 4).log_softmax(-1), beam_size=2, min_token_logp=2.0)
+
+
 def test_small_beam_keeps_best_prefix_of_exhaustive_search():
     torch.manual_seed(7)
     log_probs = torch.randn(6, 3).mul(3).log_softmax(-1)

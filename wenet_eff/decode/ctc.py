@@ -88,6 +88,11 @@ class CtcPrefixBeam:
         self.beam_size = beam_size
         self.blank = blank
         self.token_beam = token_beam or beam_size
+        if min_token_logp is not None and min_token_logp > 0:
+            raise ValueError(
+                f"min_token_logp={min_token_logp} is a log probability floor: it must be <= 0 "
+                "(e.g. -9.2 for p >= 1e-4)"
+            )
         self.min_token_logp = min_token_logp
         self.lm = lm
         self.beam: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
