@@ -19,21 +19,46 @@ def test_moe_rtf_benchmark_writes_json_and_tables(tmp_path, capsys):
     overrides = [o for o in TINY if not o.startswith("model.vocab_size")]
     result = benchmark.main(
         ["moe_rtf", "--models", "mini", "paper_moe_1b", "--threads", "1", "--seconds", "2",
-         "--repeats", "1", "--frames", "64", "--dim", "16", "--units", "32", "--vocab_size", "12",
+         "--repeats", "1", "--frames", "64", "--shapes", "16x32", "8x24", "--vocab_size", "12",
+         "--chunks", "4", "16",
          "--nbest", "2", "--hyp_len", "5", "--out", str(out), "--override", *overrides]
     )  # fmt: skip
     assert json.loads(out.read_text()) == result
     dense, moe = result["models"]
     assert moe["params"]["total"] > moe["params"]["active"] > 0
     assert dense["rtf_ratio"]["ctc_greedy"] == pytest.approx(1.0)
-    assert set(moe["rtf"]) == {"ctc_greedy", "streaming_chunk16", "attention_rescoring"}
+    assert set(moe["rtf"]) == {
+        "ctc_greedy", "streaming_chunk4", "streaming_chunk16", "attention_rescoring"
+    }  # fmt: skip
     # 2 encoder blocks x 2 FFNs + 1 + 1 decoder blocks; the benchmark audio runs the encoder only
     assert len(moe["expert_usage"]) >= 4
     for fractions in moe["expert_usage"].values():
         assert sum(fractions) == pytest.approx(2.0, abs=1e-3)
-    assert result["dispatch"]["infer_speedup"] > 0
+    assert all(v > 0 for v in result["cold_gemm_gb_s"].values())
+    assert set(result["cold_gemm_gb_s"]) == {"4x16x32", "16x16x32", "64x16x32"}
+    assert [(d["dim"], d["units"]) for d in result["dispatch"]] == [(16, 32), (8, 24)]
+    assert all(d["infer_speedup"] > 0 and d["matmul_floor_s"] > 0 for d in result["dispatch"])
+    # weight traffic: the dense model reads its whole encoder per chunk, the MoE model its
+    # shared weights plus the experts that got frames (at most all, at least k of them)
+    encoder_bytes = {}
+    for name in ("mini", "paper_moe_1b"):
+        cfg = wenet_eff.load_config(name, [*overrides, "model.vocab_size=12"])
+        encoder = wenet_eff.build_model(cfg).encoder
+        encoder_bytes[name] = sum(p.numel() * 4 for p in encoder.parameters())
+    small, large = (
+        moe["streaming_traffic"]["streaming_chunk4"],
+        moe["streaming_traffic"]["streaming_chunk16"],
+    )
+    assert (
+        dense["streaming_traffic"]["streaming_chunk4"]["bytes_per_chunk"] == encoder_bytes["mini"]
+    )
+    assert dense["streaming_traffic"]["streaming_chunk4"]["experts_touched_mean"] is None
+    assert 2 <= small["experts_touched_mean"] <= large["experts_touched_mean"] <= 8
+    assert small["bytes_per_chunk"] < large["bytes_per_chunk"] <= encoder_bytes["paper_moe_1b"]
+    assert small["chunks"] > large["chunks"] > 1
+    assert dense["streaming_traffic"]["streaming_chunk4"]["bandwidth_estimate_rtf_ratio"] == 1.0
     text = capsys.readouterr().out
-    assert "full scan" in text and "MoE overhead" in text
+    assert "full scan" in text and "MoE overhead" in text and "weight traffic" in text
 
 
 def test_model_info_counts_active_parameters_and_flops(tmp_path, capsys):

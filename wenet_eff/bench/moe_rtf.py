@@ -2,19 +2,28 @@
 
     python -m wenet_eff.bin.benchmark moe_rtf --threads 2
 
-1. Dispatch: one MoE layer of the paper shape (d=576, 2048 units, 8 experts, top-2) on a
-   1,000-frame batch: our sort-once dispatch against the per-expert full scan (`torch.where`
-   over all frames for each expert, as WeNet does), inference and training (forward+backward);
-   and, for inference, against running every expert on every frame (the export fallback).
+1. Dispatch: one MoE layer per `--shapes` entry (default the paper shape, d=576 with 2048
+   units, and mini_moe's, d=144 with 288 units; 8 experts, top-2) on a 1,000-frame batch: our
+   sort-once dispatch against the per-expert full scan (`torch.where` over all frames for each
+   expert, as WeNet does), inference and training (forward+backward); and, for inference,
+   against running every expert on every frame (the export fallback). The matmul roofline
+   (FLOPs of the k active experts / the measured GEMM peak) says how much room is left.
 2. Models (random weights, batch 1, `--seconds` of audio, threads stated):
    - ctc_greedy: encoder (full context) + CTC head + argmax;
-   - streaming: chunk-by-chunk encoder with caches (`--chunk` frames, all left context) + CTC;
+   - streaming: chunk-by-chunk encoder with caches (each of `--chunks` frames, all left
+     context) + CTC;
    - attention_rescoring: encoder + CTC + both decoders scoring a fixed n-best of `--nbest`
      hypotheses of `--hyp_len` tokens (fixed so random weights do not change the work; the
      CTC prefix search itself is model-independent Python and left out).
    Active FLOPs are counted with FlopCounterMode (encoder + CTC), so the table shows the RTF
    ratio to Dense-225M next to the FLOPs ratio, and their quotient: the MoE overhead.
 3. Expert usage of the MoE model on the benchmark audio (fraction of frames per expert).
+4. Streaming weight traffic: batch-1 chunks are small, so each chunk step reads the weights it
+   uses from memory. Per model and chunk size: the experts a chunk touches (mean over chunks
+   and layers), the encoder weight bytes read per chunk, the measured read bandwidth, and the
+   RTF that reading alone costs (the floor no kernel can beat at batch 1). For MoE models,
+   the bandwidth estimate of the RTF ratio to the first model: its measured RTF plus the extra
+   bytes' reading time.
 Writes JSON and prints tables.
 """
 
@@ -57,16 +66,42 @@ def all_experts_moe(layer: MoEFFNLayer, xs: torch.Tensor) -> torch.Tensor:
     return out.reshape(shape)
 
 
-def dispatch(args: argparse.Namespace) -> dict:
-    """Our MoE dispatch vs the per-expert full scan on one paper-shaped layer."""
+def gemm_peak_gflops(size: int = 1536, repeats: int = 5) -> float:
+    """Measured fp32 GEMM throughput (GFLOP/s) of a square `size` matmul, best of `repeats`."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = min(_time(lambda: a @ b, 1) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def read_bandwidth_gb_s(megabytes: int = 512, repeats: int = 3) -> float:
+    """Measured memory read bandwidth (GB/s): summing a tensor far larger than the caches."""
+    x = torch.ones(megabytes * 2**20 // 4)
+    best = min(_time(x.sum, 1) for _ in range(repeats))
+    return x.numel() * 4 / best / 1e9
+
+
+@torch.inference_mode()
+def cold_gemm_gb_s(rows: int, dim: int, units: int, megabytes: int = 256) -> float:
+    """Weight GB/s of a `rows`-row linear (dim -> units) whose weight is not in cache: many
+    distinct weights in turn, as a streaming chunk step meets them."""
+    n = min(max(2, megabytes * 2**20 // (dim * units * 4)), 256)
+    weights = [torch.randn(units, dim) for _ in range(n)]
+    x = torch.randn(rows, dim)
+    seconds = min(_time(lambda: [x @ w.t() for w in weights], 1) for _ in range(3)) / n
+    return dim * units * 4 / seconds / 1e9
+
+
+def dispatch(dim: int, units: int, args: argparse.Namespace, peak_gflops: float) -> dict:
+    """Our MoE dispatch vs the per-expert full scan on one layer of shape (dim, units)."""
     torch.manual_seed(0)
-    layer = MoEFFNLayer(args.dim, args.units, 0.0, torch.nn.SiLU(), args.n_expert, args.k)
+    layer = MoEFFNLayer(dim, units, 0.0, torch.nn.SiLU(), args.n_expert, args.k)
     # a trained-looking router: larger logits, so routing is decisive
     torch.nn.init.normal_(layer.gate.weight, std=0.5)
-    x = torch.randn(1, args.frames, args.dim)
+    x = torch.randn(1, args.frames, dim)
     assert torch.allclose(layer(x), naive_moe(layer, x), atol=1e-4), "dispatch != reference"
     assert torch.allclose(layer(x), all_experts_moe(layer, x), atol=1e-4), "dispatch != all"
-    out = {}
+    out = {"dim": dim, "units": units}
     with torch.inference_mode():
         out["ours_infer_s"] = _time(lambda: layer(x), args.repeats * 5)
         out["scan_infer_s"] = _time(lambda: naive_moe(layer, x), args.repeats * 5)
@@ -81,7 +116,45 @@ def dispatch(args: argparse.Namespace) -> dict:
     out["infer_speedup"] = out["scan_infer_s"] / out["ours_infer_s"]
     out["infer_speedup_vs_all_experts"] = out["all_experts_infer_s"] / out["ours_infer_s"]
     out["train_speedup"] = out["scan_train_s"] / out["ours_train_s"]
+    # the k active experts' two matmuls: what any dispatch must compute
+    out["active_gflop"] = args.frames * args.k * 2 * 2 * dim * units / 1e9
+    out["matmul_floor_s"] = out["active_gflop"] / peak_gflops
     return out
+
+
+def _nbytes(params) -> int:
+    return sum(p.numel() * p.element_size() for p in params)
+
+
+@torch.inference_mode()
+def streaming_traffic(model, feats: torch.Tensor, chunk: int) -> dict:
+    """Encoder weight bytes one chunk step reads at batch 1 (experts: only those given frames)."""
+    layers = [m for _, m in moe_layers(model.encoder)]
+    touched: list[int] = []
+    steps: list[int] = []
+    hooks = [model.encoder.embed.register_forward_hook(lambda *_: steps.append(1))]
+    hooks += [
+        m.register_forward_hook(lambda mod, *_: touched.append(int((mod.usage > 0).sum())))
+        for m in layers
+    ]
+    try:
+        model.encoder.forward_chunk_by_chunk(feats, chunk, -1)
+    finally:
+        for h in hooks:
+            h.remove()
+    expert_bytes = [_nbytes(m.experts[0].parameters()) for m in layers]
+    all_experts = sum(b * m.n_expert for b, m in zip(expert_bytes, layers, strict=True))
+    shared = _nbytes(model.encoder.parameters()) - all_experts
+    per_step = [
+        sum(t * b for t, b in zip(touched[i : i + len(layers)], expert_bytes, strict=True))
+        for i in range(0, len(touched), max(len(layers), 1))
+    ]
+    n_steps = len(steps)
+    return {
+        "chunks": n_steps,
+        "experts_touched_mean": sum(touched) / len(touched) if touched else None,
+        "bytes_per_chunk": shared + (sum(per_step) / n_steps if layers else 0),
+    }
 
 
 @torch.inference_mode()
@@ -108,8 +181,8 @@ def model_rtf(name: str, args: argparse.Namespace) -> dict:
         enc, _ = model.encoder(feats, lens)
         return model.ctc.log_softmax(enc).argmax(-1)
 
-    def streaming():
-        enc, _ = model.encoder.forward_chunk_by_chunk(feats, args.chunk, -1)
+    def streaming(chunk: int):
+        enc, _ = model.encoder.forward_chunk_by_chunk(feats, chunk, -1)
         return model.ctc.log_softmax(enc).argmax(-1)
 
     def rescoring():
@@ -117,11 +190,11 @@ def model_rtf(name: str, args: argparse.Namespace) -> dict:
         model.ctc.log_softmax(enc).argmax(-1)
         return attention_rescoring(model, nbest, enc, mask, 0.3, 0.3)
 
-    times = {
-        "ctc_greedy": _time(greedy, args.repeats),
-        f"streaming_chunk{args.chunk}": _time(streaming, args.repeats),
-        "attention_rescoring": _time(rescoring, args.repeats),
-    }
+    times = {"ctc_greedy": _time(greedy, args.repeats)}
+    for chunk in args.chunks:
+        times[f"streaming_chunk{chunk}"] = _time(lambda c=chunk: streaming(c), args.repeats)
+    times["attention_rescoring"] = _time(rescoring, args.repeats)
+    traffic = {f"streaming_chunk{c}": streaming_traffic(model, feats, c) for c in args.chunks}
     usage = {}
     if moe_layers(model):
         model.encoder(feats, lens)
@@ -132,13 +205,27 @@ def model_rtf(name: str, args: argparse.Namespace) -> dict:
         "gflops_per_audio_second": (flops["encoder"] + flops["ctc"]) / 1e9,
         "rtf": {k: t / args.seconds for k, t in times.items()},
         "expert_usage": usage,
+        "streaming_traffic": traffic,
     }
     return result
 
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    result = {"dispatch": dispatch(args), "models": [], **environment()}
+    peak = gemm_peak_gflops()
+    bandwidth = read_bandwidth_gb_s()
+    result = {
+        "gemm_peak_gflops": peak,
+        "read_bandwidth_gb_s": bandwidth,
+        "cold_gemm_gb_s": {
+            f"{rows}x{d}x{u}": cold_gemm_gb_s(rows, d, u)
+            for rows in (4, 16, 64)
+            for d, u in args.shapes[:1]
+        },
+        "dispatch": [dispatch(d, u, args, peak) for d, u in args.shapes],
+        "models": [],
+        **environment(),
+    }
     for name in args.models:
         result["models"].append(model_rtf(name, args))
         gc.collect()  # free one model (GBs) before building the next
@@ -152,29 +239,51 @@ def run(args: argparse.Namespace) -> dict:
         row["seconds_per_tflop"] = {
             k: v / row["gflops_per_audio_second"] * 1e3 for k, v in row["rtf"].items()
         }
+        for key, t in row["streaming_traffic"].items():
+            # reading the weights once per chunk: the batch-1 floor
+            t["weights_floor_rtf"] = (
+                t["chunks"] * t["bytes_per_chunk"] / bandwidth / 1e9 / args.seconds
+            )
+            extra = t["chunks"] * (
+                t["bytes_per_chunk"] - base["streaming_traffic"][key]["bytes_per_chunk"]
+            )
+            # the first model's measured time plus reading the extra bytes
+            t["bandwidth_estimate_rtf_ratio"] = (
+                base["rtf"][key] + extra / bandwidth / 1e9 / args.seconds
+            ) / base["rtf"][key]
     result["settings"] = {
         k: getattr(args, k)
-        for k in ("seconds", "chunk", "nbest", "hyp_len", "vocab_size", "frames", "threads")
+        for k in ("seconds", "chunks", "nbest", "hyp_len", "vocab_size", "frames", "threads")
     }
     return result
 
 
 def print_result(result: dict, args: argparse.Namespace) -> None:
-    d = result["dispatch"]
     print(
-        f"MoE dispatch, {args.frames} frames, d={args.dim}, {args.units} units, "
-        f"{args.n_expert} experts top-{args.k}, {args.threads} threads:"
+        f"{args.threads} threads: fp32 GEMM peak {result['gemm_peak_gflops']:.1f} GFLOP/s, "
+        f"memory read {result['read_bandwidth_gb_s']:.1f} GB/s; weight GB/s of linears whose "
+        "weights are not in cache (rows x dim x units): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in result["cold_gemm_gb_s"].items())
     )
-    print(f"{'':<12}{'ours ms':>10}{'full scan ms':>14}{'speedup':>10}")
-    for mode in ("infer", "train"):
-        print(
-            f"{mode:<12}{d[f'ours_{mode}_s'] * 1e3:>10.2f}{d[f'scan_{mode}_s'] * 1e3:>14.2f}"
-            f"{d[f'{mode}_speedup']:>9.2f}x"
-        )
     print(
-        f"all experts on all frames (export fallback), infer: {d['all_experts_infer_s'] * 1e3:.2f}"
-        f" ms, ours {d['infer_speedup_vs_all_experts']:.2f}x faster"
+        f"MoE dispatch, {args.frames} frames, {args.n_expert} experts top-{args.k} "
+        "(floor: the active experts' matmuls at the GEMM peak):"
     )
+    print(
+        f"{'d x units':<12}{'mode':<7}{'ours ms':>9}{'full scan ms':>14}{'speedup':>9}"
+        f"{'all experts ms':>16}{'floor ms':>10}"
+    )
+    for d in result["dispatch"]:
+        for mode in ("infer", "train"):
+            every = (
+                f"{d['all_experts_infer_s'] * 1e3:>16.2f}{d['matmul_floor_s'] * 1e3:>10.2f}"
+                if mode == "infer"
+                else ""
+            )
+            print(
+                f"{d['dim']}x{d['units']:<8}{mode:<7}{d[f'ours_{mode}_s'] * 1e3:>9.2f}"
+                f"{d[f'scan_{mode}_s'] * 1e3:>14.2f}{d[f'{mode}_speedup']:>8.2f}x{every}"
+            )
     print(
         f"\nRTF, {args.seconds:g} s of audio, batch 1, {args.threads} threads, random weights "
         f"(rescoring: {args.nbest} x {args.hyp_len}-token n-best):"
@@ -211,6 +320,35 @@ def print_result(result: dict, args: argparse.Namespace) -> None:
             )
             for name, u in list(usage.items())[:3]:
                 print(f"  {name}: {' '.join(f'{v:.3f}' for v in u)}")
+    print(
+        f"\nStreaming weight traffic at batch 1 (read bandwidth "
+        f"{result['read_bandwidth_gb_s']:.1f} GB/s; floor = reading each chunk's weights once):"
+    )
+    print(
+        f"{'model':<18}{'chunk':>6}{'experts/layer':>15}{'MB/chunk':>10}{'floor RTF':>11}"
+        f"{'measured':>10}{'est. ratio':>12}{'measured ratio':>16}"
+    )
+    for row in result["models"]:
+        for key, t in row["streaming_traffic"].items():
+            touched = t["experts_touched_mean"]
+            print(
+                f"{row['model']:<18}{key.removeprefix('streaming_chunk'):>6}"
+                f"{f'{touched:.2f}/{args.n_expert}' if touched is not None else '-':>15}"
+                f"{t['bytes_per_chunk'] / 1e6:>10.1f}{t['weights_floor_rtf']:>11.4f}"
+                f"{row['rtf'][key]:>10.4f}{t['bandwidth_estimate_rtf_ratio']:>11.2f}x"
+                f"{row['rtf_ratio'][key]:>15.2f}x"
+            )
+    print(
+        "  est. ratio: the first model's measured RTF plus the time to read this model's extra "
+        "bytes, over the first model's RTF"
+    )
+
+
+def _shape(text: str) -> tuple[int, int]:
+    dim, _, units = text.partition("x")
+    if not (dim.isdigit() and units.isdigit()):
+        raise argparse.ArgumentTypeError(f"shape '{text}' is not DIMxUNITS, e.g. 576x2048")
+    return int(dim), int(units)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -218,14 +356,21 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--models", nargs="+", default=list(MODELS), help="first one is the baseline")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=20.0)
-    p.add_argument("--chunk", type=int, default=16, help="streaming chunk (encoder frames)")
+    p.add_argument(
+        "--chunks", type=int, nargs="+", default=[16, 64], help="streaming chunks (encoder frames)"
+    )
     p.add_argument("--nbest", type=int, default=10)
     p.add_argument("--hyp_len", type=int, default=60)
     p.add_argument("--vocab_size", type=int, default=5002)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--frames", type=int, default=1000, help="dispatch benchmark batch")
-    p.add_argument("--dim", type=int, default=576)
-    p.add_argument("--units", type=int, default=2048)
+    p.add_argument(
+        "--shapes",
+        type=_shape,
+        nargs="+",
+        default=[(576, 2048), (144, 288)],
+        help="dispatch layers as DIMxUNITS (default: paper_moe_1b's and mini_moe's)",
+    )
     p.add_argument("--n_expert", type=int, default=8)
     p.add_argument("--k", type=int, default=2)
     p.add_argument("--override", nargs="*", default=[], help="config overrides for every model")
