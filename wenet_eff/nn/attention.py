@@ -125,11 +125,14 @@ class MultiHeadedAttention(nn.Module):
     def _with_cache(
         k: torch.Tensor, v: torch.Tensor, cache: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Keys and values after the cached ones, and the new cache (keys then values on the
+        last axis). The cache is copied once, as whole rows; k and v are views of the result
+        (concatenating keys and values separately first would copy it twice, strided)."""
+        kv = torch.cat((k, v), dim=-1)
         if cache.size(0) > 0:
-            k_cache, v_cache = torch.split(cache, cache.size(-1) // 2, dim=-1)
-            k = torch.cat([k_cache, k], dim=2)
-            v = torch.cat([v_cache, v], dim=2)
-        return k, v, torch.cat((k, v), dim=-1)
+            kv = torch.cat((cache, kv), dim=2)
+            k, v = kv.split(k.size(-1), dim=-1)
+        return k, v, kv
 
     def forward(
         self,
