@@ -412,13 +412,46 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """Apply `a.b=value` overrides to a loaded config, failing on unknown keys."""
-    dotlist = []
+    """Apply overrides to a loaded config, in order, failing on unknown keys.
+
+    `a.b=value` sets a key. `group=option` for a packaged config group (`compress=qat_int2`,
+    `stability=qk_norm`, `model/ffn=moe`) applies that option's yaml as Hydra would: into its
+    `@package` node, which is first reset to the schema's defaults when the node is the group
+    itself (`compress`, `model.stability`) and merged into otherwise (`model/ffn` -> `model`).
+    So a trained float `train.yaml` can be packed or decoded with `compress=...` (PTQ).
+    """
     for item in overrides:
-        if "=" not in item:
+        key, eq, value = item.lstrip("+").partition("=")
+        if not eq:
             raise ValueError(f"override '{item}' is not of the form key=value")
-        dotlist.append(item.lstrip("+"))
-    return merge_checked(cfg, OmegaConf.from_dotlist(dotlist), "overrides")
+        group_yaml = CONF_DIR / key / f"{value}.yaml"
+        if "." not in key and (CONF_DIR / key).is_dir():
+            if not group_yaml.is_file():
+                options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+                raise ValueError(f"override '{item}': no option '{value}' in {key}/ ({options})")
+            cfg = _apply_group(cfg, key, group_yaml, item)
+        else:
+            cfg = merge_checked(cfg, OmegaConf.from_dotlist([f"{key}={value}"]), "overrides")
+    return cfg
+
+
+def _apply_group(cfg: DictConfig, group: str, path: Path, source: str) -> DictConfig:
+    """Merge one packaged group option (see apply_overrides) into `cfg`."""
+    text = path.read_text(encoding="utf-8")
+    package = group.replace("/", ".")
+    for line in text.splitlines():
+        if line.startswith("# @package "):
+            package = line.removeprefix("# @package ").strip()
+            break
+    if package == "_global_":
+        raise ValueError(f"override '{source}': a global option; pass its keys one by one")
+    content: Any = yaml.safe_load(text) or {}
+    if package.split(".")[-1] == group.split("/")[-1]:  # the node is the group: replace it
+        cfg = cfg.copy()
+        OmegaConf.update(cfg, package, OmegaConf.select(schema(), package), merge=False)
+    for part in reversed(package.split(".")):
+        content = {part: content}
+    return merge_checked(cfg, content, f"override '{source}' ({path.name})")
 
 
 def is_wenet_config(raw: dict) -> bool:

@@ -128,3 +128,35 @@ def test_pack_cli_writes_the_file_and_the_size_table(tmp_path, capsys):
             ["--config", str(tmp_path / "float.yaml"), "--checkpoint", str(tmp_path / "float.pt"),
              "--out", str(tmp_path / "x.pt")]
         )  # fmt: skip
+
+
+def test_a_float_checkpoint_packs_with_a_compress_override_as_post_training_quantization(
+    tmp_path,
+):
+    float_cfg, float_model = _model()
+    with torch.no_grad():
+        for p in float_model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_config(float_cfg, tmp_path / "train.yaml")
+    torch.save(float_model.state_dict(), tmp_path / "float.pt")
+    pack_cli.main(
+        ["--config", str(tmp_path / "train.yaml"), "--checkpoint", str(tmp_path / "float.pt"),
+         "--out", str(tmp_path / "ptq.pt"), "--override", "compress=qat_int2_subchannel"]
+    )  # fmt: skip
+    cfg, loaded = load_packed(tmp_path / "ptq.pt")
+    assert cfg.compress.quant.granularity == "subchannel" and cfg.compress.quant.bits == 2
+    # the reference: the same config, float weights loaded, clipping searched on them
+    ref_cfg = wenet_eff.load_config(str(tmp_path / "train.yaml"), ["compress=qat_int2_subchannel"])
+    ref = wenet_eff.build_model(ref_cfg).eval()
+    assert compress.load_weights(ref, tmp_path / "float.pt", "test") is True
+    clip = [layer.weight_quantizer.clip_coef for _, layer in compress.quant_layers(ref)]
+    assert any((c < 1).any() for c in clip), "the clipping search ran on the float weights"
+    enc, hyps = _outputs(ref)
+    enc2, hyps2 = _outputs(loaded)
+    assert torch.equal(enc, enc2) and hyps == hyps2
+    # its own QAT checkpoint loads strictly: nothing derived
+    torch.save(ref.state_dict(), tmp_path / "qat.pt")
+    assert compress.load_weights(ref, tmp_path / "qat.pt", "test") is False
+    with pytest.raises(ValueError, match=r"1 unexpected keys \['bogus'\]"):
+        torch.save({**ref.state_dict(), "bogus": torch.zeros(1)}, tmp_path / "bad.pt")
+        compress.load_weights(ref, tmp_path / "bad.pt", "test")

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from wenet_eff import compress
 from wenet_eff.config import load_config
 from wenet_eff.data.batching import INFORMATIONAL_REASONS
 from wenet_eff.model import DECODE_METHODS, build_model
-from wenet_eff.train.checkpoint import load_weights
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -79,7 +79,11 @@ def load_model(config: str, checkpoint: str, overrides: list[str], masks: str = 
         return load_packed(checkpoint)
     cfg = load_config(config, overrides)
     model = build_model(cfg)
-    load_weights(model, checkpoint, "--checkpoint")
+    if compress.load_weights(model, checkpoint, "--checkpoint"):
+        logging.info(
+            "%s: float weights, quantizer/sparsity state derived from them (post-training)",
+            checkpoint,
+        )
     if masks:
         from wenet_eff.compress.masks import apply_masks, load_masks
 

@@ -22,6 +22,7 @@ from wenet_eff.compress.layers import COMPRESSED_CLASSES, CompressedLayer
 from wenet_eff.compress.quant import WeightQuantizer
 from wenet_eff.compress.sparse import MagnitudePruner, NMSparsifier, ScoreRouter, build_sparsifier
 from wenet_eff.nn.linear import ROLES, weight_layers
+from wenet_eff.train import checkpoint
 
 __all__ = [
     "apply", "quant_layers", "sparse_layers", "regularization", "is_compressed", "is_quantized",
@@ -172,6 +173,17 @@ def refresh(model: nn.Module) -> None:
         if q.learnable:
             w3 = q.layout.split(w)
             q.scale.copy_((q._range(w3)[1] / q.qmax).clamp_min(2.0**-14))
+
+
+def load_weights(model: nn.Module, path, source: str) -> bool:
+    """Load a checkpoint into a (possibly compressed) model: its own QAT/sparse checkpoint, or
+    float weights, in which case the compression state is derived from them (`refresh`):
+    QAT fine-tuning starts there, and packing or decoding it is post-training quantization.
+    Returns True when the state was derived."""
+    missing = checkpoint.load_weights(model, path, source, optional=compression_keys(model))
+    if missing:
+        refresh(model)
+    return bool(missing)
 
 
 def on_update(model: nn.Module, step: int) -> None:

@@ -175,20 +175,19 @@ def load_weights(
     """Load the state_dict at `path` into `model` (strict, except that the `optional` keys may
     be missing); `source` names it in errors. Returns the optional keys that were missing."""
     state = load_model_state(path)
-    missing = set(optional) - set(state)
-    try:
-        if missing:
-            result = model.load_state_dict(state, strict=False)
-            if set(result.missing_keys) - missing or result.unexpected_keys:
-                raise RuntimeError(
-                    f"missing keys {sorted(set(result.missing_keys) - missing)[:10]}, "
-                    f"unexpected keys {result.unexpected_keys[:10]}"
-                )
-        else:
-            model.load_state_dict(state)
+    try:  # shapes are still checked strictly; the key sets are compared below
+        result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         raise ValueError(f"{source} {path} does not fit the model of this config: {exc}") from exc
-    return missing
+    required = sorted(set(result.missing_keys) - set(optional))
+    unexpected = sorted(result.unexpected_keys)
+    if required or unexpected:
+        raise ValueError(
+            f"{source} {path} does not fit the model of this config: {len(required)} missing "
+            f"keys {required[:5]}{' ...' * (len(required) > 5)}, {len(unexpected)} unexpected "
+            f"keys {unexpected[:5]}{' ...' * (len(unexpected) > 5)}"
+        )
+    return set(optional) & set(result.missing_keys)
 
 
 def load_train_state(path: str | os.PathLike) -> dict:

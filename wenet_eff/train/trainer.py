@@ -137,14 +137,9 @@ class Trainer:
             saved = ckpt.load_resumable(self.model, self.exp_dir, resume_from)
         elif tcfg.init_checkpoint:
             # a float checkpoint fine-tunes with QAT: quantizer state starts from its weights
-            missing = ckpt.load_weights(
-                self.model,
-                tcfg.init_checkpoint,
-                "train.init_checkpoint",
-                optional=compress.compression_keys(self.model),
+            missing = compress.load_weights(
+                self.model, tcfg.init_checkpoint, "train.init_checkpoint"
             )
-            if missing:
-                compress.refresh(self.model)
             if ctx.is_main:
                 logger.info(
                     "weights initialised from %s%s",
