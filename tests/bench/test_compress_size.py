@@ -20,4 +20,11 @@ def test_compress_size_table(tmp_path, capsys):
     assert 10 < two_four["ratio"] < 32 / 3  # 3 bits per weight plus fp16 scales
     assert 3.8 < rows["qat_int8"]["main_bits_ratio"] <= 4.0
     assert rows["binary"]["main_bits_ratio"] > 25  # 1-bit layers, 8-bit front end left out
+    # without the 8-bit edge layers the binary model sits between its whole-model ratio and
+    # its 1-bit layers' (biases and norms stay float32); int8 has no edge to leave out
+    binary = rows["binary"]
+    assert binary["ratio"] < binary["without_edge_ratio"] < binary["main_bits_ratio"]
+    assert binary["edge_float32_bytes"] > 0 and binary["edge_packed_bytes"] > 0
+    int8 = rows["qat_int8"]
+    assert abs(int8["without_edge_ratio"] - int8["ratio"]) < 0.1
     assert "b-bit layers only" in capsys.readouterr().out

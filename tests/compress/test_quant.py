@@ -204,6 +204,11 @@ def test_config_errors_name_the_key():
                                                              "compress.quant.bits=3"]))  # fmt: skip
     with pytest.raises(ValueError, match="granularity='row'"):
         WeightQuantizer(qcfg(granularity="row"), 8, weight())
+    # a percentile of 1 would clip 99 % of the weights (the default clip_value suits fixed)
+    with pytest.raises(ValueError, match=r"clip_value=1.0: with clip=percentile .* 99.9"):
+        WeightQuantizer(qcfg(clip="percentile"), 2, weight())
+    with pytest.raises(ValueError, match="clip_value=1.5: with clip=fixed"):
+        WeightQuantizer(qcfg(clip="fixed", clip_value=1.5), 2, weight())
 
 
 def test_quantized_streaming_model_decodes_chunk_by_chunk_exactly():

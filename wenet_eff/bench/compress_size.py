@@ -4,8 +4,11 @@
 
 Packs each model (vocabulary 5002 unless --vocab_size) with each packaged compress config
 exactly as `bin.pack` does and reports float32 bytes, packed bytes and the ratio for the whole
-model (biases, norms and CMVN stay float32 and are included), and for the layers at the
-config's main bit width alone (mixed configs keep the front end and output layers at 8 bits).
+model (biases, norms and CMVN stay float32 and are included); for the model without its edge
+layers (the front-end convolution, the token embeddings and the output layers, which the
+low-bit configs keep at 8 bits: the targets' "8-bit embeddings/outputs reported separately"),
+biases and norms still included; for the edge layers alone; and for the layers at the
+config's main bit width alone.
 `int4_sparse_2_4` stores its 2:4 layers as 2 levels of every 4 plus their positions.
 Sizes do not depend on the weight values. Writes JSON and prints a table.
 """
@@ -19,6 +22,9 @@ import torch
 import wenet_eff
 from wenet_eff.bench.common import environment, write_json
 from wenet_eff.compress.pack import pack_model, size_report
+
+# kept at 8 bits by the low-bit configs, reported on their own
+EDGE_ROLES = ("subsampling.conv", "embedding", "output")
 
 CONFIGS = [
     "qat_int8", "mixed_4_8", "qat_int4", "int4_sparse_2_4", "qat_int2", "qat_int2_subchannel",
@@ -37,6 +43,10 @@ def measure(model_name: str, config: str, vocab_size: int) -> dict:
     main = [r for k, r in report["roles"].items() if f"({bits}-bit" in k]
     main_float = sum(r["float32_bytes"] for r in main)
     main_packed = sum(r["packed_bytes"] for r in main)
+    edge = [r for k, r in report["roles"].items() if k.split(" (")[0] in EDGE_ROLES]
+    edge_float = sum(r["float32_bytes"] for r in edge)
+    edge_packed = sum(r["packed_bytes"] for r in edge)
+    total = report["total"]
     return {
         "model": model_name,
         "compress": config,
@@ -47,6 +57,10 @@ def measure(model_name: str, config: str, vocab_size: int) -> dict:
         "bits": cfg.compress.quant.bits,
         # the layers at the config's main bit width alone (8-bit front end / outputs left out)
         "main_bits_ratio": main_float / main_packed,
+        "edge_float32_bytes": edge_float,
+        "edge_packed_bytes": edge_packed,
+        "without_edge_ratio": (total["float32_bytes"] - edge_float)
+        / (total["packed_bytes"] - edge_packed),
         "other_float_bytes": report["other_float"]["bytes"],
         "roles": report["roles"],
     }
@@ -63,14 +77,19 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"packed sizes (vocabulary {args.vocab_size})")
     print(
         f"{'model':<18}{'compress':<22}{'params':>12}{'float32 MB':>12}{'packed MB':>11}"
-        f"{'ratio':>8}{'b-bit layers only':>19}"
+        f"{'ratio':>8}{'without edge':>14}{'edge MB':>9}{'b-bit layers only':>19}"
     )
     for r in rows:
         print(
             f"{r['model']:<18}{r['compress']:<22}{r['params']:>12,}"
             f"{r['float32_bytes'] / 1e6:>12.2f}{r['packed_bytes'] / 1e6:>11.2f}"
-            f"{r['ratio']:>8.2f}{r['main_bits_ratio']:>19.2f}"
+            f"{r['ratio']:>8.2f}{r['without_edge_ratio']:>14.2f}"
+            f"{r['edge_packed_bytes'] / 1e6:>9.2f}{r['main_bits_ratio']:>19.2f}"
         )
+    print(
+        "without edge: the whole model minus the front-end conv, token embeddings and output "
+        "layers (8-bit in the low-bit configs; edge MB: their packed size)"
+    )
     result = {"vocab_size": args.vocab_size, "results": rows, **environment()}
     write_json(result, args.out)
     return result

@@ -108,6 +108,16 @@ class WeightQuantizer(nn.Module):
             raise ValueError(
                 f"compress.quant.clip='{cfg.clip}': use none, fixed, percentile or search"
             )
+        if cfg.clip == "percentile" and not 50 < cfg.clip_value <= 100:
+            raise ValueError(
+                f"compress.quant.clip_value={cfg.clip_value}: with clip=percentile it is the "
+                "percentile of |w| kept in range, in (50, 100], e.g. 99.9"
+            )
+        if cfg.clip == "fixed" and not 0 < cfg.clip_value <= 1:
+            raise ValueError(
+                f"compress.quant.clip_value={cfg.clip_value}: with clip=fixed it is the fraction "
+                "of the range kept, in (0, 1]"
+            )
         if cfg.estimator not in ("ste", "noise"):
             raise ValueError(f"compress.quant.estimator='{cfg.estimator}': use ste or noise")
         self.bits = bits
