@@ -8,7 +8,6 @@ import torch.nn.functional as F
 import wenet_eff
 from tests.tiny import tiny_model
 from tests.wenet_layout import BUFFERS, TOTAL_PARAMETERS, wenet_u2pp_layout
-from wenet_eff.config import save_config
 from wenet_eff.model import IGNORE_ID, add_sos_eos, reverse_pad_list
 from wenet_eff.nn.label_smoothing import LabelSmoothingLoss
 
@@ -97,24 +96,6 @@ def test_unknown_config_key_names_the_key():
         wenet_eff.load_config("mini", ["model.encoder.outptu_size=3"])
     with pytest.raises(ValueError, match="no_such_model"):
         wenet_eff.load_config("no_such_model")
-
-
-def test_group_overrides_apply_to_a_saved_config_as_in_hydra(tmp_path):
-    import pytest
-
-    path = tmp_path / "train.yaml"
-    save_config(wenet_eff.load_config("mini", ["compress=qat_int2_subchannel"]), path)
-    cfg = wenet_eff.load_config(str(path), ["compress=qat_int4", "stability=qk_norm"])
-    packaged = wenet_eff.load_config("mini", ["compress=qat_int4", "stability=qk_norm"])
-    # the group node is replaced, not merged: no sub-channel/clip setting survives
-    assert cfg.compress == packaged.compress and cfg.model.stability == packaged.model.stability
-    assert cfg.compress.quant.granularity == "channel" and cfg.compress.quant.clip == "none"
-    # model/ffn merges into model (its package), keeping the rest of the model
-    moe = wenet_eff.load_config(str(path), ["model/ffn=moe", "model.encoder.n_expert=4"])
-    assert moe.model.encoder.mlp_type == "moe" and moe.model.encoder.n_expert == 4
-    assert moe.model.encoder.output_size == cfg.model.encoder.output_size
-    with pytest.raises(ValueError, match="no option 'qat_int3' in compress/"):
-        wenet_eff.load_config(str(path), ["compress=qat_int3"])
 
 
 def test_unused_parameter_flag_follows_the_loss_weights():

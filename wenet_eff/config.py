@@ -412,27 +412,39 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """Apply overrides to a loaded config, in order, failing on unknown keys.
+    """Apply overrides to a loaded config as Hydra would, failing on unknown keys.
 
-    `a.b=value` sets a key. `group=option` for a packaged config group (`compress=qat_int2`,
-    `stability=qk_norm`, `model/ffn=moe`) applies that option's yaml as Hydra would: into its
-    `@package` node, which is first reset to the schema's defaults when the node is the group
-    itself (`compress`, `model.stability`) and merged into otherwise (`model/ffn` -> `model`).
-    So a trained float `train.yaml` can be packed or decoded with `compress=...` (PTQ).
+    `group=option` for a packaged config group (`compress=qat_int2`, `stability=qk_norm`,
+    `model/ffn=moe`) applies that option's yaml to its `@package` node, which is first reset to
+    the schema's defaults when the node is the group itself (`compress`, `model.stability`) and
+    merged into otherwise (`model/ffn` -> `model`, `_global_` -> the root). Groups go first, in
+    order, then every `a.b=value`, so a key override wins over a group whatever their order.
+    This lets a trained float `train.yaml` be packed or decoded with `compress=...` (PTQ).
+
+    Args:
+        cfg: a struct-mode config (not modified).
+        overrides: `key=value` strings; a leading `+` is ignored.
+    Returns:
+        The new config.
+    Raises:
+        ValueError: a malformed override, an unknown group option or an unknown key (named).
     """
+    groups, keys = [], []
     for item in overrides:
         key, eq, value = item.lstrip("+").partition("=")
-        if not eq:
+        if not eq or not key or "" in key.replace("/", ".").split("."):
             raise ValueError(f"override '{item}' is not of the form key=value")
-        group_yaml = CONF_DIR / key / f"{value}.yaml"
         if "." not in key and (CONF_DIR / key).is_dir():
-            if not group_yaml.is_file():
+            path = CONF_DIR / key / f"{value}.yaml"
+            if not path.is_file():
                 options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
                 raise ValueError(f"override '{item}': no option '{value}' in {key}/ ({options})")
-            cfg = _apply_group(cfg, key, group_yaml, item)
+            groups.append((key, path, item))
         else:
-            cfg = merge_checked(cfg, OmegaConf.from_dotlist([f"{key}={value}"]), "overrides")
-    return cfg
+            keys.append(f"{key}={value}")
+    for key, path, item in groups:
+        cfg = _apply_group(cfg, key, path, item)
+    return merge_checked(cfg, OmegaConf.from_dotlist(keys), "overrides") if keys else cfg
 
 
 def _apply_group(cfg: DictConfig, group: str, path: Path, source: str) -> DictConfig:
@@ -443,9 +455,9 @@ def _apply_group(cfg: DictConfig, group: str, path: Path, source: str) -> DictCo
         if line.startswith("# @package "):
             package = line.removeprefix("# @package ").strip()
             break
-    if package == "_global_":
-        raise ValueError(f"override '{source}': a global option; pass its keys one by one")
     content: Any = yaml.safe_load(text) or {}
+    if package == "_global_":
+        return merge_checked(cfg, content, f"override '{source}' ({path.name})")
     if package.split(".")[-1] == group.split("/")[-1]:  # the node is the group: replace it
         cfg = cfg.copy()
         OmegaConf.update(cfg, package, OmegaConf.select(schema(), package), merge=False)

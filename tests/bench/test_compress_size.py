@@ -25,6 +25,7 @@ def test_compress_size_table(tmp_path, capsys):
     binary = rows["binary"]
     assert binary["ratio"] < binary["without_edge_ratio"] < binary["main_bits_ratio"]
     assert binary["edge_float32_bytes"] > 0 and binary["edge_packed_bytes"] > 0
+    assert (binary["edge_bits"], rows["qat_int4"]["edge_bits"]) == ("8", "4")
     int8 = rows["qat_int8"]
     assert abs(int8["without_edge_ratio"] - int8["ratio"]) < 0.1
     assert "b-bit layers only" in capsys.readouterr().out

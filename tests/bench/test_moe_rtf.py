@@ -10,8 +10,10 @@ import torch
 import wenet_eff
 from tests.tiny import TINY
 from wenet_eff.bench import model_info
+from wenet_eff.bench.moe_rtf import streaming_traffic
 from wenet_eff.bin import benchmark
 from wenet_eff.config import save_config
+from wenet_eff.nn.moe import moe_layers
 
 
 def test_moe_rtf_benchmark_writes_json_and_tables(tmp_path, capsys):
@@ -20,7 +22,7 @@ def test_moe_rtf_benchmark_writes_json_and_tables(tmp_path, capsys):
     result = benchmark.main(
         ["moe_rtf", "--models", "mini", "paper_moe_1b", "--threads", "1", "--seconds", "2",
          "--repeats", "1", "--frames", "64", "--shapes", "16x32", "8x24", "--vocab_size", "12",
-         "--chunks", "4", "16",
+         "--chunks", "4", "16", "--gemm_size", "64", "--bandwidth_mb", "8",
          "--nbest", "2", "--hyp_len", "5", "--out", str(out), "--override", *overrides]
     )  # fmt: skip
     assert json.loads(out.read_text()) == result
@@ -56,7 +58,8 @@ def test_moe_rtf_benchmark_writes_json_and_tables(tmp_path, capsys):
     assert 2 <= small["experts_touched_mean"] <= large["experts_touched_mean"] <= 8
     assert small["bytes_per_chunk"] < large["bytes_per_chunk"] <= encoder_bytes["paper_moe_1b"]
     assert small["chunks"] > large["chunks"] > 1
-    assert dense["streaming_traffic"]["streaming_chunk4"]["bandwidth_estimate_rtf_ratio"] == 1.0
+    assert "bandwidth_only_rtf_ratio" not in dense["streaming_traffic"]["streaming_chunk4"]
+    assert small["bandwidth_only_rtf_ratio"] > 1.0
     text = capsys.readouterr().out
     assert "full scan" in text and "MoE overhead" in text and "weight traffic" in text
 
@@ -91,3 +94,24 @@ def test_paper_configs_have_the_paper_parameter_counts():
     assert 4.4 <= moe["total"] / dense["total"] <= 5.0
     # top-2 of 8: active parameters well below total, and above the dense model (2 FFNs / frame)
     assert dense["total"] < moe["active"] < 0.4 * moe["total"]
+
+
+def test_streaming_traffic_counts_the_experts_that_get_frames():
+    overrides = [o for o in TINY if not o.startswith("model.vocab_size")]
+    cfg = wenet_eff.load_config("mini", [*overrides, "model.vocab_size=12", "model/ffn=moe"])
+    model = wenet_eff.build_model(cfg).eval()
+    layers = [m for _, m in moe_layers(model.encoder)]
+    for m in layers:  # every frame to experts 0 and 1
+
+        def route(x, m=m):
+            top_ids = torch.tensor([[0, 1]]).expand(x.shape[0], 2)
+            return torch.zeros(x.shape[0], m.n_expert), top_ids, torch.full((x.shape[0], 2), 0.5)
+
+        m.route = route
+    t = streaming_traffic(model, torch.randn(1, 100, cfg.model.input_dim), 4)
+    expert = sum(p.numel() * 4 for p in layers[0].experts[0].parameters())
+    shared = sum(p.numel() * 4 for p in model.encoder.parameters()) - len(layers) * 8 * expert
+    assert t["experts_touched_mean"] == 2.0 and t["n_expert"] == 8
+    assert t["bytes_per_chunk"] == shared + len(layers) * 2 * expert
+    sub = model.encoder.embed.subsampling_rate
+    assert t["chunks"] == len(range(0, 100 - model.encoder.embed.right_context, 4 * sub))

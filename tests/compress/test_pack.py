@@ -157,6 +157,43 @@ def test_a_float_checkpoint_packs_with_a_compress_override_as_post_training_quan
     # its own QAT checkpoint loads strictly: nothing derived
     torch.save(ref.state_dict(), tmp_path / "qat.pt")
     assert compress.load_weights(ref, tmp_path / "qat.pt", "test") is False
+    torch.save({**ref.state_dict(), "bogus": torch.zeros(1)}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=r"1 unexpected keys \['bogus'\]"):
-        torch.save({**ref.state_dict(), "bogus": torch.zeros(1)}, tmp_path / "bad.pt")
         compress.load_weights(ref, tmp_path / "bad.pt", "test")
+    state = {k: v for k, v in ref.state_dict().items() if "encoder" not in k}
+    torch.save(state, tmp_path / "part.pt")
+    with pytest.raises(ValueError, match=r"does not fit .*: \d{2,} missing keys \[.*\] \.\.\."):
+        compress.load_weights(ref, tmp_path / "part.pt", "test")
+
+
+def test_only_the_missing_compression_state_is_derived(tmp_path):
+    """A learned S3-Router checkpoint loaded with searched clipping added keeps its scores."""
+    _, routed = _model("compress=s3_router")
+    with torch.no_grad():
+        for _, layer in compress.sparse_layers(routed):
+            layer.sparsifier.scores.add_(torch.randn_like(layer.sparsifier.scores))
+    torch.save(routed.state_dict(), tmp_path / "routed.pt")
+    _, both = _model(
+        "compress=s3_router", "compress.quant.enabled=true", "compress.quant.bits=4",
+        "compress.quant.clip=search",
+    )  # fmt: skip
+    assert compress.load_weights(both, tmp_path / "routed.pt", "test") is True
+    for (_, a), (_, b) in zip(
+        compress.sparse_layers(routed), compress.sparse_layers(both), strict=True
+    ):
+        assert torch.equal(a.sparsifier.scores, b.sparsifier.scores)
+    assert any(
+        (layer.weight_quantizer.clip_coef < 1).any() for _, layer in compress.quant_layers(both)
+    )
+
+
+def test_a_float_checkpoint_is_not_served_dense_under_magnitude_pruning(tmp_path):
+    _, float_model = _model()
+    torch.save(float_model.state_dict(), tmp_path / "float.pt")
+    _, pruned = _model("compress=sparse_magnitude_50")
+    with pytest.raises(
+        ValueError, match=r"no magnitude-pruning masks .* \(train.init_checkpoint\)"
+    ):
+        compress.load_weights(pruned, tmp_path / "float.pt", "--checkpoint")
+    # a training run starts from the float weights and prunes on its schedule
+    assert compress.load_weights(pruned, tmp_path / "float.pt", "init", training=True) is True

@@ -65,3 +65,17 @@ def test_separable_front_end_is_cheaper_with_the_same_frame_rate():
     assert count(separable) < count(full) / 4
     xs, lens = torch.randn(1, 50, 80), torch.tensor([50])
     assert full.encoder(xs, lens)[0].shape == separable.encoder(xs, lens)[0].shape
+
+
+@pytest.mark.parametrize("cached", [None, 0, 5])
+def test_attention_cache_holds_keys_then_values_after_the_cached_ones(cached):
+    """The cache is (B, H, T_cache, 2 d_k): keys then values; k and v continue it."""
+    from wenet_eff.nn.attention import MultiHeadedAttention
+
+    k, v = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
+    cache = torch.zeros(0, 0, 0, 0) if cached is None else torch.randn(2, 3, cached, 10)
+    k2, v2, new = MultiHeadedAttention._with_cache(k, v, cache)
+    old_k = k if cached is None else torch.cat([cache[..., :5], k], dim=2)
+    old_v = v if cached is None else torch.cat([cache[..., 5:], v], dim=2)
+    assert torch.equal(k2, old_k) and torch.equal(v2, old_v)
+    assert torch.equal(new, torch.cat([old_k, old_v], dim=-1))

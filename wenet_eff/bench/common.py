@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from wenet_eff import compress
 from wenet_eff.config import load_config
 from wenet_eff.model import ASRModel, build_model
-from wenet_eff.train.checkpoint import load_weights
 
 
 def add_model_args(p: argparse.ArgumentParser, out: str) -> None:
@@ -37,7 +37,7 @@ def build_bench_model(args: argparse.Namespace) -> tuple[DictConfig, ASRModel]:
     cfg = load_config(args.config or args.model, overrides)
     model = build_model(cfg)
     if args.checkpoint:
-        load_weights(model, args.checkpoint, "--checkpoint")
+        compress.load_weights(model, args.checkpoint, "--checkpoint")
     return cfg, model
 
 

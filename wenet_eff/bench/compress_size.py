@@ -46,6 +46,13 @@ def measure(model_name: str, config: str, vocab_size: int) -> dict:
     edge = [r for k, r in report["roles"].items() if k.split(" (")[0] in EDGE_ROLES]
     edge_float = sum(r["float32_bytes"] for r in edge)
     edge_packed = sum(r["packed_bytes"] for r in edge)
+    edge_bits = sorted(
+        {
+            k.split("(")[1].split("-bit")[0]
+            for k in report["roles"]
+            if k.split(" (")[0] in EDGE_ROLES
+        }
+    )
     total = report["total"]
     return {
         "model": model_name,
@@ -59,6 +66,7 @@ def measure(model_name: str, config: str, vocab_size: int) -> dict:
         "main_bits_ratio": main_float / main_packed,
         "edge_float32_bytes": edge_float,
         "edge_packed_bytes": edge_packed,
+        "edge_bits": "/".join(edge_bits),
         "without_edge_ratio": (total["float32_bytes"] - edge_float)
         / (total["packed_bytes"] - edge_packed),
         "other_float_bytes": report["other_float"]["bytes"],
@@ -77,18 +85,19 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"packed sizes (vocabulary {args.vocab_size})")
     print(
         f"{'model':<18}{'compress':<22}{'params':>12}{'float32 MB':>12}{'packed MB':>11}"
-        f"{'ratio':>8}{'without edge':>14}{'edge MB':>9}{'b-bit layers only':>19}"
+        f"{'ratio':>8}{'without edge':>14}{'edge MB':>9}{'edge bits':>11}{'b-bit layers only':>19}"
     )
     for r in rows:
         print(
             f"{r['model']:<18}{r['compress']:<22}{r['params']:>12,}"
             f"{r['float32_bytes'] / 1e6:>12.2f}{r['packed_bytes'] / 1e6:>11.2f}"
             f"{r['ratio']:>8.2f}{r['without_edge_ratio']:>14.2f}"
-            f"{r['edge_packed_bytes'] / 1e6:>9.2f}{r['main_bits_ratio']:>19.2f}"
+            f"{r['edge_packed_bytes'] / 1e6:>9.2f}{r['edge_bits']:>11}"
+            f"{r['main_bits_ratio']:>19.2f}"
         )
     print(
         "without edge: the whole model minus the front-end conv, token embeddings and output "
-        "layers (8-bit in the low-bit configs; edge MB: their packed size)"
+        "layers (edge MB: their packed size, at edge bits)"
     )
     result = {"vocab_size": args.vocab_size, "results": rows, **environment()}
     write_json(result, args.out)

@@ -158,14 +158,26 @@ def compression_keys(model: nn.Module) -> set[str]:
 
 
 @torch.no_grad()
-def refresh(model: nn.Module) -> None:
+def refresh(model: nn.Module, missing: set[str] | None = None) -> None:
     """Re-derive compression state from the current weights (after loading float weights):
-    quantizer clip and scales from the masked weights, router scores from the weights."""
-    for _, layer in sparse_layers(model):
+    quantizer clip and scales from the masked weights, router scores from the weights.
+
+    Args:
+        model: a compressed model.
+        missing: only the quantizers/sparsifiers owning one of these state-dict keys are
+            re-derived (a checkpoint that lacks some state keeps the state it has); None: all.
+    """
+
+    def owns(name: str, part: str) -> bool:
+        return missing is None or any(k.startswith(f"{name}.{part}.") for k in missing)
+
+    for name, layer in sparse_layers(model):
         s = layer.sparsifier
-        if isinstance(s, ScoreRouter):
+        if isinstance(s, ScoreRouter) and owns(name, "sparsifier"):
             s.scores.copy_(s.initial_scores(layer.weight))
-    for _, layer in quant_layers(model):
+    for name, layer in quant_layers(model):
+        if not owns(name, "weight_quantizer"):
+            continue
         q = layer.weight_quantizer
         w = layer.masked_weight().detach()
         if q.clip == "search":
@@ -175,14 +187,40 @@ def refresh(model: nn.Module) -> None:
             q.scale.copy_((q._range(w3)[1] / q.qmax).clamp_min(2.0**-14))
 
 
-def load_weights(model: nn.Module, path, source: str) -> bool:
-    """Load a checkpoint into a (possibly compressed) model: its own QAT/sparse checkpoint, or
-    float weights, in which case the compression state is derived from them (`refresh`):
-    QAT fine-tuning starts there, and packing or decoding it is post-training quantization.
-    Returns True when the state was derived."""
+def load_weights(model: nn.Module, path, source: str, training: bool = False) -> bool:
+    """Load a checkpoint into a (possibly compressed) model, deriving missing compression state.
+
+    Its own QAT/sparse checkpoint loads as it is. Float weights (or a checkpoint made with other
+    compression options) lack some state, which is derived from the weights (`refresh`): QAT
+    fine-tuning starts there, and packing or decoding it is post-training quantization.
+
+    Args:
+        model: the model to fill.
+        path: the checkpoint (a state dict).
+        source: names the checkpoint in errors (e.g. "--checkpoint").
+        training: the weights start a training run. Magnitude pruning then builds its mask on
+            its schedule; otherwise a missing pruning mask is an error, since serving the
+            weights dense would ignore the configured sparsity.
+    Returns:
+        True when some state was derived.
+    Raises:
+        ValueError: the checkpoint does not fit the model, or (not training) it has no
+            magnitude-pruning mask for this config.
+    """
     missing = checkpoint.load_weights(model, path, source, optional=compression_keys(model))
+    pruned = [
+        name
+        for name, layer in sparse_layers(model)
+        if isinstance(layer.sparsifier, MagnitudePruner) and f"{name}.sparsifier.keep" in missing
+    ]
+    if pruned and not training:
+        raise ValueError(
+            f"{source} {path} has no magnitude-pruning masks (e.g. {pruned[0]}): prune it by "
+            "training (train.init_checkpoint), or use N:M sparsity (method=nm), which masks "
+            "float weights by magnitude directly"
+        )
     if missing:
-        refresh(model)
+        refresh(model, missing)
     return bool(missing)
 
 

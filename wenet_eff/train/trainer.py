@@ -137,14 +137,14 @@ class Trainer:
             saved = ckpt.load_resumable(self.model, self.exp_dir, resume_from)
         elif tcfg.init_checkpoint:
             # a float checkpoint fine-tunes with QAT: quantizer state starts from its weights
-            missing = compress.load_weights(
-                self.model, tcfg.init_checkpoint, "train.init_checkpoint"
+            derived = compress.load_weights(
+                self.model, tcfg.init_checkpoint, "train.init_checkpoint", training=True
             )
             if ctx.is_main:
                 logger.info(
                     "weights initialised from %s%s",
                     tcfg.init_checkpoint,
-                    " (float weights: quantizer state derived from them)" if missing else "",
+                    " (float weights: quantizer state derived from them)" if derived else "",
                 )
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
         self.scheduler = build_scheduler(

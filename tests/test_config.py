@@ -1,0 +1,66 @@
+"""Overrides on a saved train.yaml behave as Hydra's on a packaged config."""
+
+from __future__ import annotations
+
+import pytest
+
+import wenet_eff
+from wenet_eff.config import save_config
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "train.yaml"
+    save_config(wenet_eff.load_config("mini", ["compress=qat_int2_subchannel"]), path)
+    return str(path)
+
+
+def test_a_group_replaces_its_node_and_keys_win_whatever_their_order(saved):
+    overrides = ["compress.quant.bits=8", "compress=qat_int4", "stability=qk_norm"]
+    cfg = wenet_eff.load_config(saved, overrides)
+    packaged = wenet_eff.load_config("mini", overrides)
+    assert cfg.compress == packaged.compress and cfg.model.stability == packaged.model.stability
+    assert cfg.compress.quant.bits == 8  # the key, although given before its group
+    # the group node is replaced, not merged: nothing of the sub-channel config survives
+    assert cfg.compress.quant.granularity == "channel" and cfg.compress.quant.clip == "none"
+
+
+def test_a_group_of_a_wider_package_merges_into_it(saved):
+    moe = wenet_eff.load_config(saved, ["model/ffn=moe", "model.encoder.n_expert=4"])
+    assert moe.model.encoder.mlp_type == "moe" and moe.model.encoder.n_expert == 4
+    assert moe.model.encoder.output_size == 144  # the rest of the model is kept
+    streaming = wenet_eff.load_config(saved, ["train=streaming_finetune"])  # @package _global_
+    keys = [f"{k}={v}" for k, v in _global_keys("train", "streaming_finetune")]
+    assert "model.encoder.use_dynamic_chunk=True" in keys
+    assert streaming == wenet_eff.load_config(saved, keys) != wenet_eff.load_config(saved)
+
+
+def _global_keys(group: str, option: str) -> list[tuple[str, object]]:
+    """The leaves of a packaged global option, as dotted keys."""
+    import yaml
+
+    from wenet_eff.config import CONF_DIR
+
+    def leaves(node, prefix=""):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                yield from leaves(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    return list(leaves(yaml.safe_load((CONF_DIR / group / f"{option}.yaml").read_text())))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("compress=qat_int3", r"no option 'qat_int3' in compress/ \(\['binary'"),
+        ("=train", "not of the form key=value"),
+        ("model/=mini", "not of the form key=value"),
+        ("model..encoder=1", "not of the form key=value"),
+        ("compress.quant.bitz=3", "bitz"),
+    ],
+)
+def test_bad_overrides_name_themselves(saved, override, message):
+    with pytest.raises(ValueError, match=message):
+        wenet_eff.load_config(saved, [override])
