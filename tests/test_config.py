@@ -11,7 +11,8 @@ from wenet_eff.config import save_config
 @pytest.fixture
 def saved(tmp_path):
     path = tmp_path / "train.yaml"
-    save_config(wenet_eff.load_config("mini", ["compress=qat_int2_subchannel"]), path)
+    overrides = ["compress=qat_int2_subchannel", "compress.quant.clip=search"]
+    save_config(wenet_eff.load_config("mini", overrides), path)
     return str(path)
 
 

@@ -46,7 +46,7 @@ def _outputs(model):
     [
         ["compress=qat_int8"],
         ["compress=qat_int4", *MOE],
-        ["compress=qat_int2_subchannel"],
+        ["compress=qat_int2_subchannel", "compress.quant.clip=search"],
         ["compress=binary"],
         ["compress=mixed_4_8", *MOE],
         ["compress=qat_int4", "compress.quant.learnable_scale=true"],
@@ -141,12 +141,15 @@ def test_a_float_checkpoint_packs_with_a_compress_override_as_post_training_quan
     torch.save(float_model.state_dict(), tmp_path / "float.pt")
     pack_cli.main(
         ["--config", str(tmp_path / "train.yaml"), "--checkpoint", str(tmp_path / "float.pt"),
-         "--out", str(tmp_path / "ptq.pt"), "--override", "compress=qat_int2_subchannel"]
+         "--out", str(tmp_path / "ptq.pt"), "--override", "compress=qat_int2_subchannel",
+         "compress.quant.clip=search"]
     )  # fmt: skip
     cfg, loaded = load_packed(tmp_path / "ptq.pt")
     assert cfg.compress.quant.granularity == "subchannel" and cfg.compress.quant.bits == 2
     # the reference: the same config, float weights loaded, clipping searched on them
-    ref_cfg = wenet_eff.load_config(str(tmp_path / "train.yaml"), ["compress=qat_int2_subchannel"])
+    ref_cfg = wenet_eff.load_config(
+        str(tmp_path / "train.yaml"), ["compress=qat_int2_subchannel", "compress.quant.clip=search"]
+    )
     ref = wenet_eff.build_model(ref_cfg).eval()
     assert compress.load_weights(ref, tmp_path / "float.pt", "test") is True
     clip = [layer.weight_quantizer.clip_coef for _, layer in compress.quant_layers(ref)]
