@@ -43,16 +43,10 @@ def measure(model_name: str, config: str, vocab_size: int) -> dict:
     main = [r for k, r in report["roles"].items() if f"({bits}-bit" in k]
     main_float = sum(r["float32_bytes"] for r in main)
     main_packed = sum(r["packed_bytes"] for r in main)
-    edge = [r for k, r in report["roles"].items() if k.split(" (")[0] in EDGE_ROLES]
-    edge_float = sum(r["float32_bytes"] for r in edge)
-    edge_packed = sum(r["packed_bytes"] for r in edge)
-    edge_bits = sorted(
-        {
-            k.split("(")[1].split("-bit")[0]
-            for k in report["roles"]
-            if k.split(" (")[0] in EDGE_ROLES
-        }
-    )
+    edge = {k: r for k, r in report["roles"].items() if k.split(" (")[0] in EDGE_ROLES}
+    edge_float = sum(r["float32_bytes"] for r in edge.values())
+    edge_packed = sum(r["packed_bytes"] for r in edge.values())
+    edge_bits = sorted({k.split("(")[1].split("-bit")[0] for k in edge})
     total = report["total"]
     return {
         "model": model_name,
