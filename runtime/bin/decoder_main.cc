@@ -7,6 +7,8 @@
 // stdout: "key text" per utterance. stderr: progress, skipped utterances, and the summary
 // "RTF: x" = total decode time / total audio time (threads stated). Unreadable audio or a
 // sample rate other than the model's is reported with the key and skipped (counted).
+// --continuous_decoding true closes a segment at each endpoint (trailing silence, rules as
+// WeNet's) and decodes on; --segments writes each segment's times and text.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -39,7 +41,13 @@ const char* kUsage =
     "  [--num_left_chunks N] [--mode attention_rescoring|ctc_prefix_beam_search|"
     "ctc_greedy_search]\n"
     "  [--beam_size 10] [--ctc_weight 0.3] [--reverse_weight 0.5] [--threads 1]\n"
-    "  [--warmup 1 (untimed decodes of the first utterance)] [--continuous_decoding false]\n"
+    "  [--warmup 1 (untimed decodes of the first utterance)]\n"
+    "  [--continuous_decoding false (close a segment at each endpoint and go on)]\n"
+    "  [--blank_threshold 0.8 (blank posterior of a silent frame)]\n"
+    "  [--rule1_min_trailing_silence_ms 5000 (endpoint after this much silence)]\n"
+    "  [--rule2_min_trailing_silence_ms 1000 (... this much silence after speech)]\n"
+    "  [--rule3_min_utterance_length_ms 20000 (... a segment this long with speech)]\n"
+    "  [--segments FILE (\"key start end text\" per segment, seconds)]\n"
     "  [--result FILE (default: stdout)] [--rtf_json FILE]\n";
 
 std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
@@ -65,7 +73,10 @@ std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
   static const char* kKnown[] = {"model_dir", "wav_scp", "data_list", "chunk_size",
                                  "num_left_chunks", "mode", "beam_size", "ctc_weight",
                                  "reverse_weight", "threads", "warmup", "continuous_decoding",
-                                 "result", "rtf_json"};
+                                 "blank_threshold", "rule1_min_trailing_silence_ms",
+                                 "rule2_min_trailing_silence_ms",
+                                 "rule3_min_utterance_length_ms", "segments", "result",
+                                 "rtf_json"};
   for (const auto& [name, value] : flags) {
     bool known = false;
     for (const char* k : kKnown) known = known || name == k;
@@ -157,6 +168,13 @@ int main(int argc, char** argv) {
     opts.ctc_weight = std::stod(Get(flags, "ctc_weight", "0.3"));
     opts.reverse_weight = std::stod(Get(flags, "reverse_weight", "0.5"));
     opts.continuous_decoding = Get(flags, "continuous_decoding", "false") == "true";
+    opts.endpoint.blank_threshold = std::stof(Get(flags, "blank_threshold", "0.8"));
+    opts.endpoint.rule1.min_trailing_silence_ms =
+        std::stoi(Get(flags, "rule1_min_trailing_silence_ms", "5000"));
+    opts.endpoint.rule2.min_trailing_silence_ms =
+        std::stoi(Get(flags, "rule2_min_trailing_silence_ms", "1000"));
+    opts.endpoint.rule3.min_utterance_length_ms =
+        std::stoi(Get(flags, "rule3_min_utterance_length_ms", "20000"));
     wenet_eff::AsrDecoder decoder(model, opts);
     std::vector<Utterance> utts = ReadList(flags);
     const int sample_rate = model->meta().sample_rate;
@@ -168,6 +186,12 @@ int main(int argc, char** argv) {
       if (!result_file) throw std::runtime_error(result_path + ": cannot write");
     }
     std::ostream& out = result_path.empty() ? std::cout : result_file;
+    std::ofstream segments_file;
+    const std::string segments_path = Get(flags, "segments", "");
+    if (!segments_path.empty()) {
+      segments_file.open(segments_path);
+      if (!segments_file) throw std::runtime_error(segments_path + ": cannot write");
+    }
 
     const int warmup = std::stoi(Get(flags, "warmup", "1"));
     for (const Utterance& u : utts) {  // warm up on the first readable utterance
@@ -207,9 +231,16 @@ int main(int argc, char** argv) {
       search_seconds += r.search_seconds;
       rescore_seconds += r.rescore_seconds;
       out << u.key << " " << r.text << "\n";
+      for (const auto& seg : r.segments) {  // times from the start of the utterance's audio
+        if (!segments_file.is_open()) break;  // not asked for
+        char times[64];
+        std::snprintf(times, sizeof(times), " %.2f %.2f ", seg.start, seg.end);
+        segments_file << u.key << times << seg.text << "\n";
+      }
       ++decoded;
     }
     out.flush();
+    if (segments_file.is_open()) segments_file.flush();
     const double rtf = audio_seconds > 0 ? decode_seconds / audio_seconds : 0;
     char line[512];
     std::snprintf(line, sizeof(line),

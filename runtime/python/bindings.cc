@@ -40,7 +40,16 @@ py::dict ResultDict(const wenet_eff::DecodeResult& r) {
   d["encoder_seconds"] = r.encoder_seconds;
   d["search_seconds"] = r.search_seconds;
   d["rescore_seconds"] = r.rescore_seconds;
-  d["segments"] = r.segments;
+  py::list segments;
+  for (const auto& seg : r.segments) {
+    py::dict sd;
+    sd["text"] = seg.text;
+    sd["tokens"] = seg.tokens;
+    sd["start"] = seg.start;
+    sd["end"] = seg.end;
+    segments.append(sd);
+  }
+  d["segments"] = segments;
   return d;
 }
 
@@ -135,12 +144,20 @@ PYBIND11_MODULE(wenet_eff_runtime, m) {
       .def_property_readonly("chunk_size", [](const AsrModel& a) { return a.meta().chunk_size; })
       .def_property_readonly("num_left_chunks",
                              [](const AsrModel& a) { return a.meta().num_left_chunks; })
-      .def_property_readonly("sample_rate", [](const AsrModel& a) { return a.meta().sample_rate; });
+      .def_property_readonly("sample_rate", [](const AsrModel& a) { return a.meta().sample_rate; })
+      .def_property_readonly("frame_shift_ms",
+                             [](const AsrModel& a) { return a.meta().frame_shift_ms; })
+      .def_property_readonly("subsampling_rate",
+                             [](const AsrModel& a) { return a.meta().subsampling_rate; })
+      .def_property_readonly("chunk_window",
+                             [](const AsrModel& a) { return a.meta().chunk_window; });
 
   py::class_<AsrDecoder>(m, "Decoder")
       .def(py::init([](std::shared_ptr<AsrModel> model, int chunk_size, int num_left_chunks,
                        const std::string& mode, int beam_size, double ctc_weight,
-                       double reverse_weight, bool continuous_decoding) {
+                       double reverse_weight, bool continuous_decoding, float blank_threshold,
+                       int rule1_min_trailing_silence_ms, int rule2_min_trailing_silence_ms,
+                       int rule3_min_utterance_length_ms) {
              wenet_eff::DecodeOptions o;
              o.chunk_size = chunk_size;
              o.num_left_chunks = num_left_chunks;
@@ -149,12 +166,19 @@ PYBIND11_MODULE(wenet_eff_runtime, m) {
              o.ctc_weight = ctc_weight;
              o.reverse_weight = reverse_weight;
              o.continuous_decoding = continuous_decoding;
+             o.endpoint.blank_threshold = blank_threshold;
+             o.endpoint.rule1.min_trailing_silence_ms = rule1_min_trailing_silence_ms;
+             o.endpoint.rule2.min_trailing_silence_ms = rule2_min_trailing_silence_ms;
+             o.endpoint.rule3.min_utterance_length_ms = rule3_min_utterance_length_ms;
              return std::make_unique<AsrDecoder>(model, o);
            }),
            py::arg("model"), py::arg("chunk_size") = 0, py::arg("num_left_chunks") = 0,
            py::arg("mode") = "attention_rescoring", py::arg("beam_size") = 10,
            py::arg("ctc_weight") = 0.3, py::arg("reverse_weight") = 0.5,
-           py::arg("continuous_decoding") = false)
+           py::arg("continuous_decoding") = false, py::arg("blank_threshold") = 0.8f,
+           py::arg("rule1_min_trailing_silence_ms") = 5000,
+           py::arg("rule2_min_trailing_silence_ms") = 1000,
+           py::arg("rule3_min_utterance_length_ms") = 20000)
       .def(
           "decode",
           [](AsrDecoder& d, const FloatArray& samples) {

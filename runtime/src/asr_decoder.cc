@@ -51,6 +51,8 @@ DecodeOptions Checked(const AsrModel& model, DecodeOptions o) {
   if (o.mode == "attention_rescoring" && !model.has_decoder())
     throw std::invalid_argument("attention_rescoring: the model directory has no decoder.pt2");
   if (o.beam_size < 1) throw std::invalid_argument("beam_size must be >= 1");
+  if (!(o.endpoint.blank_threshold >= 0 && o.endpoint.blank_threshold <= 1))
+    throw std::invalid_argument("blank_threshold must be a probability in [0, 1]");
   o.endpoint.blank = m.blank;
   o.endpoint.frame_shift_ms = static_cast<int>(m.frame_shift_ms * m.subsampling_rate);
   return o;
@@ -80,6 +82,7 @@ void AsrDecoder::Reset() {
 void AsrDecoder::ResetSegment() {
   const ModelMeta& m = model_->meta();
   offset_ = 0;
+  segment_start_ = next_frame_;
   if (streaming()) {
     att_cache_ = at::zeros(m.att_cache_shape, at::kFloat);
     cnn_cache_ = at::zeros(m.cnn_cache_shape, at::kFloat);
@@ -121,7 +124,8 @@ void AsrDecoder::Advance() {
     } else {
       break;
     }
-    if (options_.continuous_decoding && endpoint_.Detected(!Best().empty())) CloseSegment();
+    if (options_.continuous_decoding && endpoint_.Detected(!Best().empty()))
+      CloseSegment(next_frame_);
   }
 }
 
@@ -195,7 +199,7 @@ std::string AsrDecoder::PartialText() const {
   return text + current;
 }
 
-void AsrDecoder::CloseSegment() {
+void AsrDecoder::CloseSegment(int end_frame) {
   std::vector<int> best = Best();
   const ModelMeta& m = model_->meta();
   int64_t frames = 0;
@@ -243,14 +247,16 @@ void AsrDecoder::CloseSegment() {
     result_.text += text;
   }
   result_.tokens.insert(result_.tokens.end(), best.begin(), best.end());
-  ++result_.segments;
+  const double shift = m.frame_shift_ms / 1000.0;
+  result_.segments.push_back({text, best, segment_start_ * shift, end_frame * shift});
   ResetSegment();
 }
 
 DecodeResult AsrDecoder::Finish() {
   if (!input_finished_) InputFinished();
   Advance();
-  if (!encoder_out_.empty() || result_.segments == 0) CloseSegment();
+  if (!encoder_out_.empty() || result_.segments.empty())
+    CloseSegment(fbank_.NumFramesReady());
   return result_;
 }
 

@@ -32,13 +32,21 @@ struct DecodeOptions {
   EndpointConfig endpoint;
 };
 
+// One stretch of audio between endpoints (the whole input without continuous decoding).
+struct Segment {
+  std::string text;
+  std::vector<int> tokens;
+  double start = 0;  // seconds of input: the first feature frame the segment decoded
+  double end = 0;    // seconds: where the next segment starts (the input's end for the last)
+};
+
 struct DecodeResult {
   std::string text;          // all segments, space-separated
   std::vector<int> tokens;   // of all segments
   double encoder_seconds = 0;  // time in the encoder graphs
   double search_seconds = 0;   // CTC search
   double rescore_seconds = 0;  // attention rescoring
-  int segments = 0;
+  std::vector<Segment> segments;
 };
 
 class AsrDecoder {
@@ -66,7 +74,8 @@ class AsrDecoder {
   void RunChunk(int start, int available);
   void RunFull();
   void Consume(const at::Tensor& log_probs, const at::Tensor& encoder_out, int frames);
-  void CloseSegment();
+  // Rescores the current segment into the result; `end_frame`: the feature frame it ends at.
+  void CloseSegment(int end_frame);
   std::vector<int> Best() const;
   void ResetSegment();
 
@@ -76,6 +85,7 @@ class AsrDecoder {
   bool input_finished_ = false;
   bool full_done_ = false;
   int next_frame_ = 0;   // first feature frame of the next step
+  int segment_start_ = 0;  // first feature frame of the current segment
   int64_t offset_ = 0;   // encoder frames of the current segment
   at::Tensor att_cache_, cnn_cache_;
   std::vector<at::Tensor> encoder_out_;  // valid rows of each step of the current segment

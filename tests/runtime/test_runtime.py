@@ -138,6 +138,68 @@ def test_streaming_pieces_equal_whole_utterance(runtime, dense_fp32, speech):
     assert any(partials)
 
 
+@pytest.mark.parametrize("mode", ["attention_rescoring", "ctc_greedy_search"])
+def test_continuous_decoding_closes_segments_at_endpoints(
+    runtime, dense_fp32, speech, mode, tmp_path
+):
+    """With every frame silent (blank_threshold 0) and rule 1 at 3 chunks of silence, a segment
+    closes after every 3rd chunk step; each segment then decodes exactly as its own audio does
+    in a fresh decoder (fresh caches, the same fbank frames), and the whole text joins them."""
+    model = runtime.Model(str(dense_fp32))
+    chunks = 3
+    frame_ms = model.frame_shift_ms * model.subsampling_rate
+    dec = runtime.Decoder(
+        model, mode=mode, continuous_decoding=True, blank_threshold=0.0,
+        rule1_min_trailing_silence_ms=int(chunks * model.chunk_size * frame_ms),
+    )  # fmt: skip
+    wav = np.concatenate([speech[0][2], speech[1][2]])
+    result = dec.decode(wav)
+    segments = result["segments"]
+    stride = model.subsampling_rate * model.chunk_size  # feature frames per chunk step
+    shift = int(16000 * model.frame_shift_ms / 1000)
+    frames = (len(wav) - 400) // shift + 1  # 25 ms windows
+    full_steps = (frames - model.chunk_window) // stride + 1
+    assert len(segments) == -(-full_steps // chunks) >= 3  # the last one may be shorter
+    alone = runtime.Decoder(model, mode=mode)
+    for i, seg in enumerate(segments):
+        first = i * chunks * stride
+        assert seg["start"] == pytest.approx(first * model.frame_shift_ms / 1000)
+        if i + 1 < len(segments):  # its steps' frames: 3 windows overlapping by stride
+            assert seg["end"] == pytest.approx(
+                (first + chunks * stride) * model.frame_shift_ms / 1000
+            )
+            last = first + (chunks - 1) * stride + model.chunk_window  # frames [first, last)
+            piece = wav[first * shift : (last - 1) * shift + 400]
+        else:
+            piece = wav[first * shift :]
+        assert alone.decode(piece)["tokens"] == seg["tokens"], i
+    assert result["tokens"] == [t for seg in segments for t in seg["tokens"]]
+    assert result["text"] == " ".join(seg["text"] for seg in segments if seg["text"])
+    assert any(seg["text"] for seg in segments)
+    # without continuous decoding the same rules end nothing: one segment, the whole input
+    whole = runtime.Decoder(
+        model, mode=mode, blank_threshold=0.0, rule1_min_trailing_silence_ms=1
+    ).decode(wav)  # fmt: skip
+    assert len(whole["segments"]) == 1 and whole["tokens"] == alone.decode(wav)["tokens"]
+    # decoder_main: the same segments, "key start end text"
+    sf.write(tmp_path / "two.wav", wav, 16000, subtype="PCM_16")
+    (tmp_path / "wav.scp").write_text(f"two {tmp_path / 'two.wav'}\n")
+    rule1 = str(int(chunks * model.chunk_size * frame_ms))
+    proc = subprocess.run(
+        [str(decoder_main()), "--model_dir", str(dense_fp32), "--wav_scp",
+         str(tmp_path / "wav.scp"), "--mode", mode, "--continuous_decoding", "true",
+         "--blank_threshold", "0", "--rule1_min_trailing_silence_ms", rule1,
+         "--segments", str(tmp_path / "segments")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"two {result['text']}".strip()
+    expected = [f"two {s['start']:.2f} {s['end']:.2f} {s['text']}" for s in segments]
+    assert (tmp_path / "segments").read_text().splitlines() == expected
+    with pytest.raises(ValueError, match="blank_threshold"):
+        runtime.Decoder(model, blank_threshold=1.5)
+
+
 @pytest.mark.parametrize("chunk", [4, -1])
 def test_audio_shorter_than_one_encoder_frame_decodes_to_nothing(runtime, dense_fp32, chunk):
     """0.05 s (3 feature frames) and 0.1 s (8 frames, one encoder frame: below the rescoring
