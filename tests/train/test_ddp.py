@@ -73,3 +73,47 @@ def test_two_ranks_roll_back_together_after_a_loss_spike(tmp_path):
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     info = ckpt.read_info(exp / "4.yaml")
     assert info["step"] == 15 and info["rollbacks"] == 1 and info["lr_scale"] == 0.5
+
+
+def test_two_nodes_meet_at_a_c10d_rendezvous(tmp_path):
+    """The recipes' multi-node launcher (tools/recipe_lib.sh, --num_nodes 2) run as two
+    "nodes" on this machine, one process each, meeting at a c10d rendezvous on localhost: they
+    train as one world of 2 and end with the same weights."""
+    import os
+    import shlex
+    import socket
+    import subprocess
+    import sys
+
+    from tests.train.helpers import REPO
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    corpus = write_corpus(tmp_path / "data", 8)
+    exp = tmp_path / "exp"
+    args = corpus.overrides(exp, "train.max_epoch=1")
+    procs = []
+    for rank in (0, 1):
+        script = (
+            f"nproc=1 num_gpus=0 train_engine=torch_ddp num_nodes=2 node_rank={rank} "
+            f"master_addr=127.0.0.1 master_port={port} rdzv_id=test{port}\n"
+            f". {REPO / 'tools' / 'recipe_lib.sh'}\nlauncher\n"
+        )
+        launcher = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+        words = shlex.split(launcher.stdout)
+        assert words[0] == "torchrun" and f"--node_rank={rank}" in words, launcher.stdout
+        cmd = [sys.executable, "-m", "torch.distributed.run", *words[1:], "-m",
+               "tests.train.hooks", *args]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "DUMP_PARAMS": "1"}
+        procs.append(
+            subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        )
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, out[-6000:]
+    assert "2 process(es)" in outputs[0]
+    rank0, rank1 = (torch.load(exp / f"rank{r}.params.pt") for r in (0, 1))
+    final = ckpt.load_model_state(exp / "final.pt")
+    assert all(torch.equal(rank0[k], rank1[k]) and torch.equal(rank0[k], final[k]) for k in final)

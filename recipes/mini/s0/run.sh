@@ -268,6 +268,7 @@ if run_stage 11; then
     decode_and_score "$exp/packed.pt" test "$exp/test" "$qat_modes" -1
   done
   # relative WER against the float control (compress=none) when it is in the list
+  mkdir -p "$dir"  # holds the table also when --init_checkpoint came from elsewhere
   float_dir=$dir
   case " $qat_configs " in *" none "*) float_dir=${dir}_none ;; esac
   # shellcheck disable=SC2046  # one directory per config
