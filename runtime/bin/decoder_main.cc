@@ -42,12 +42,14 @@ const char* kUsage =
     "ctc_greedy_search]\n"
     "  [--beam_size 10] [--ctc_weight 0.3] [--reverse_weight 0.5] [--threads 1]\n"
     "  [--warmup 1 (untimed decodes of the first utterance)]\n"
-    "  [--continuous_decoding false (close a segment at each endpoint and go on)]\n"
+    "  [--continuous_decoding false (streaming: close a segment at each endpoint, go on)]\n"
     "  [--blank_threshold 0.8 (blank posterior of a silent frame)]\n"
-    "  [--rule1_min_trailing_silence_ms 5000 (endpoint after this much silence)]\n"
+    "  [--rule1_min_trailing_silence_ms 5000 (endpoint after this much silence;\n"
+    "   rule times must be > 0, a very large one disables its rule)]\n"
     "  [--rule2_min_trailing_silence_ms 1000 (... this much silence after speech)]\n"
     "  [--rule3_min_utterance_length_ms 20000 (... a segment this long with speech)]\n"
-    "  [--segments FILE (\"key start end text\" per segment, seconds)]\n"
+    "  [--segments FILE (\"key start end text\" per segment with text; seconds in the\n"
+    "   audio file)]\n"
     "  [--result FILE (default: stdout)] [--rtf_json FILE]\n";
 
 std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
@@ -231,11 +233,15 @@ int main(int argc, char** argv) {
       search_seconds += r.search_seconds;
       rescore_seconds += r.rescore_seconds;
       out << u.key << " " << r.text << "\n";
-      for (const auto& seg : r.segments) {  // times from the start of the utterance's audio
-        if (!segments_file.is_open()) break;  // not asked for
-        char times[64];
-        std::snprintf(times, sizeof(times), " %.2f %.2f ", seg.start, seg.end);
-        segments_file << u.key << times << seg.text << "\n";
+      if (segments_file.is_open()) {
+        const double offset = u.start > 0 ? u.start : 0;  // data.list segments: in the file
+        for (const auto& seg : r.segments) {
+          if (seg.text.empty()) continue;  // silence
+          char times[64];
+          std::snprintf(times, sizeof(times), " %.2f %.2f ", offset + seg.start,
+                        offset + seg.end);
+          segments_file << u.key << times << seg.text << "\n";
+        }
       }
       ++decoded;
     }

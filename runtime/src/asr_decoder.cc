@@ -53,6 +53,16 @@ DecodeOptions Checked(const AsrModel& model, DecodeOptions o) {
   if (o.beam_size < 1) throw std::invalid_argument("beam_size must be >= 1");
   if (!(o.endpoint.blank_threshold >= 0 && o.endpoint.blank_threshold <= 1))
     throw std::invalid_argument("blank_threshold must be a probability in [0, 1]");
+  if (o.endpoint.rule1.min_trailing_silence_ms <= 0 ||
+      o.endpoint.rule2.min_trailing_silence_ms <= 0 ||
+      o.endpoint.rule3.min_utterance_length_ms <= 0)
+    throw std::invalid_argument(
+        "endpoint rule times must be > 0 ms (a rule with 0 would end every chunk; a very "
+        "large value disables it)");
+  if (o.continuous_decoding && o.chunk_size < 0)
+    throw std::invalid_argument(
+        "continuous_decoding needs a streaming chunk size: the full-context graph sees the "
+        "whole input at once");
   o.endpoint.blank = m.blank;
   o.endpoint.frame_shift_ms = static_cast<int>(m.frame_shift_ms * m.subsampling_rate);
   return o;
@@ -75,6 +85,7 @@ void AsrDecoder::Reset() {
   input_finished_ = false;
   full_done_ = false;
   next_frame_ = 0;
+  samples_ = 0;
   result_ = DecodeResult();
   ResetSegment();
 }
@@ -97,6 +108,7 @@ void AsrDecoder::AcceptWaveform(const float* samples, size_t n) {
   std::vector<float> scaled(samples, samples + n);
   for (float& s : scaled) s *= kInt16Scale;
   fbank_.AcceptWaveform(scaled.data(), scaled.size());
+  samples_ += static_cast<int64_t>(n);
 }
 
 void AsrDecoder::InputFinished() {
@@ -257,6 +269,8 @@ DecodeResult AsrDecoder::Finish() {
   Advance();
   if (!encoder_out_.empty() || result_.segments.empty())
     CloseSegment(fbank_.NumFramesReady());
+  // the last segment runs to the end of the audio (also when an endpoint closed it)
+  result_.segments.back().end = static_cast<double>(samples_) / model_->meta().sample_rate;
   return result_;
 }
 

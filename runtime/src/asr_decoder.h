@@ -28,7 +28,7 @@ struct DecodeOptions {
   int beam_size = 10;
   double ctc_weight = 0.3;      // weight of the CTC score in rescoring
   double reverse_weight = 0.5;  // weight of the right-to-left decoder in rescoring
-  bool continuous_decoding = false;  // close segments at endpoints
+  bool continuous_decoding = false;  // close segments at endpoints (streaming only)
   EndpointConfig endpoint;
 };
 
@@ -37,7 +37,7 @@ struct Segment {
   std::string text;
   std::vector<int> tokens;
   double start = 0;  // seconds of input: the first feature frame the segment decoded
-  double end = 0;    // seconds: where the next segment starts (the input's end for the last)
+  double end = 0;    // seconds: where the next segment starts (the audio's end for the last)
 };
 
 struct DecodeResult {
@@ -86,6 +86,7 @@ class AsrDecoder {
   bool full_done_ = false;
   int next_frame_ = 0;   // first feature frame of the next step
   int segment_start_ = 0;  // first feature frame of the current segment
+  int64_t samples_ = 0;    // samples accepted since Reset()
   int64_t offset_ = 0;   // encoder frames of the current segment
   at::Tensor att_cache_, cnn_cache_;
   std::vector<at::Tensor> encoder_out_;  // valid rows of each step of the current segment

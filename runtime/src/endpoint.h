@@ -18,7 +18,7 @@ struct EndpointConfig {
   EndpointRule rule1{false, 5000, 0};
   EndpointRule rule2{true, 1000, 0};
   EndpointRule rule3{true, 0, 20000};
-  float blank_threshold = 0.8f;  // blank posterior (probability) above which a frame is silent
+  float blank_threshold = 0.8f;  // a frame whose blank posterior is at least this is silent
   int blank = 0;
   int frame_shift_ms = 40;  // of the CTC frames (feature shift x subsampling)
 };

@@ -151,15 +151,19 @@ def test_continuous_decoding_closes_segments_at_endpoints(
     dec = runtime.Decoder(
         model, mode=mode, continuous_decoding=True, blank_threshold=0.0,
         rule1_min_trailing_silence_ms=int(chunks * model.chunk_size * frame_ms),
+        rule2_min_trailing_silence_ms=10**6,
     )  # fmt: skip
     wav = np.concatenate([speech[0][2], speech[1][2]])
     result = dec.decode(wav)
     segments = result["segments"]
     stride = model.subsampling_rate * model.chunk_size  # feature frames per chunk step
+    context = model.chunk_window - (model.chunk_size - 1) * model.subsampling_rate
     shift = int(16000 * model.frame_shift_ms / 1000)
     frames = (len(wav) - 400) // shift + 1  # 25 ms windows
     full_steps = (frames - model.chunk_window) // stride + 1
-    assert len(segments) == -(-full_steps // chunks) >= 3  # the last one may be shorter
+    steps = full_steps + (frames - full_steps * stride >= context)  # a short last chunk
+    assert len(segments) == -(-steps // chunks) >= 3  # the last one may be shorter
+    assert segments[-1]["end"] == pytest.approx(len(wav) / 16000)
     alone = runtime.Decoder(model, mode=mode)
     for i, seg in enumerate(segments):
         first = i * chunks * stride
@@ -194,10 +198,14 @@ def test_continuous_decoding_closes_segments_at_endpoints(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"two {result['text']}".strip()
-    expected = [f"two {s['start']:.2f} {s['end']:.2f} {s['text']}" for s in segments]
+    expected = [f"two {s['start']:.2f} {s['end']:.2f} {s['text']}" for s in segments if s["text"]]
     assert (tmp_path / "segments").read_text().splitlines() == expected
     with pytest.raises(ValueError, match="blank_threshold"):
         runtime.Decoder(model, blank_threshold=1.5)
+    with pytest.raises(ValueError, match="rule times must be > 0"):
+        runtime.Decoder(model, continuous_decoding=True, rule1_min_trailing_silence_ms=0)
+    with pytest.raises(ValueError, match="needs a streaming chunk size"):
+        runtime.Decoder(model, chunk_size=-1, continuous_decoding=True)
 
 
 @pytest.mark.parametrize("chunk", [4, -1])

@@ -93,27 +93,40 @@ def test_two_nodes_meet_at_a_c10d_rendezvous(tmp_path):
     corpus = write_corpus(tmp_path / "data", 8)
     exp = tmp_path / "exp"
     args = corpus.overrides(exp, "train.max_epoch=1")
-    procs = []
-    for rank in (0, 1):
-        script = (
-            f"nproc=1 num_gpus=0 train_engine=torch_ddp num_nodes=2 node_rank={rank} "
-            f"master_addr=127.0.0.1 master_port={port} rdzv_id=test{port}\n"
-            f". {REPO / 'tools' / 'recipe_lib.sh'}\nlauncher\n"
-        )
-        launcher = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
-        words = shlex.split(launcher.stdout)
-        assert words[0] == "torchrun" and f"--node_rank={rank}" in words, launcher.stdout
-        cmd = [sys.executable, "-m", "torch.distributed.run", *words[1:], "-m",
-               "tests.train.hooks", *args]  # fmt: skip
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "DUMP_PARAMS": "1"}
-        procs.append(
-            subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        )
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    procs, logs = [], []
+    try:
+        for rank in (0, 1):
+            script = (
+                f"nproc=1 num_gpus=0 train_engine=torch_ddp num_nodes=2 node_rank={rank} "
+                f"master_addr=127.0.0.1 master_port={port} rdzv_id=test{port}\n"
+                f". {REPO / 'tools' / 'recipe_lib.sh'}\nlauncher\n"
+            )
+            launcher = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+            words = shlex.split(launcher.stdout)
+            assert words[0] == "torchrun" and f"--node_rank={rank}" in words, launcher.stdout
+            # a node that fails early must not leave the other waiting 600 s to join
+            cmd = [sys.executable, "-m", "torch.distributed.run", *words[1:],
+                   "--rdzv_conf=join_timeout=120", "-m", "tests.train.hooks", *args]  # fmt: skip
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
+                   "DUMP_PARAMS": "1"}  # fmt: skip
+            logs.append(tmp_path / f"node{rank}.log")
+            with open(logs[-1], "w") as log:
+                procs.append(
+                    subprocess.Popen(
+                        cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+                    )  # fmt: skip
+                )
+        for p in procs:
+            p.wait(timeout=300)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    outputs = [log.read_text() for log in logs]
     for p, out in zip(procs, outputs, strict=True):
         assert p.returncode == 0, out[-6000:]
-    assert "2 process(es)" in outputs[0]
+    # c10d hands out ranks at the rendezvous: either node may hold rank 0
+    assert any("2 process(es)" in out for out in outputs)
     rank0, rank1 = (torch.load(exp / f"rank{r}.params.pt") for r in (0, 1))
     final = ckpt.load_model_state(exp / "final.pt")
     assert all(torch.equal(rank0[k], rank1[k]) and torch.equal(rank0[k], final[k]) for k in final)

@@ -304,6 +304,7 @@ if run_stage 13; then
         "--config $exp/folded.yaml"
     fi
   done
+  mkdir -p "$dir"  # holds the table also when --init_checkpoint came from elsewhere
   float_dir=$dir
   [ -d "${dir}_none/test" ] && float_dir=${dir}_none
   # shellcheck disable=SC2046  # one directory per config
