@@ -29,3 +29,20 @@ def test_compress_size_table(tmp_path, capsys):
     int8 = rows["qat_int8"]
     assert abs(int8["without_edge_ratio"] - int8["ratio"]) < 0.1
     assert "b-bit layers only" in capsys.readouterr().out
+
+
+def test_compress_size_overrides_apply_to_every_config(tmp_path):
+    """Sub-channel blocks of 128 carry half the scale and zero-point bytes of blocks of 64."""
+
+    def main_ratio(*override: str) -> float:
+        result = benchmark.main(
+            ["compress_size", "--models", "mini", "--configs", "qat_int2_subchannel",
+             "--vocab_size", "31", "--out", str(tmp_path / "s.json"), "--override", *override]
+        )  # fmt: skip
+        assert result["overrides"] == list(override)
+        return result["results"][0]["main_bits_ratio"]
+
+    # about 32 bits over 2 + 18/64 (2.28) and 2 + 18/128 (2.14) bits per weight: a float16
+    # scale and a 2-bit zero point per block (a padded last block costs a little more)
+    r64, r128 = main_ratio(), main_ratio("compress.quant.block_size=128")
+    assert 13.0 < r64 < r128 < 15.0 and r128 / r64 > 1.04

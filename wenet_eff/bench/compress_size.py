@@ -32,10 +32,10 @@ CONFIGS = [
 ]  # fmt: skip
 
 
-def measure(model_name: str, config: str, vocab_size: int) -> dict:
+def measure(model_name: str, config: str, vocab_size: int, overrides=()) -> dict:
     torch.manual_seed(0)
     cfg = wenet_eff.load_config(
-        model_name, [f"model.vocab_size={vocab_size}", f"compress={config}"]
+        model_name, [f"model.vocab_size={vocab_size}", f"compress={config}", *overrides]
     )
     model = wenet_eff.build_model(cfg)
     report = size_report(model, pack_model(model, cfg))
@@ -73,9 +73,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--models", nargs="+", default=["mini", "u2pp_conformer"])
     p.add_argument("--configs", nargs="+", default=CONFIGS)
     p.add_argument("--vocab_size", type=int, default=5002)
+    p.add_argument(
+        "--override", nargs="*", default=[],
+        help="config overrides for every config, e.g. compress.quant.block_size=128",
+    )  # fmt: skip
     p.add_argument("--out", default="bench_results/compress_size.json")
     args = p.parse_args(argv)
-    rows = [measure(m, c, args.vocab_size) for m in args.models for c in args.configs]
+    rows = [
+        measure(m, c, args.vocab_size, args.override) for m in args.models for c in args.configs
+    ]
+    if args.override:
+        print("overrides: " + " ".join(args.override))
     print(f"packed sizes (vocabulary {args.vocab_size})")
     print(
         f"{'model':<18}{'compress':<22}{'params':>12}{'float32 MB':>12}{'packed MB':>11}"
@@ -93,7 +101,10 @@ def main(argv: list[str] | None = None) -> dict:
         "without edge: the whole model minus the front-end conv, token embeddings and output "
         "layers (edge MB: their packed size, at edge bits)"
     )
-    result = {"vocab_size": args.vocab_size, "results": rows, **environment()}
+    result = {
+        "vocab_size": args.vocab_size, "overrides": args.override, "results": rows,
+        **environment(),
+    }  # fmt: skip
     write_json(result, args.out)
     return result
 
