@@ -193,7 +193,7 @@ def test_continuous_decoding_closes_segments_at_endpoints(
         [str(decoder_main()), "--model_dir", str(dense_fp32), "--wav_scp",
          str(tmp_path / "wav.scp"), "--mode", mode, "--continuous_decoding", "true",
          "--blank_threshold", "0", "--rule1_min_trailing_silence_ms", rule1,
-         "--segments", str(tmp_path / "segments")],
+         "--rule2_min_trailing_silence_ms", str(10**6), "--segments", str(tmp_path / "segments")],
         capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
