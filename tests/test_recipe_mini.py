@@ -32,7 +32,7 @@ needs_tts = pytest.mark.skipif(
 def _run(s0: Path, *args: str) -> str:
     env = {**os.environ, "MAIN_ROOT": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        ["bash", "run.sh", *args], cwd=s0, env=env, capture_output=True, text=True, timeout=600
+        ["bash", "run.sh", *args], cwd=s0, env=env, capture_output=True, text=True, timeout=1200
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr
@@ -51,7 +51,7 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
         "--num_sentences", "70", "--num_test", "8", "--num_dev", "6", "--max_test_real", "10",
         "--max_epoch", "3", "--average_num", "2", "--beam_size", "4", "--lm_beam_size", "4",
         "--nj", "2",
-        "--runtime_int8", "always",
+        "--runtime_precisions", "fp32", "--runtime_formats", "pt2",  # int8/onnx: tests/runtime
         "--train_opts", " ".join([*model, "optim.warmup_steps=20", "data.batch_type=static",
                                   "data.batch_size=8", "optim.lr=0.002",
                                   "train.log_interval=5"]),
@@ -85,26 +85,32 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
             wer = (exp / test_set / "lm" / mode / "wer").read_text()
             assert re.search(r"^Overall -> \d+\.\d\d % N=", wer, re.M)
             assert f"| lm/{mode} |" in table
-    # stages 6-7: the export (fp32 and int8, checked against PyTorch) and the C++ runtime
-    for precision in ("fp32", "int8"):
-        rt = exp / f"runtime_{precision}"
-        meta = json.loads((rt / "meta.json").read_text())
-        assert meta["int8"] == (precision == "int8") and meta["chunk_size"] == 16
-        for test_set in ("test", "test_real"):
-            for chunk in ("-1", "16"):
-                result = rt / test_set / f"chunk{chunk}"
-                keys = {
-                    line.split(maxsplit=1)[0] for line in (result / "text").read_text().splitlines()
-                }
-                assert keys == {
-                    line.split()[0]
-                    for line in (s0 / "data" / test_set / "text").read_text().splitlines()
-                }
-                assert json.loads((result / "rtf.json").read_text())["rtf"] > 0
-                assert re.search(r"^Overall -> ", (result / "wer").read_text(), re.M)
+    # stages 6-7: the export (fp32 .pt2 only, checked against PyTorch) and the C++ runtime;
+    # AOTInductor compiles take minutes here, so the int8 and ONNX exports are left to
+    # tests/runtime
+    assert not (exp / "runtime_int8").exists()
+    rt = exp / "runtime_fp32"
+    meta = json.loads((rt / "meta.json").read_text())
+    assert meta["int8"] is False and meta["chunk_size"] == 16
+    assert sorted(p.name for p in rt.glob("*.pt2")) == [
+        "decoder.pt2", "encoder_chunk.pt2", "encoder_full.pt2"
+    ]  # fmt: skip
+    assert not list(rt.glob("*.onnx"))
+    for test_set in ("test", "test_real"):
+        for chunk in ("-1", "16"):
+            result = rt / test_set / f"chunk{chunk}"
+            keys = {
+                line.split(maxsplit=1)[0] for line in (result / "text").read_text().splitlines()
+            }
+            assert keys == {
+                line.split()[0]
+                for line in (s0 / "data" / test_set / "text").read_text().splitlines()
+            }
+            assert json.loads((result / "rtf.json").read_text())["rtf"] > 0
+            assert re.search(r"^Overall -> ", (result / "wer").read_text(), re.M)
     assert "max |diff| per output" in log
     runtime_table = (exp / "runtime_table.md").read_text()
-    assert "runtime_int8 | test_real | 16 (4)" in runtime_table
+    assert "runtime_fp32 | test_real | 16 (4)" in runtime_table
 
     # streaming fine-tuning (stage 8) and decoding per chunk size (stage 9)
     log = _run(s0, "--stage", "8", "--stop_stage", "9", *opts, "--ft_steps", "6",

@@ -62,6 +62,7 @@ compress_modes="ctc_greedy_search attention_rescoring"
 # C++ runtime (stages 6-7)
 runtime_precisions="fp32 int8"
 runtime_int8=auto       # auto: int8 only on CPUs with int8 dot products | always
+runtime_formats="pt2 onnx"  # pt2 for decoder_main (needed by the runtime stage), onnx for onnxruntime
 runtime_chunk_size=16
 runtime_left_chunks=4
 runtime_chunks=""       # default "-1 $runtime_chunk_size"
@@ -75,4 +76,4 @@ common_help="  [--stage N] [--stop_stage N] [--force true|false] [--nj N] [--dat
   [--lm_order N | --lm_path lm.arpa] [--lm_weight X] [--word_bonus X] [--lm_beam_size N]
   [--lm_min_token_logp X]
   [--ft_steps N] [--decoding_chunks '16 -1'] [--qat_configs '...'] [--sparse_configs '...']
-  [--compress_steps N] [--runtime_precisions 'fp32 int8'] [--runtime_chunk_size N]"
+  [--compress_steps N] [--runtime_precisions 'fp32 int8'] [--runtime_formats 'pt2 onnx'] [--runtime_chunk_size N]"

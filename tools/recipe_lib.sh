@@ -4,8 +4,8 @@
 #   model train_config train_opts max_epoch data_type list_name tokenizer_opts
 #   num_nodes node_rank master_addr master_port num_gpus nproc train_engine deepspeed_config
 #   beam_size decode_batch_size ctc_weight reverse_weight num_decoding_left_chunks average_num
-#   init_checkpoint runtime_precisions runtime_int8 runtime_chunk_size runtime_left_chunks
-#   runtime_chunks runtime_threads
+#   init_checkpoint runtime_precisions runtime_int8 runtime_formats runtime_chunk_size
+#   runtime_left_chunks runtime_chunks runtime_threads
 #   token_type nbpe dict bpe_prefix normalize nj num_utts_per_shard (stages 2-3)
 #   lm_order lm_path lm_weight word_bonus lm_beam_size lm_min_token_logp lm_modes (the word LM)
 # and MAIN_ROOT (path.sh).
@@ -217,19 +217,25 @@ runtime_precisions_here() {
 }
 
 # Export $1/avg_$average_num.pt to the C++ runtime, one directory $1/runtime_<precision> per
-# precision in $runtime_precisions (AOTInductor .pt2 + ONNX, checked against PyTorch).
+# precision in $runtime_precisions, in the formats $runtime_formats (AOTInductor .pt2, which
+# decoder_main runs, and ONNX; checked against PyTorch).
 export_runtime() {
   local exp=$1 precision out int8_flag
+  case " ${runtime_formats:-pt2 onnx} " in
+    *" pt2 "*) ;;
+    *) echo "export_runtime: --runtime_formats '$runtime_formats' lacks pt2, which decoder_main runs" >&2
+      return 1 ;;
+  esac
   for precision in $(runtime_precisions_here); do
     out=$exp/runtime_$precision
     if needs "$out/meta.json"; then
       int8_flag=""
       [ "$precision" = int8 ] && int8_flag="--int8"
-      # shellcheck disable=SC2086  # int8_flag is empty or one flag
+      # shellcheck disable=SC2086  # int8_flag is empty or one flag; the formats are a list
       python -m wenet_eff.bin.export --config "$exp/train.yaml" \
         --checkpoint "$exp/avg_${average_num}.pt" --out_dir "$out" \
         --chunk_size "$runtime_chunk_size" --num_left_chunks "$runtime_left_chunks" $int8_flag \
-        --check
+        --formats ${runtime_formats:-pt2 onnx} --check
     fi
   done
 }

@@ -101,6 +101,7 @@ sweep_max_logit=10000  # attention logits above this count as runaway growth (0:
 # C++ runtime (stages 6-7): export $dir's averaged model, decode with decoder_main
 runtime_precisions="fp32 int8"
 runtime_int8=auto       # auto: int8 only on CPUs with int8 dot products (VNNI, AMX) | always
+runtime_formats="pt2 onnx"  # exported graphs: pt2 for decoder_main, onnx for onnxruntime users
 runtime_chunk_size=16   # the streaming step's chunk (encoder frames) ...
 runtime_left_chunks=4   # ... and left chunks kept in its cache
 runtime_chunks=""       # decoded chunk sizes (-1: full context); default "-1 $runtime_chunk_size"
@@ -120,7 +121,7 @@ help_message="Usage: $0 [--stage N] [--stop_stage N] [--force true|false] [--nj 
   [--lm_min_token_logp X]
   [--streaming_dir exp/NAME] [--ft_steps N] [--ft_lr X] [--decoding_chunks '4 8 16 -1']
   [--qat_configs 'qat_int8 qat_int4 ...'] [--qat_steps N] [--qat_lr X] [--init_checkpoint PATH]
-  [--runtime_precisions 'fp32 int8'] [--runtime_chunk_size N] [--runtime_left_chunks N]
+  [--runtime_precisions 'fp32 int8'] [--runtime_formats 'pt2 onnx'] [--runtime_chunk_size N] [--runtime_left_chunks N]
   [--runtime_chunks '-1 16'] [--runtime_threads N]"
 . tools/parse_options.sh
 . tools/recipe_lib.sh
@@ -219,7 +220,7 @@ if run_stage 5; then
 fi
 
 if run_stage 6; then
-  echo "stage 6: export $dir/avg_${average_num}.pt to the C++ runtime (AOTInductor .pt2 + ONNX)"
+  echo "stage 6: export $dir/avg_${average_num}.pt to the C++ runtime ($runtime_formats)"
   export_runtime "$dir"
   echo "stage 6 wrote $dir/runtime_{$(echo "$runtime_precisions" | tr ' ' ',')}/"
 fi
