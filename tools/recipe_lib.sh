@@ -218,7 +218,8 @@ runtime_precisions_here() {
 
 # Export $1/avg_$average_num.pt to the C++ runtime, one directory $1/runtime_<precision> per
 # precision in $runtime_precisions, in the formats $runtime_formats (AOTInductor .pt2, which
-# decoder_main runs, and ONNX; checked against PyTorch).
+# decoder_main runs, and ONNX; checked against PyTorch). Up to 3 pieces compile at once ($nj
+# caps it; each process holds a copy of the model).
 export_runtime() {
   local exp=$1 precision out int8_flag
   case " ${runtime_formats:-pt2 onnx} " in
@@ -235,7 +236,7 @@ export_runtime() {
       python -m wenet_eff.bin.export --config "$exp/train.yaml" \
         --checkpoint "$exp/avg_${average_num}.pt" --out_dir "$out" \
         --chunk_size "$runtime_chunk_size" --num_left_chunks "$runtime_left_chunks" $int8_flag \
-        --formats ${runtime_formats:-pt2 onnx} --check
+        --formats ${runtime_formats:-pt2 onnx} --jobs "$(( ${nj:-1} < 3 ? ${nj:-1} : 3 ))" --check
     fi
   done
 }

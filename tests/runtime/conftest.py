@@ -57,14 +57,15 @@ def dense_exp(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def dense_fp32(dense_exp):
-    """The tiny dense model exported in fp32, .pt2 and .onnx."""
-    return export(dense_exp, "fp32")
+    """The tiny dense model exported in fp32, .pt2 and .onnx (two pieces at a time, in spawned
+    processes: the tests of these graphs also test the parallel export)."""
+    return export(dense_exp, "fp32", "--jobs", "2")
 
 
 @pytest.fixture(scope="session")
 def dense_int8(dense_exp):
     """The tiny dense model exported with int8 weights (.pt2 only)."""
-    return export(dense_exp, "int8", "--int8", "--formats", "pt2")
+    return export(dense_exp, "int8", "--int8", "--formats", "pt2", "--jobs", "2")
 
 
 @pytest.fixture(scope="session")

@@ -113,6 +113,7 @@ def test_exported_graphs_equal_pytorch(dense_fp32, dense_exp):
     meta = json.loads((dense_fp32 / "meta.json").read_text())
     assert set(meta["files"]) == {f"{p}.{f}" for p in ("encoder_chunk", "encoder_full", "decoder")
                                   for f in ("pt2", "onnx")}  # fmt: skip
+    assert set(meta["export_seconds"]) == set(meta["files"])  # timed in the export workers
     assert (meta["chunk_size"], meta["num_left_chunks"]) == (CHUNK, LEFT)
     _, model = load_model(str(dense_exp / "train.yaml"), str(dense_exp / "model.pt"), [])
     report = verify_export(model, dense_fp32, frames=150, seed=3)

@@ -9,6 +9,10 @@ chunks), `encoder_full.pt2` (full context), `decoder.pt2` (attention rescoring),
 graphs as `.onnx` for onnxruntime, `units.txt` and `meta.json` (wenet_eff.export.package). The
 C++ runtime reads the directory: `runtime/build/decoder_main --model_dir DIR ...`.
 
+`--jobs N` exports N pieces at once in spawned processes (each holds a copy of the model; the
+AOTInductor compiles are mostly single-threaded Python, so this is what makes export faster
+on a multi-core machine).
+
 `--check` compares every exported .pt2 / .onnx graph with the PyTorch model on random input
 and prints the largest absolute differences (wenet_eff.export.verify).
 """
@@ -37,6 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--formats", nargs="+", default=["pt2", "onnx"], choices=["pt2", "onnx"])
     p.add_argument("--pieces", nargs="+", default=list(PIECES), choices=list(PIECES))
     p.add_argument("--check", action="store_true", help="compare the exports with PyTorch")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="pieces exported at once, in spawned processes"
+    )
     p.add_argument("--override", nargs="*", default=[], help="config overrides key=value")
     return p
 
@@ -68,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
         int8=args.int8,
         formats=tuple(args.formats),
         pieces=tuple(args.pieces),
+        jobs=args.jobs,
     )
     print(f"wrote {args.out_dir}: {', '.join(sorted(meta['files']))}")
     print(json.dumps(meta["export_seconds"]))

@@ -18,9 +18,11 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import multiprocessing
 import shutil
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -167,6 +169,49 @@ def _quantize_onnx(src: Path, dst: Path, large: bool = False) -> None:
     )
 
 
+_WORKER: dict = {}
+
+
+def _init_worker(model: nn.Module, float_model: nn.Module | None, threads: int) -> None:
+    """A spawned export worker: the models once, `threads` intra-op threads, quiet exporters."""
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    for name in ("onnxscript", "onnx_ir", "root", "torch"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    _WORKER.update(model=model, float_model=float_model)
+
+
+def _write_task(
+    model: nn.Module | None, float_model: nn.Module | None, name: str, fmt: str,
+    chunk_size: int, num_left_chunks: int, feat_dim: int, int8: bool, out: Path,
+) -> float:  # fmt: skip
+    """Write piece `name` as `out/<name>.<fmt>`; returns the seconds it took. In a worker the
+    models come from _init_worker (None here)."""
+    model = model if model is not None else _WORKER["model"]
+    float_model = float_model if float_model is not None else _WORKER.get("float_model")
+    start = time.perf_counter()
+    path = out / f"{name}.{fmt}"
+    if fmt == "pt2":
+        module, args, dyn, _, _ = _pieces(model, chunk_size, num_left_chunks, feat_dim)[name]
+        with torch.no_grad():
+            ep = torch.export.export(module.eval(), args, dynamic_shapes=dyn, strict=False)
+        torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
+        return time.perf_counter() - start
+    # onnx: int8 graphs are onnxruntime's quantization of the float graphs
+    source = float_model if float_model is not None else model
+    pieces = _pieces(source, chunk_size, num_left_chunks, feat_dim)
+    module, args, dyn, names_in, names_out = pieces[name]
+    with torch.no_grad():
+        _export_onnx(module.eval(), args, dyn, names_in, names_out, path)
+    if int8:
+        tmp = out / f"{name}.float.onnx"
+        path.replace(tmp)
+        _quantize_onnx(tmp, path, large=_large(module))
+        tmp.unlink()
+        Path(f"{tmp}.data").unlink(missing_ok=True)
+    return time.perf_counter() - start
+
+
 def export_model(
     model: nn.Module,
     cfg: DictConfig,
@@ -177,6 +222,7 @@ def export_model(
     int8: bool = False,
     formats: tuple[str, ...] = ("pt2", "onnx"),
     pieces: tuple[str, ...] = PIECES,
+    jobs: int = 1,
 ) -> dict:
     """Export `model` (an ASRModel with its config `cfg`) into `out_dir`.
 
@@ -187,6 +233,8 @@ def export_model(
             onnxruntime's dynamic int8 quantization instead.
         formats: any of "pt2", "onnx".
         pieces: which of PIECES to write.
+        jobs: export the pieces in this many spawned processes at once (each piece and format
+            is one task; the intra-op threads are shared out among them).
     Returns:
         the meta.json dict (with the export times in seconds under "export_seconds").
     """
@@ -205,40 +253,34 @@ def export_model(
     if int8 and "onnx" in formats:
         float_model = copy.deepcopy(model)  # onnx: float graphs, quantized by onnxruntime
     int8_counts = quantize_int8(model) if int8 else None
-    selected = _pieces(model, chunk_size, num_left_chunks, feat_dim)
-    float_pieces = (
-        _pieces(float_model, chunk_size, num_left_chunks, feat_dim) if float_model else selected
-    )
+    selected = [name for name in PIECES if chunk_size > 0 or name != "encoder_chunk"]
+    tasks = [
+        (name, fmt)
+        for fmt in ("pt2", "onnx")  # the AOTInductor compiles, the longest tasks, first
+        for name in selected
+        if name in pieces and fmt in formats
+    ]
+    geometry = (chunk_size, num_left_chunks, feat_dim, int8)
     times: dict[str, float] = {}
-    files: dict[str, str] = {}
-    for name, (module, args, dyn, names_in, names_out) in selected.items():
-        if name not in pieces:
-            continue
-        module.eval()
-        if "pt2" in formats:
-            start = time.perf_counter()
-            with torch.no_grad():
-                ep = torch.export.export(module, args, dynamic_shapes=dyn, strict=False)
-            path = out / f"{name}.pt2"
-            torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
-            times[f"{name}.pt2"] = time.perf_counter() - start
-            files[f"{name}.pt2"] = path.name
-            log.info("wrote %s (%.1f s)", path, times[f"{name}.pt2"])
-        if "onnx" in formats:
-            start = time.perf_counter()
-            f_module, f_args, f_dyn, _, _ = float_pieces[name]
-            path = out / f"{name}.onnx"
-            with torch.no_grad():
-                _export_onnx(f_module.eval(), f_args, f_dyn, names_in, names_out, path)
-            if int8:
-                tmp = out / f"{name}.float.onnx"
-                path.replace(tmp)
-                _quantize_onnx(tmp, path, large=_large(f_module))
-                tmp.unlink()
-                Path(f"{tmp}.data").unlink(missing_ok=True)
-            times[f"{name}.onnx"] = time.perf_counter() - start
-            files[f"{name}.onnx"] = path.name
-            log.info("wrote %s (%.1f s)", path, times[f"{name}.onnx"])
+    if jobs > 1 and len(tasks) > 1:
+        workers = min(jobs, len(tasks))
+        threads = max(1, torch.get_num_threads() // workers)
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(model, float_model, threads),  # pickled once per worker
+        ) as pool:
+            running = {pool.submit(_write_task, None, None, *task, *geometry, out): task
+                       for task in tasks}  # fmt: skip
+            for future, (name, fmt) in running.items():
+                times[f"{name}.{fmt}"] = future.result()
+                log.info("wrote %s (%.1f s)", out / f"{name}.{fmt}", times[f"{name}.{fmt}"])
+    else:
+        for name, fmt in tasks:
+            times[f"{name}.{fmt}"] = _write_task(model, float_model, name, fmt, *geometry, out)
+            log.info("wrote %s (%.1f s)", out / f"{name}.{fmt}", times[f"{name}.{fmt}"])
+    files = {f"{name}.{fmt}": f"{name}.{fmt}" for name, fmt in tasks}
     shutil.copyfile(units, out / "units.txt")
     embed = model.encoder.embed
     meta = {

@@ -88,6 +88,7 @@ num_adapt_test=300
 adapt_steps=150
 adapt_lr=0.0005        # fine-tuning all weights
 router_lr=0.02         # S3-Router scores (1e-3 and 5e-3 adapted less on flite-awb)
+router_opts=""         # more overrides of the S3-Router run, e.g. "compress.sparsity.roles=[...]"
 adapt_warmup=15
 # Learning-rate sweep (stage 16): short from-scratch runs per stability variant and lr
 sweep_dir=exp/lr_sweep
@@ -332,7 +333,7 @@ if run_stage 14; then
     fi
     if needs "${dir}_adapt_${voice}_router/final.pt"; then  # S3-Router: masks only
       finetune "${dir}_adapt_${voice}_router" "$adapt_steps" "$router_lr" "$adapt_warmup" \
-        "compress=s3_router" "$dom/adapt/data.list" "$dom/dev/data.list"
+        "compress=s3_router $router_opts" "$dom/adapt/data.list" "$dom/dev/data.list"
     fi
   done
   echo "stage 14 wrote data/domain_<voice>/{adapt,dev,test}, ${dir}_adapt_<voice>_{full,router}/"
