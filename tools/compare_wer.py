@@ -1,0 +1,109 @@
+"""Is system B's WER really lower than system A's? A paired bootstrap over utterances.
+
+Usage: compare_wer.py [--char=1] [--cs=0] [--num_samples N] [--seed S] [--json F] \
+           ref_text hyp_a hyp_b
+
+Scores both hypothesis files against the references with the alignment of compute_wer.py
+(per utterance: errors S+D+I and reference tokens N), then resamples the test set's
+utterances with replacement `num_samples` times, the same draw for both systems (Bisani and
+Ney 2004, "Bootstrap estimates for confidence intervals in ASR performance evaluation"). For
+each draw it computes WER(A) - WER(B) over the drawn utterances. Prints both WERs, the
+difference (positive: B has fewer errors), its 95 % bootstrap interval and the probability of
+improvement P(B better), the fraction of draws where B has fewer errors than A. An interval
+that holds 0 means the test set cannot tell the two systems apart.
+
+A reference key missing from a hypothesis file counts as all deletions, as in compute_wer.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+
+from compute_wer import align, count, tokenize
+from kaldi_files import read_table
+
+
+def utterance_errors(refs: dict, hyps: dict, char: bool, cs: bool) -> list[tuple[int, int]]:
+    """(errors, reference tokens) per reference utterance, in reference order."""
+    out = []
+    for key, ref_text in refs.items():
+        counts = count(align(tokenize(ref_text, char, cs), tokenize(hyps.get(key, ""), char, cs)))
+        out.append((counts.s + counts.d + counts.i, counts.n))
+    return out
+
+
+def paired_bootstrap(
+    a: list[tuple[int, int]], b: list[tuple[int, int]], num_samples: int = 10000, seed: int = 0
+) -> dict:
+    """WERs (%) of A and B, their difference A - B, its 95 % interval and P(B better)."""
+    if len(a) != len(b) or not a:
+        raise ValueError("both systems need the same, non-empty list of utterances")
+    total_n = sum(n for _, n in a)
+    if total_n == 0:
+        raise ValueError("the references have no tokens")
+    rng = random.Random(seed)
+    size = len(a)
+    diffs = []
+    better = 0
+    for _ in range(num_samples):
+        ea = eb = n = 0
+        for i in (rng.randrange(size) for _ in range(size)):
+            ea += a[i][0]
+            eb += b[i][0]
+            n += a[i][1]
+        diffs.append(100.0 * (ea - eb) / max(n, 1))
+        better += eb < ea
+    diffs.sort()
+    wer_a = 100.0 * sum(e for e, _ in a) / total_n
+    wer_b = 100.0 * sum(e for e, _ in b) / total_n
+    return {
+        "utterances": size,
+        "tokens": total_n,
+        "wer_a": wer_a,
+        "wer_b": wer_b,
+        "diff": wer_a - wer_b,
+        "ci95": [diffs[int(0.025 * (num_samples - 1))], diffs[int(0.975 * (num_samples - 1))]],
+        "p_b_better": better / num_samples,
+        "num_samples": num_samples,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--char", type=int, default=0, choices=(0, 1), help="1: CER")
+    parser.add_argument("--cs", type=int, default=0, choices=(0, 1), help="1: case sensitive")
+    parser.add_argument("--num_samples", type=int, default=10000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default="", help="also write the result here")
+    parser.add_argument("ref")
+    parser.add_argument("hyp_a")
+    parser.add_argument("hyp_b")
+    args = parser.parse_args()
+    if args.num_samples < 1:
+        parser.error(f"--num_samples must be >= 1 (got {args.num_samples})")
+    refs = read_table(args.ref, allow_empty=True)
+    char, cs = bool(args.char), bool(args.cs)
+    scores = [
+        utterance_errors(refs, read_table(path, allow_empty=True), char, cs)
+        for path in (args.hyp_a, args.hyp_b)
+    ]
+    result = paired_bootstrap(*scores, num_samples=args.num_samples, seed=args.seed)
+    result.update(ref=args.ref, hyp_a=args.hyp_a, hyp_b=args.hyp_b)
+    unit = "CER" if char else "WER"
+    low, high = result["ci95"]
+    print(f"A: {args.hyp_a}  {unit} {result['wer_a']:.2f} %")
+    print(f"B: {args.hyp_b}  {unit} {result['wer_b']:.2f} %")
+    print(
+        f"A - B: {result['diff']:+.2f} absolute, 95 % interval [{low:+.2f}, {high:+.2f}] "
+        f"({result['utterances']} utterances, {result['num_samples']} bootstrap draws); "
+        f"P(B better) = {result['p_b_better']:.3f}"
+    )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
