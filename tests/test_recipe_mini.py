@@ -32,7 +32,7 @@ needs_tts = pytest.mark.skipif(
 def _run(s0: Path, *args: str) -> str:
     env = {**os.environ, "MAIN_ROOT": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        ["bash", "run.sh", *args], cwd=s0, env=env, capture_output=True, text=True, timeout=1200
+        ["bash", "run.sh", *args], cwd=s0, env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr

@@ -9,8 +9,9 @@ utterances with replacement `num_samples` times, the same draw for both systems 
 Ney 2004, "Bootstrap estimates for confidence intervals in ASR performance evaluation"). For
 each draw it computes WER(A) - WER(B) over the drawn utterances. Prints both WERs, the
 difference (positive: B has fewer errors), its 95 % bootstrap interval and the probability of
-improvement P(B better), the fraction of draws where B has fewer errors than A. An interval
-that holds 0 means the test set cannot tell the two systems apart.
+improvement P(B better), the fraction of draws where B has fewer errors than A (and P(A
+better); the other draws are ties). An interval that holds 0 means the test set cannot tell
+the two systems apart.
 
 A reference key missing from a hypothesis file counts as all deletions, as in compute_wer.py.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 
 from compute_wer import align, count, tokenize
 from kaldi_files import read_table
@@ -46,7 +48,7 @@ def paired_bootstrap(
     rng = random.Random(seed)
     size = len(a)
     diffs = []
-    better = 0
+    better = worse = 0
     for _ in range(num_samples):
         ea = eb = n = 0
         for i in (rng.randrange(size) for _ in range(size)):
@@ -55,6 +57,7 @@ def paired_bootstrap(
             n += a[i][1]
         diffs.append(100.0 * (ea - eb) / max(n, 1))
         better += eb < ea
+        worse += eb > ea
     diffs.sort()
     wer_a = 100.0 * sum(e for e, _ in a) / total_n
     wer_b = 100.0 * sum(e for e, _ in b) / total_n
@@ -66,6 +69,7 @@ def paired_bootstrap(
         "diff": wer_a - wer_b,
         "ci95": [diffs[int(0.025 * (num_samples - 1))], diffs[int(0.975 * (num_samples - 1))]],
         "p_b_better": better / num_samples,
+        "p_a_better": worse / num_samples,  # the rest of the draws are ties
         "num_samples": num_samples,
     }
 
@@ -85,10 +89,13 @@ def main() -> None:
         parser.error(f"--num_samples must be >= 1 (got {args.num_samples})")
     refs = read_table(args.ref, allow_empty=True)
     char, cs = bool(args.char), bool(args.cs)
-    scores = [
-        utterance_errors(refs, read_table(path, allow_empty=True), char, cs)
-        for path in (args.hyp_a, args.hyp_b)
-    ]
+    scores = []
+    for path in (args.hyp_a, args.hyp_b):
+        hyps = read_table(path, allow_empty=True)
+        extra = len(hyps.keys() - refs.keys())
+        if extra:
+            print(f"compare_wer: {extra} hypotheses in {path} have no reference", file=sys.stderr)
+        scores.append(utterance_errors(refs, hyps, char, cs))
     result = paired_bootstrap(*scores, num_samples=args.num_samples, seed=args.seed)
     result.update(ref=args.ref, hyp_a=args.hyp_a, hyp_b=args.hyp_b)
     unit = "CER" if char else "WER"
@@ -98,7 +105,7 @@ def main() -> None:
     print(
         f"A - B: {result['diff']:+.2f} absolute, 95 % interval [{low:+.2f}, {high:+.2f}] "
         f"({result['utterances']} utterances, {result['num_samples']} bootstrap draws); "
-        f"P(B better) = {result['p_b_better']:.3f}"
+        f"P(B better) = {result['p_b_better']:.3f}, P(A better) = {result['p_a_better']:.3f}"
     )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

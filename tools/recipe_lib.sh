@@ -6,7 +6,8 @@
 #   beam_size decode_batch_size ctc_weight reverse_weight num_decoding_left_chunks average_num
 #   init_checkpoint runtime_precisions runtime_int8 runtime_formats runtime_chunk_size
 #   runtime_left_chunks runtime_chunks runtime_threads
-#   token_type nbpe dict bpe_prefix normalize nj num_utts_per_shard (stages 2-3)
+#   token_type nbpe dict bpe_prefix normalize nj num_utts_per_shard (stages 2-3; nj also caps
+#   the export processes of stage 6)
 #   lm_order lm_path lm_weight word_bonus lm_beam_size lm_min_token_logp lm_modes (the word LM)
 # and MAIN_ROOT (path.sh).
 

@@ -16,7 +16,8 @@ COMPARE_WER = Path(__file__).resolve().parents[2] / "tools" / "compare_wer.py"
 def test_identical_systems_cannot_be_told_apart():
     a = [(e, 10) for e in (0, 3, 1, 5, 2, 0, 4, 1)]
     result = paired_bootstrap(a, list(a), num_samples=500)
-    assert result["diff"] == 0 and result["ci95"] == [0.0, 0.0] and result["p_b_better"] == 0
+    assert result["diff"] == 0 and result["ci95"] == [0.0, 0.0]
+    assert result["p_b_better"] == result["p_a_better"] == 0  # every draw a tie
 
 
 def test_a_consistent_improvement_is_significant_and_a_single_lucky_utterance_is_not():
@@ -57,4 +58,7 @@ def test_command_line(tmp_path):
     assert result["wer_a"] == pytest.approx(100 * 3 / 9)
     assert result["wer_b"] == pytest.approx(100 * 2 / 9)
     assert "A - B: +11.11 absolute, 95 % interval" in proc.stdout
-    assert "P(B better)" in proc.stdout
+    assert "P(B better)" in proc.stdout and "P(A better)" in proc.stdout
+    # u1 (A worse by 2) against u3 (A better by 1): draws go either way, some tie
+    assert 0 < result["p_a_better"] < result["p_b_better"] < 1
+    assert result["p_a_better"] + result["p_b_better"] < 1

@@ -19,10 +19,12 @@ import copy
 import json
 import logging
 import multiprocessing
+import pickle
 import shutil
 import time
+import traceback
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -172,13 +174,26 @@ def _quantize_onnx(src: Path, dst: Path, large: bool = False) -> None:
 _WORKER: dict = {}
 
 
-def _init_worker(model: nn.Module, float_model: nn.Module | None, threads: int) -> None:
-    """A spawned export worker: the models once, `threads` intra-op threads, quiet exporters."""
+def _init_worker(models: bytes, threads: int) -> None:
+    """A spawned export worker: the pickled (model, float model) once, `threads` intra-op
+    threads, quiet exporters. The models come as plain pickle bytes: passed as objects,
+    multiprocessing would move every tensor into /dev/shm, which containers keep small."""
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore")
     for name in ("onnxscript", "onnx_ir", "root", "torch"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    model, float_model = pickle.loads(models)
     _WORKER.update(model=model, float_model=float_model)
+
+
+def _worker_task(*task) -> float:
+    """_write_task in a worker; any error comes back as a RuntimeError with its traceback
+    (some torch.export errors cannot be unpickled in the parent, which would only report a
+    broken pool)."""
+    try:
+        return _write_task(None, None, *task)
+    except Exception:
+        raise RuntimeError(f"exporting {task[0]}.{task[1]}:\n{traceback.format_exc()}") from None
 
 
 def _write_task(
@@ -233,8 +248,9 @@ def export_model(
             onnxruntime's dynamic int8 quantization instead.
         formats: any of "pt2", "onnx".
         pieces: which of PIECES to write.
-        jobs: export the pieces in this many spawned processes at once (each piece and format
-            is one task; the intra-op threads are shared out among them).
+        jobs: run this many (piece, format) tasks at once in spawned processes, each with its
+            own copy of the model; the intra-op threads are shared out among them. A script
+            that calls this with jobs > 1 needs an `if __name__ == "__main__":` guard.
     Returns:
         the meta.json dict (with the export times in seconds under "export_seconds").
     """
@@ -269,13 +285,17 @@ def export_model(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(model, float_model, threads),  # pickled once per worker
+            initargs=(pickle.dumps((model, float_model)), threads),
         ) as pool:
-            running = {pool.submit(_write_task, None, None, *task, *geometry, out): task
-                       for task in tasks}  # fmt: skip
-            for future, (name, fmt) in running.items():
-                times[f"{name}.{fmt}"] = future.result()
-                log.info("wrote %s (%.1f s)", out / f"{name}.{fmt}", times[f"{name}.{fmt}"])
+            running = {pool.submit(_worker_task, *task, *geometry, out): task for task in tasks}
+            try:
+                for future in as_completed(running):
+                    name, fmt = running[future]
+                    times[f"{name}.{fmt}"] = future.result()
+                    log.info("wrote %s (%.1f s)", out / f"{name}.{fmt}", times[f"{name}.{fmt}"])
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # the queued tasks never start
+                raise
     else:
         for name, fmt in tasks:
             times[f"{name}.{fmt}"] = _write_task(model, float_model, name, fmt, *geometry, out)
