@@ -282,3 +282,25 @@ def test_decoder_main(runtime, dense_fp32, speech, tmp_path):
     assert abs(rtf["audio_seconds"] - 1.6) < 0.01
     proc = subprocess.run(cmd + ["--chunk_sise", "4"], capture_output=True, text=True)
     assert proc.returncode == 2 and "unknown flag --chunk_sise" in proc.stderr
+
+
+@pytest.mark.parametrize("chunk", [4, -1])
+def test_int8_model_decodes_in_cpp(runtime, dense_int8, speech, tmp_path, chunk):
+    """The int8 .pt2 graphs load and run in the C++ runtime (their integer ops must be linked
+    there), streaming and full context; decoder_main prints what the pybind Decoder gives."""
+    model = runtime.Model(str(dense_int8))
+    dec = runtime.Decoder(model, chunk_size=chunk, mode="attention_rescoring")
+    texts = [dec.decode(w)["text"] for _, _, w in speech]
+    assert any(texts)
+    scp = tmp_path / "wav.scp"
+    scp.write_text("".join(f"{n} {p}\n" for n, p, _ in speech))
+    proc = subprocess.run(
+        [str(decoder_main()), "--model_dir", str(dense_int8), "--wav_scp", str(scp),
+         "--chunk_size", str(chunk), "--threads", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [line.strip() for line in proc.stdout.splitlines()] == [
+        f"{n} {t}".strip() for (n, _, _), t in zip(speech, texts, strict=True)
+    ]
+    assert "RTF: " in proc.stderr
