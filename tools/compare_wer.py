@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 
+import numpy as np
 from compute_wer import align, count, tokenize
 from kaldi_files import read_table
 
@@ -45,20 +45,19 @@ def paired_bootstrap(
     total_n = sum(n for _, n in a)
     if total_n == 0:
         raise ValueError("the references have no tokens")
-    rng = random.Random(seed)
+    errors_a = np.array([e for e, _ in a], dtype=np.int64)
+    errors_b = np.array([e for e, _ in b], dtype=np.int64)
+    tokens = np.array([n for _, n in a], dtype=np.int64)
+    rng = np.random.default_rng(seed)
     size = len(a)
     diffs = []
-    better = worse = 0
-    for _ in range(num_samples):
-        ea = eb = n = 0
-        for i in (rng.randrange(size) for _ in range(size)):
-            ea += a[i][0]
-            eb += b[i][0]
-            n += a[i][1]
-        diffs.append(100.0 * (ea - eb) / max(n, 1))
-        better += eb < ea
-        worse += eb > ea
-    diffs.sort()
+    per_chunk = max(1, 2_000_000 // size)  # draws per batch: bounded memory on big test sets
+    for start in range(0, num_samples, per_chunk):
+        draws = rng.integers(0, size, (min(per_chunk, num_samples - start), size))
+        ea, eb, n = errors_a[draws].sum(1), errors_b[draws].sum(1), tokens[draws].sum(1)
+        diffs.append(100.0 * (ea - eb) / np.maximum(n, 1))
+    diffs = np.sort(np.concatenate(diffs))
+    better, worse = int((diffs > 0).sum()), int((diffs < 0).sum())
     wer_a = 100.0 * sum(e for e, _ in a) / total_n
     wer_b = 100.0 * sum(e for e, _ in b) / total_n
     return {
@@ -67,7 +66,10 @@ def paired_bootstrap(
         "wer_a": wer_a,
         "wer_b": wer_b,
         "diff": wer_a - wer_b,
-        "ci95": [diffs[int(0.025 * (num_samples - 1))], diffs[int(0.975 * (num_samples - 1))]],
+        "ci95": [
+            float(diffs[int(0.025 * (num_samples - 1))]),
+            float(diffs[int(0.975 * (num_samples - 1))]),
+        ],
         "p_b_better": better / num_samples,
         "p_a_better": worse / num_samples,  # the rest of the draws are ties
         "num_samples": num_samples,

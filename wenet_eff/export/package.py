@@ -191,19 +191,17 @@ def _worker_task(*task) -> float:
     (some torch.export errors cannot be unpickled in the parent, which would only report a
     broken pool)."""
     try:
-        return _write_task(None, None, *task)
+        return _write_task(_WORKER["model"], _WORKER["float_model"], *task)
     except Exception:
         raise RuntimeError(f"exporting {task[0]}.{task[1]}:\n{traceback.format_exc()}") from None
 
 
 def _write_task(
-    model: nn.Module | None, float_model: nn.Module | None, name: str, fmt: str,
+    model: nn.Module, float_model: nn.Module | None, name: str, fmt: str,
     chunk_size: int, num_left_chunks: int, feat_dim: int, int8: bool, out: Path,
 ) -> float:  # fmt: skip
-    """Write piece `name` as `out/<name>.<fmt>`; returns the seconds it took. In a worker the
-    models come from _init_worker (None here)."""
-    model = model if model is not None else _WORKER["model"]
-    float_model = float_model if float_model is not None else _WORKER.get("float_model")
+    """Write piece `name` as `out/<name>.<fmt>`; returns the seconds it took. `float_model`:
+    the float copy the int8 ONNX graphs are quantized from (None: `model` is float)."""
     start = time.perf_counter()
     path = out / f"{name}.{fmt}"
     if fmt == "pt2":
