@@ -246,6 +246,8 @@ class TrainConfig:
     keep_checkpoints: int = 0  # >0 keeps only the newest N step checkpoints
     dtype: str = "fp32"  # fp32 | bf16 (autocast)
     train_engine: str = "torch_ddp"  # torch_ddp | deepspeed
+    # >1: MoE experts split over groups of this many ranks (train.expert_parallel); 1: off
+    expert_parallel: int = 1
     deepspeed_config: str = ""
     dist_backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
     seed: int = 777

@@ -9,6 +9,14 @@ matrix product on the contiguous block of frames routed to it, and the results a
 back with one `index_add_`. Cost is therefore the *active* parameters (k experts per frame),
 not the total; no Python work per frame, one small loop over experts.
 
+Expert parallelism (`shard_experts`, training with `train.expert_parallel`): each rank of an
+expert-parallel group keeps n_expert / group size experts of every layer (the router and all
+other weights are replicated). The sorted frames travel to the ranks owning their experts in one
+`all_to_all_single` (the split sizes from a first exchange of the per-expert counts), the local
+experts run on what arrived from every rank, and a second all-to-all brings the outputs back;
+both exchanges are differentiable (`torch.distributed.nn.functional`), so the gradients of a
+rank's experts sum the contributions of every rank's frames.
+
 State-dict names follow WeNet: `gate.weight`, `experts.{e}.w_1.weight`, `experts.{e}.w_2.*`.
 """
 
@@ -18,6 +26,7 @@ import math
 import re
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
 from wenet_eff.nn.ffn import PositionwiseFeedForward
@@ -72,6 +81,7 @@ class MoEFFNLayer(nn.Module):
         )
         self.usage: torch.Tensor | None = None
         self.aux: dict[str, torch.Tensor] = {}
+        self.ep: ExpertGroup | None = None  # set by shard_experts
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Route flat frames x (N, D): (logits (N, E) fp32, top-k ids (N, k), weights (N, k))."""
@@ -102,13 +112,45 @@ class MoEFFNLayer(nn.Module):
         self.usage = counts.detach().float() / max(n, 1)
         self.aux = self._aux_losses(logits, counts, n) if self.training else {}
         x_sorted = x.index_select(0, frame)
-        outs = [
-            expert(block)
-            for expert, block in zip(self.experts, x_sorted.split(counts.tolist()), strict=True)
-        ]
-        y_sorted = torch.cat(outs) * gathered_weights.unsqueeze(1).to(x.dtype)
+        if self.ep is not None:
+            y_sorted = self._run_experts_parallel(x_sorted, counts)
+        else:
+            blocks = x_sorted.split(counts.tolist())
+            y_sorted = torch.cat(
+                [expert(block) for expert, block in zip(self.experts, blocks, strict=True)]
+            )
+        y_sorted = y_sorted * gathered_weights.unsqueeze(1).to(x.dtype)
         out = torch.zeros_like(x).index_add_(0, frame, y_sorted)
         return out.reshape(shape)
+
+    def _run_experts_parallel(self, x_sorted: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Expert outputs of frames sorted by expert, the experts spread over `self.ep`'s ranks.
+
+        Rank r owns experts [r * L, (r + 1) * L), L = n_expert / size, so the sorted frames are
+        already grouped by the rank they go to.
+        """
+        from torch.distributed._functional_collectives import all_to_all_single_autograd as a2a
+
+        ep = self.ep
+        local = self.n_expert // ep.size
+        send = counts.view(ep.size, local).contiguous()  # row r: frames for rank r's experts
+        recv = torch.empty_like(send)  # row s: frames from rank s for this rank's experts
+        dist.all_to_all_single(recv, send, group=ep.group)
+        send_rows, recv_rows = send.sum(1).tolist(), recv.sum(1).tolist()
+        arrived = a2a(x_sorted, recv_rows, send_rows, ep.group)
+        # arrived is (source rank, local expert)-major; each expert runs once on its frames
+        # from every source, and the outputs go back in the order they came
+        sizes = recv.tolist()
+        blocks = arrived.split([n for row in sizes for n in row])
+        back: list[list[torch.Tensor]] = [[] for _ in range(ep.size)]
+        for j in range(local):
+            expert = self.experts[ep.rank * local + j]
+            ins = [blocks[s * local + j] for s in range(ep.size)]
+            outs = expert(torch.cat(ins)).split([sizes[s][j] for s in range(ep.size)])
+            for s in range(ep.size):
+                back[s].append(outs[s])
+        returned = torch.cat([t for row in back for t in row])
+        return a2a(returned, send_rows, recv_rows, ep.group)
 
     def _aux_losses(self, logits: torch.Tensor, counts: torch.Tensor, n: int) -> dict:
         """Switch-style load balance E * sum_e f_e * P_e and z-loss mean(logsumexp^2)."""
@@ -134,6 +176,60 @@ def naive_moe(layer: MoEFFNLayer, xs: torch.Tensor) -> torch.Tensor:
         if frame.numel():
             out[frame] += weights[frame, slot, None].to(x.dtype) * expert(x[frame])
     return out.reshape(shape)
+
+
+class ExpertGroup:
+    """The expert-parallel process group of a sharded MoE layer (shared, never copied)."""
+
+    def __init__(self, group: dist.ProcessGroup, size: int, rank: int):
+        self.group, self.size, self.rank = group, size, rank
+
+    def __deepcopy__(self, memo: dict) -> ExpertGroup:
+        return self
+
+
+class RemoteExpert(nn.Module):
+    """Placeholder for an expert held by another rank of the expert-parallel group: no
+    parameters, so the state dict keeps this rank's experts under their global names."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("this expert lives on another rank (expert parallelism)")
+
+
+def shard_experts(module: nn.Module, group: dist.ProcessGroup | None = None) -> list[str]:
+    """Expert parallelism: keep only this rank's experts of every MoE layer of `module`.
+
+    Rank r of `group` (default: the whole world) keeps experts [r * L, (r + 1) * L) with
+    L = n_expert / group size, the others become `RemoteExpert`s. Returns the qualified names
+    of the parameters this rank keeps in those experts (the ones DDP must not all-reduce).
+
+    Raises:
+        ValueError: no MoE layer, or n_expert not divisible by the group size.
+    """
+    size, rank = dist.get_world_size(group), dist.get_rank(group)
+    layers = moe_layers(module)
+    if not layers:
+        raise ValueError("expert parallelism needs a model with MoE layers (model/ffn=moe)")
+    kept: set[int] = set()
+    for name, layer in layers:
+        if layer.n_expert % size:
+            raise ValueError(
+                f"{name}: n_expert={layer.n_expert} is not divisible by the expert-parallel "
+                f"size {size}"
+            )
+        local = layer.n_expert // size
+        for e in range(layer.n_expert):
+            if rank * local <= e < (rank + 1) * local:
+                kept.update(id(p) for p in layer.experts[e].parameters())
+            else:
+                layer.experts[e] = RemoteExpert()
+        layer.ep = ExpertGroup(group if group is not None else dist.group.WORLD, size, rank)
+    return [name for name, p in module.named_parameters() if id(p) in kept]
+
+
+def is_expert_param(name: str) -> bool:
+    """True for the parameters of MoE experts (`...experts.{e}.*`)."""
+    return _EXPERT_PARAM.search(name) is not None
 
 
 def moe_layers(module: nn.Module) -> list[tuple[str, MoEFFNLayer]]:
@@ -171,6 +267,7 @@ def build_ffn(
 
 
 _EXPERT_KEY = re.compile(r"^(.*\.feed_forward(?:_macaron)?)\.experts\.\d+\.(.*)$")
+_EXPERT_PARAM = re.compile(r"(^|\.)experts\.\d+\.")
 _GATE_KEY = re.compile(r"^.*\.feed_forward(?:_macaron)?\.gate\.weight$")
 
 

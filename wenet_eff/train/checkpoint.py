@@ -25,7 +25,7 @@ import random
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -171,10 +171,14 @@ def load_weights(
     path: str | os.PathLike,
     source: str,
     optional: set[str] | frozenset[str] = frozenset(),
+    skip: Callable[[str], bool] | None = None,
 ) -> set[str]:
     """Load the state_dict at `path` into `model` (strict, except that the `optional` keys may
-    be missing); `source` names it in errors. Returns the optional keys that were missing."""
+    be missing, and that keys with `skip(key)` true are left out); `source` names it in
+    errors. Returns the optional keys that were missing."""
     state = load_model_state(path)
+    if skip is not None:
+        state = {k: v for k, v in state.items() if not skip(k)}
     try:  # shapes are still checked strictly; the key sets are compared below
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
@@ -196,8 +200,23 @@ def load_train_state(path: str | os.PathLike) -> dict:
     return _torch_load(path, weights_only=False)
 
 
-def load_resumable(model: torch.nn.Module, exp_dir: str | os.PathLike, name: str) -> dict:
-    """Load checkpoint NAME's weights into `model` and return its resume state.
+def other_ranks_experts(model: torch.nn.Module) -> Callable[[str], bool]:
+    """For a model with sharded experts (expert parallelism): true for the expert keys of a
+    whole checkpoint that other ranks hold."""
+    from wenet_eff.nn.moe import is_expert_param
+
+    own = set(model.state_dict())
+    return lambda key: is_expert_param(key) and key not in own
+
+
+def load_resumable(
+    model: torch.nn.Module,
+    exp_dir: str | os.PathLike,
+    name: str,
+    skip: Callable[[str], bool] | None = None,
+) -> dict:
+    """Load checkpoint NAME's weights into `model` (keys with `skip(key)` left out) and return
+    its resume state.
 
     A damaged NAME.pt or NAME.state.pt raises UnreadableCheckpoint naming the file and saying
     how to fall back to the previous checkpoint (delete NAME.yaml).
@@ -205,7 +224,10 @@ def load_resumable(model: torch.nn.Module, exp_dir: str | os.PathLike, name: str
     exp = Path(exp_dir)
     try:
         load_weights(
-            model, exp / f"{name}.pt", "checkpoint to resume (is train.exp_dir another model's?)"
+            model,
+            exp / f"{name}.pt",
+            "checkpoint to resume (is train.exp_dir another model's?)",
+            skip=skip,
         )
         return load_train_state(exp / f"{name}.state.pt")
     except UnreadableCheckpoint as exc:

@@ -49,6 +49,7 @@ from wenet_eff.nn.moe import moe_layers
 from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train import resume
 from wenet_eff.train.dist import DistContext, deepspeed_initialize
+from wenet_eff.train.expert_parallel import ExpertParallel, dummy_batch
 from wenet_eff.train.monitor import LOSS_KEYS, LossMeter, Monitor, format_skips, loss_values
 from wenet_eff.train.monitors import DivergenceGuard, OutputNormMonitor, Verdict, max_linear_rms
 from wenet_eff.train.optim import StepAdam, build_optimizer, build_scheduler, scale_lr
@@ -124,13 +125,14 @@ class Trainer:
         self.window = 0  # micro-batches in the current accumulation window
         self.window_bad = False
         self.window_loss = [0.0, 0.0]  # the window's sum of loss x utterances, input frames
-        self.norms = OutputNormMonitor(self.model, tcfg.monitor_interval)
         self.guard = DivergenceGuard(tcfg.guard) if tcfg.guard.enabled else None
-        if self.guard is not None and tcfg.guard.max_linear_rms > 0 and not self.norms.interval:
+        if self.guard is not None and tcfg.guard.max_linear_rms > 0 and not tcfg.monitor_interval:
             raise ValueError(
                 "train.guard.max_linear_rms needs train.monitor_interval > 0 (the output "
                 "norms are only measured on monitored updates)"
             )
+        if tcfg.expert_parallel < 1:
+            raise ValueError(f"train.expert_parallel={tcfg.expert_parallel} must be >= 1")
 
         resume_from = ckpt.latest_resumable(self.exp_dir)
         if resume_from:
@@ -146,6 +148,13 @@ class Trainer:
                     tcfg.init_checkpoint,
                     " (float weights: quantizer state derived from them)" if derived else "",
                 )
+        # whole weights are loaded; now each rank drops the experts other ranks keep
+        self.ep = (
+            ExpertParallel(self.model, tcfg.expert_parallel, ctx, tcfg.train_engine)
+            if tcfg.expert_parallel > 1
+            else None
+        )
+        self.norms = OutputNormMonitor(self.model, tcfg.monitor_interval)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim)
         self.scheduler = build_scheduler(
             self.optimizer, cfg.optim, tcfg.max_steps, cfg.model.encoder.output_size
@@ -154,6 +163,10 @@ class Trainer:
             self.engine = deepspeed_initialize(self.model, self.optimizer, self.scheduler, cfg)
         elif ctx.world_size > 1:
             device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            if self.ep is not None:  # each rank's experts are its own: not all-reduced by DDP
+                DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                    self.model, self.ep.names
+                )
             self.engine = DistributedDataParallel(
                 self.model,
                 device_ids=device_ids,
@@ -328,7 +341,11 @@ class Trainer:
                 logger.warning("non-finite loss but finite gradients: DeepSpeed updated anyway")
             return updated, grad_norm
         max_norm = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        if self.ep is not None:
+            self.ep.sync_grads()
+            grad_norm = self.ep.clip_grads(max_norm)
+        else:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         updated = not bad and math.isfinite(grad_norm)
         if updated:
             self.optimizer.step()
@@ -396,7 +413,9 @@ class Trainer:
                 f"; set aside as *.diverged: {', '.join(moved)}" if moved else "",
             )
         self.ctx.barrier()
-        saved = ckpt.load_resumable(self.model, self.exp_dir, target)
+        # with expert parallelism the checkpoint has every expert; this rank keeps its own
+        skip = ckpt.other_ranks_experts(self.model) if self.ep is not None else None
+        saved = ckpt.load_resumable(self.model, self.exp_dir, target, skip)
         rollbacks, lr_scale = p.rollbacks + 1, p.lr_scale * gcfg.lr_factor
         self._resume(target, saved)
         self.progress.rollbacks, self.progress.lr_scale = rollbacks, lr_scale
@@ -467,7 +486,8 @@ class Trainer:
         self._interval_reset()
 
     def _cv(self) -> tuple[dict[str, float], Counter]:
-        return cv_losses(self.model, self.cv_loader, self.ctx, self.bf16)
+        lockstep = dummy_batch(self.cfg.model.input_dim) if self.ep is not None else None
+        return cv_losses(self.model, self.cv_loader, self.ctx, self.bf16, lockstep)
 
     def _end_epoch(self, epoch: int) -> None:
         skipped = sum(self.ctx.gather(self.epoch_state.skipped), Counter())
@@ -504,12 +524,19 @@ class Trainer:
                 str(self.exp_dir / ckpt.DEEPSPEED_DIR), tag=name, save_latest=False
             )
             self.ctx.barrier()  # every rank's partition is on disk before the yaml marks it done
+        if self.ep is not None:  # every rank's experts and optimizer state, on rank 0
+            ep_weights = self.ep.full_state(self.model)
+            ep_optimizers = self.ep.optimizer_states(self.optimizer)
         if self.ctx.is_main:
             p = self.progress
             optim = (None, None) if self.deepspeed else (self.optimizer, self.scheduler)
             state = resume.resume_state(self.tcfg.train_engine, p, self.data_order, ranks, *optim)
             info = resume.checkpoint_info(epoch, tag, p, self.lr, cv, train)
-            weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            if self.ep is not None:
+                weights = ep_weights
+                state["expert_parallel"] = self.ep.record(ep_optimizers)
+            else:
+                weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
             ckpt.write_checkpoint(self.exp_dir, name, weights, info, state)
             ckpt.prune(self.exp_dir, name, self.tcfg.keep_checkpoints, self._guard_protected())
             logger.info("saved checkpoint %s (epoch %d, step %d)", name, epoch, p.step)
@@ -537,6 +564,15 @@ class Trainer:
         )
         if self.deepspeed:
             self.engine.load_checkpoint(str(self.exp_dir / ckpt.DEEPSPEED_DIR), tag=name)
+        elif self.ep is not None:
+            self.optimizer.load_state_dict(self.ep.own_optimizer_state(saved, name))
+            self.scheduler.load_state_dict(saved["scheduler"])
         else:
+            if "expert_parallel" in saved:
+                raise ValueError(
+                    f"checkpoint {name} was trained with train.expert_parallel="
+                    f"{saved['expert_parallel']['size']}; resume it with the same setting, or "
+                    f"train into a new train.exp_dir with train.init_checkpoint={name}.pt"
+                )
             self.optimizer.load_state_dict(saved["optimizer"])
             self.scheduler.load_state_dict(saved["scheduler"])

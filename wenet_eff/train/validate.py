@@ -31,12 +31,18 @@ def batch_forward(
 
 @torch.no_grad()
 def cv_losses(
-    model: torch.nn.Module, loader: Iterable[dict], ctx: DistContext, bf16: bool
+    model: torch.nn.Module,
+    loader: Iterable[dict],
+    ctx: DistContext,
+    bf16: bool,
+    lockstep: dict | None = None,
 ) -> tuple[dict[str, float], Counter]:
     """Validate on every rank's share of the cv data. A collective: every rank calls it.
 
     Batches with a non-finite loss are logged and left out. The model is back in train mode
-    after.
+    after. With `lockstep` (a stand-in batch: expert parallelism, whose forward is a
+    collective) every rank forwards once per step until all are done; a rank out of data
+    forwards the stand-in and ignores it.
 
     Returns:
         utterance-weighted mean losses over all ranks ({loss, loss_ctc, loss_att}, plus `utts`
@@ -46,8 +52,19 @@ def cv_losses(
     model.eval()
     meter = LossMeter()
     skipped: Counter = Counter()
-    for batch in loader:
-        skipped.update(batch.get("skipped") or {})
+    batches = iter(loader)
+    while True:
+        batch = next(batches, None)
+        if batch is not None:
+            skipped.update(batch.get("skipped") or {})
+        if lockstep is not None:
+            if not ctx.any_true(batch is not None):
+                break
+            if batch is None or not batch["keys"]:
+                batch_forward(model, lockstep, ctx.device, bf16)
+                continue
+        elif batch is None:
+            break
         if not batch["keys"]:
             continue
         losses = loss_values(batch_forward(model, batch, ctx.device, bf16))
