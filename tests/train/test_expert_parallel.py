@@ -1,12 +1,22 @@
-"""Expert-parallel MoE training (`train.expert_parallel=2`) on two gloo ranks under torchrun:
-the same weights as plain data parallelism, whole checkpoints, resume, and the refusals."""
+"""Expert-parallel MoE training on gloo ranks: two ranks under torchrun train the weights plain
+data parallelism does (whole checkpoints, resume, refusals); four ranks in two groups average
+expert gradients over the replicas, clip by the whole model's norm and gather whole weights."""
 
 from __future__ import annotations
 
+import os
+import socket
+
+import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from tests.train.helpers import check, run_train, write_corpus
+from wenet_eff.nn.moe import MoEFFNLayer
 from wenet_eff.train import checkpoint as ckpt
+from wenet_eff.train.dist import DistContext
+from wenet_eff.train.expert_parallel import ExpertParallel
 
 # no dropout: expert parallelism runs the experts' dropout on other ranks' random streams
 NO_DROPOUT = [
@@ -61,6 +71,82 @@ def test_expert_parallel_refusals(tmp_path):
     for extra, message in (
         (["model/ffn=moe", "train.expert_parallel=2"], "must divide the world size 1"),
         (["train.expert_parallel=1", "train.expert_parallel=0"], "must be >= 1"),
+        (["model/ffn=moe", "optim.name=step", "train.expert_parallel=2"], "optim.name=step"),
     ):
         proc = run_train(corpus.overrides(tmp_path / "exp", *extra), timeout=120)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+
+
+WORLD, EP = 4, 2  # two expert-parallel groups of two ranks: every expert has a replica
+
+
+class _Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.ff = MoEFFNLayer(8, 16, 0.0, torch.nn.SiLU(), 4, 2)
+        torch.nn.init.normal_(self.ff.gate.weight, std=1.0)
+        for e, expert in enumerate(self.ff.experts):  # as QAT/sparsity buffers would be
+            expert.register_buffer("tag", torch.tensor(float(e)))
+
+    def forward(self, x):
+        return self.ff(x)
+
+
+def _frames(rank: int) -> torch.Tensor:
+    return torch.randn(6 + rank, 8, generator=torch.Generator().manual_seed(100 + rank))
+
+
+def _loss(y: torch.Tensor, rank: int) -> torch.Tensor:
+    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(200 + rank))
+    return (y * w).sum()
+
+
+def _group_worker(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        net = _Net()
+        ep = ExpertParallel(net, EP, DistContext(rank, WORLD), "torch_ddp", "adam")
+        _loss(net(_frames(rank)), rank).backward()
+        for p in ep.dense_params:  # what DDP does to the replicated weights
+            dist.all_reduce(p.grad)
+            p.grad.div_(WORLD)
+        ep.sync_grads()
+        norm = ep.clip_grads(1e-3)  # clips: every gradient scaled by 1e-3 / norm
+        grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+        torch.save({"names": ep.names, "grads": grads, "norm": norm,
+                    "full": ep.full_state(net)}, f"{out}/rank{rank}.pt")  # fmt: skip
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_groups_average_expert_gradients_over_replicas(tmp_path):
+    mp.spawn(_group_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    # reference: one process, every expert, the mean of the ranks' losses (DDP's average)
+    ref = _Net()
+    (sum(_loss(ref(_frames(r)), r) for r in range(WORLD)) / WORLD).backward()
+    norm = torch.nn.utils.get_total_norm([p.grad for p in ref.parameters()])
+    clip = 1e-3 / float(norm)
+    for r, got in enumerate(ranks):
+        own = {2 * (r % EP), 2 * (r % EP) + 1}  # rank r and r + 2 hold the same experts
+        assert sorted(got["names"]) == sorted(
+            f"ff.experts.{e}.{k}" for e in own for k in ("w_1.weight", "w_1.bias", "w_2.weight",
+                                                          "w_2.bias", "tag")
+        )  # fmt: skip
+        assert got["norm"] == pytest.approx(float(norm), rel=1e-5)
+        for name, grad in got["grads"].items():
+            expected = dict(ref.named_parameters())[name].grad * clip
+            torch.testing.assert_close(grad, expected, atol=1e-7, rtol=1e-4, msg=name)
+    assert list(ranks[0]["full"]) == list(ref.state_dict())  # whole, in the model's order
+    assert all(got["full"] is None for got in ranks[1:])
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(ranks[0]["full"][k], v)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

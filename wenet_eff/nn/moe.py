@@ -14,8 +14,8 @@ expert-parallel group keeps n_expert / group size experts of every layer (the ro
 other weights are replicated). The sorted frames travel to the ranks owning their experts in one
 `all_to_all_single` (the split sizes from a first exchange of the per-expert counts), the local
 experts run on what arrived from every rank, and a second all-to-all brings the outputs back;
-both exchanges are differentiable (`torch.distributed.nn.functional`), so the gradients of a
-rank's experts sum the contributions of every rank's frames.
+both exchanges are differentiable (`torch.distributed._functional_collectives`), so the
+gradients of a rank's experts sum the contributions of every rank's frames.
 
 State-dict names follow WeNet: `gate.weight`, `experts.{e}.w_1.weight`, `experts.{e}.w_2.*`.
 """
@@ -201,7 +201,8 @@ def shard_experts(module: nn.Module, group: dist.ProcessGroup | None = None) -> 
 
     Rank r of `group` (default: the whole world) keeps experts [r * L, (r + 1) * L) with
     L = n_expert / group size, the others become `RemoteExpert`s. Returns the qualified names
-    of the parameters this rank keeps in those experts (the ones DDP must not all-reduce).
+    of the parameters and buffers this rank keeps in those experts (what DDP must neither
+    all-reduce nor broadcast: QAT and sparsity keep per-expert buffers).
 
     Raises:
         ValueError: no MoE layer, or n_expert not divisible by the group size.
@@ -220,11 +221,13 @@ def shard_experts(module: nn.Module, group: dist.ProcessGroup | None = None) -> 
         local = layer.n_expert // size
         for e in range(layer.n_expert):
             if rank * local <= e < (rank + 1) * local:
-                kept.update(id(p) for p in layer.experts[e].parameters())
+                kept.update(id(t) for t in layer.experts[e].parameters())
+                kept.update(id(t) for t in layer.experts[e].buffers())
             else:
                 layer.experts[e] = RemoteExpert()
         layer.ep = ExpertGroup(group if group is not None else dist.group.WORLD, size, rank)
-    return [name for name, p in module.named_parameters() if id(p) in kept]
+    tensors = [*module.named_parameters(), *module.named_buffers()]
+    return [name for name, t in tensors if id(t) in kept]
 
 
 def is_expert_param(name: str) -> bool:

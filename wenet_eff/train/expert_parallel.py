@@ -11,10 +11,13 @@ its group's frames, so it is summed over the replicas of that expert (the ranks 
 position of the other groups) and divided by the world size. Gradient clipping uses the norm
 of the whole model (every rank's experts included), so all ranks clip alike.
 
-Checkpoints stay whole: `N.pt` holds every expert under its WeNet name (gathered on rank 0), so
-averaging, decoding, export and a resume without expert parallelism read it as before; the
-resume state keeps each rank's optimizer state, and a resume must use the same world size
-and expert-parallel size.
+Checkpoints stay whole: `N.pt` holds every expert under its WeNet name (rank 0 gathers its
+group's shards), so averaging, decoding, export and a run without expert parallelism read it as
+before; the resume state keeps the optimizer state of each position in the group, and a resume
+must use the same expert-parallel size (the number of groups may change).
+
+STEP (`optim.name=step`) is refused: its phase switch measures the variance change of this
+rank's parameters, which differ between the ranks of a group.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils._pytree import tree_map
 
 from wenet_eff.nn.moe import is_expert_param, moe_layers, shard_experts
 from wenet_eff.train.dist import DistContext
@@ -36,7 +40,14 @@ class ExpertParallel:
     """One rank's share of expert-parallel training (build after loading the whole model's
     weights, before the optimizer and DDP)."""
 
-    def __init__(self, model: torch.nn.Module, size: int, ctx: DistContext, engine: str):
+    def __init__(
+        self, model: torch.nn.Module, size: int, ctx: DistContext, engine: str, optimizer: str
+    ):
+        if optimizer == "step":
+            raise ValueError(
+                f"train.expert_parallel={size} does not work with optim.name=step (its phase "
+                "switch would come at a different update on each rank)"
+            )
         if engine != "torch_ddp":
             raise ValueError(
                 f"train.expert_parallel={size} needs train.train_engine=torch_ddp (got {engine})"
@@ -57,14 +68,14 @@ class ExpertParallel:
             ranks = list(range(start, start + size))
             group = dist.new_group(ranks)
             if ctx.rank in ranks:
-                self.group = group
+                self.group, self.leader = group, start
         for position in range(size):
             ranks = list(range(position, ctx.world_size, size))
             group = dist.new_group(ranks)
             if ctx.rank in ranks:
                 self.replicas, self.num_replicas = group, len(ranks)
         self.names = shard_experts(model, self.group)
-        names = set(self.names)
+        names = set(self.names)  # parameters and buffers
         self.expert_params = [p for n, p in model.named_parameters() if n in names]
         self.dense_params = [p for n, p in model.named_parameters() if n not in names]
         if ctx.is_main:
@@ -104,13 +115,19 @@ class ExpertParallel:
             torch.nn.utils.clip_grads_with_norm_(params, max_norm, torch.tensor(total))
         return total
 
+    def _gather(self, obj: Any) -> list[Any] | None:
+        """`obj` of every rank of this rank's group, on the group's first rank (the others:
+        None). Replicas in other groups hold the same experts, so rank 0 needs only its group."""
+        lead = self.ctx.rank == self.leader
+        parts: list[Any] | None = [None] * self.size if lead else None
+        dist.gather_object(obj, parts, dst=self.leader, group=self.group)
+        return parts
+
     def full_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
         """The whole model's state dict (every rank's experts) on rank 0, None on the others.
         A collective."""
         local = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        experts = {k: v for k, v in local.items() if is_expert_param(k)}
-        parts: list[Any] = [None] * self.ctx.world_size if self.ctx.is_main else None
-        dist.gather_object(experts, parts, dst=0)
+        parts = self._gather({k: v for k, v in local.items() if is_expert_param(k)})
         if not self.ctx.is_main:
             return None
         for part in parts:
@@ -121,31 +138,27 @@ class ExpertParallel:
         return {k: local[k] for k in self.full_keys}
 
     def optimizer_states(self, optimizer: torch.optim.Optimizer) -> list[dict] | None:
-        """Every rank's optimizer state on rank 0 (None on the others). A collective."""
-        states: list[Any] = [None] * self.ctx.world_size if self.ctx.is_main else None
-        dist.gather_object(optimizer.state_dict(), states, dst=0)
-        return states
+        """The optimizer state of every rank of rank 0's group, on rank 0, in CPU memory (None
+        on the others). A collective."""
+        state = tree_map(lambda t: t.cpu() if torch.is_tensor(t) else t, optimizer.state_dict())
+        parts = self._gather(state)
+        return parts if self.ctx.is_main else None
 
     def record(self, states: list[dict]) -> dict:
         """What the resume state keeps for expert parallelism."""
-        return {"size": self.size, "world_size": self.ctx.world_size, "optimizers": states}
+        return {"size": self.size, "optimizers": states}
 
     def own_optimizer_state(self, saved: dict, name: str) -> dict:
         """This rank's optimizer state from checkpoint `name`'s resume state."""
         record = saved.get("expert_parallel")
-        here = (self.size, self.ctx.world_size)
-        if record is None or (record["size"], record["world_size"]) != here:
-            was = (
-                f"expert_parallel={record['size']} over {record['world_size']} ranks"
-                if record
-                else "no expert parallelism"
-            )
+        if record is None or record["size"] != self.size:
+            was = f"expert_parallel={record['size']}" if record else "no expert parallelism"
             raise ValueError(
                 f"checkpoint {name} was trained with {was}; resuming it needs the same "
-                f"(this run: expert_parallel={here[0]} over {here[1]} ranks). Train into a "
-                f"new train.exp_dir with train.init_checkpoint={name}.pt instead"
+                f"(this run: train.expert_parallel={self.size}). Train into a new "
+                f"train.exp_dir with train.init_checkpoint={name}.pt instead"
             )
-        return record["optimizers"][self.ctx.rank]
+        return record["optimizers"][self.ctx.rank - self.leader]
 
 
 def dummy_batch(feat_dim: int) -> dict[str, Any]:

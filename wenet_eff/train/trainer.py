@@ -150,7 +150,9 @@ class Trainer:
                 )
         # whole weights are loaded; now each rank drops the experts other ranks keep
         self.ep = (
-            ExpertParallel(self.model, tcfg.expert_parallel, ctx, tcfg.train_engine)
+            ExpertParallel(
+                self.model, tcfg.expert_parallel, ctx, tcfg.train_engine, cfg.optim.name
+            )
             if tcfg.expert_parallel > 1
             else None
         )
