@@ -34,6 +34,7 @@ def test_ratios():
     assert engines["dense", "int8"]["cpp_over_eager"] is None
     (int8,) = by_kind["int8"]
     assert int8["speedup"] == pytest.approx(2.0) and int8["wer_rel_change"] == pytest.approx(0.02)
+    assert int8["encoder_speedup"] == pytest.approx(2.0)  # 0.002 / 0.001
     flops = {r["engine"]: r for r in by_kind["flops"]}
     # the C++ runtime times its encoder: 0.0033 / 0.002 over 1.5 FLOPs = +10 %
     assert flops["cpp"]["timed"] == "encoder"

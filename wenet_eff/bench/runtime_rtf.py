@@ -17,9 +17,19 @@ the same utterances with attention rescoring, one utterance at a time, in one pr
   - onnx: onnxruntime on the .onnx graphs (int8: onnxruntime's dynamic quantization) with the
     Python search (wenet_eff.export.onnx_runtime).
 RTF = decode time / audio time (threads stated; features included). Reported per row: RTF,
-WER against the references, and agreement with eager (identical transcripts, WER difference);
-ratios cpp/eager, cpp/onnx and int8 speed-up are computed within the run. Writes JSON and
+the encoder graphs' share (C++ and onnxruntime time them), WER against the references, and
+agreement with eager (identical transcripts, WER difference); ratios cpp/eager, cpp/onnx and the
+int8 speed-up (whole decode and encoder alone) are computed within the run. Writes JSON and
 prints the table.
+
+Speed at other model sizes: CHECKPOINT `random` builds the config's model with seeded random
+weights, and `--override model=u2pp_conformer` (any config override, applied to every model)
+changes its shape; with random weights the search is meaningless, so time them with
+`--mode ctc_greedy_search --engines cpp onnx` (eager decodes with attention rescoring only) and
+read the speed, not the WER:
+
+    python -m wenet_eff.bin.benchmark runtime_rtf --model u2pp=exp/mini/train.yaml:random \
+        --override model=u2pp_conformer --mode ctc_greedy_search --engines cpp onnx ...
 """
 
 from __future__ import annotations
@@ -120,10 +130,23 @@ def run(args: argparse.Namespace) -> dict:
 
     work = Path(args.work_dir)
     rows, utts, audio, flops = [], None, 0.0, {}
+    if args.mode != "attention_rescoring" and "eager" in args.engines:
+        raise ValueError(
+            f"--mode {args.mode}: the eager engine decodes with attention rescoring only "
+            "(use --engines cpp onnx)"
+        )
     for spec in args.model:
         name, paths = spec.split("=", 1)
         config, checkpoint = paths.split(":", 1)
-        cfg, model = load_model(config, checkpoint, [])
+        if checkpoint == "random":  # speed only: the config's model with seeded weights
+            import wenet_eff
+            from wenet_eff.config import load_config
+
+            cfg = load_config(config, args.override)
+            torch.manual_seed(0)
+            model = wenet_eff.build_model(cfg).eval()
+        else:
+            cfg, model = load_model(config, checkpoint, args.override)
         tokenizer = build_tokenizer(cfg.tokenizer)
         f = flops_per_second(copy.deepcopy(model), 10.0, cfg.model.input_dim)
         flops[name] = f["encoder"] + f["ctc"]
@@ -153,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
             for chunk in (-1, args.chunk_size):
                 left = args.num_left_chunks if chunk > 0 else -1
                 common = {
-                    "mode": "attention_rescoring",
+                    "mode": args.mode,
                     "beam_size": args.beam_size,
                     "ctc_weight": args.ctc_weight,
                     "reverse_weight": args.reverse_weight,
@@ -193,6 +216,8 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "environment": {**environment(), "cpu_info": cpu_info()},
         "threads": args.threads,
+        "mode": args.mode,
+        "overrides": args.override,
         "utterances": len(utts),
         "audio_seconds": audio,
         "chunk_size": args.chunk_size,
@@ -259,6 +284,7 @@ def _ratios(rows: list[dict], flops: dict[str, float]) -> list[dict]:
             continue
         fp32 = _find(rows, model=r["model"], precision="fp32", chunk=r["chunk"], engine=r["engine"])
         if fp32:
+            encoder = "encoder_rtf" in r and "encoder_rtf" in fp32
             out.append(
                 {
                     "model": r["model"],
@@ -266,6 +292,7 @@ def _ratios(rows: list[dict], flops: dict[str, float]) -> list[dict]:
                     "engine": r["engine"],
                     "kind": "int8",
                     "speedup": fp32["rtf"] / r["rtf"],
+                    "encoder_speedup": fp32["encoder_rtf"] / r["encoder_rtf"] if encoder else None,
                     "wer_rel_change": (r["wer"] - fp32["wer"]) / fp32["wer"] if fp32["wer"] else 0,
                 }
             )
@@ -275,17 +302,22 @@ def _ratios(rows: list[dict], flops: dict[str, float]) -> list[dict]:
 def print_table(result: dict) -> None:
     print(
         f"\nRTF on {result['utterances']} utterances ({result['audio_seconds']:.0f} s), "
-        f"threads {result['threads']}, attention rescoring; chunk -1 = full context, "
+        f"threads {result['threads']}, {result.get('mode', 'attention_rescoring')}; chunk -1 = "
+        "full context, "
         f"{result['chunk_size']} = streaming with {result['num_left_chunks']} left chunks"
     )
-    print("| model | precision | chunk | engine | RTF | WER % | identical to eager | WER diff |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| model | precision | chunk | engine | RTF | encoder RTF | WER % | identical to eager | "
+        "WER diff |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in result["rows"]:
         ident = f"{100 * r['identical']:.1f} %" if "identical" in r else ""
         diff = f"{r['wer_diff']:+.2f}" if "wer_diff" in r else ""
+        enc = f"{r['encoder_rtf']:.4f}" if "encoder_rtf" in r else "-"
         print(
             f"| {r['model']} | {r['precision']} | {r['chunk']} | {r['engine']} | "
-            f"{r['rtf']:.4f} | {r['wer']:.2f} | {ident} | {diff} |"
+            f"{r['rtf']:.4f} | {enc} | {r['wer']:.2f} | {ident} | {diff} |"
         )
     print("\n| model | precision | chunk | C++ / eager RTF | C++ / onnxruntime RTF |")
     print("|---|---|---|---|---|")
@@ -294,13 +326,17 @@ def print_table(result: dict) -> None:
             ce = f"{r['cpp_over_eager']:.2f}x" if r["cpp_over_eager"] else "-"
             co = f"{r['cpp_over_onnx']:.2f}x" if r["cpp_over_onnx"] else "-"
             print(f"| {r['model']} | {r['precision']} | {r['chunk']} | {ce} | {co} |")
-    print("\n| model | chunk | engine | int8 speed-up over fp32 | WER change (relative) |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| model | chunk | engine | int8 speed-up over fp32 | encoder alone | "
+        "WER change (relative) |"
+    )
+    print("|---|---|---|---|---|---|")
     for r in result["ratios"]:
         if r["kind"] == "int8":
             print(
                 f"| {r['model']} | {r['chunk']} | {r['engine']} | {r['speedup']:.2f}x | "
-                f"{100 * r['wer_rel_change']:+.1f} % |"
+                + (f"{r['encoder_speedup']:.2f}x" if r.get("encoder_speedup") else "-")
+                + f" | {100 * r['wer_rel_change']:+.1f} % |"
             )
 
 
@@ -333,6 +369,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num_left_chunks", type=int, default=4)
     p.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
     p.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
+    p.add_argument(
+        "--mode",
+        default="attention_rescoring",
+        choices=["attention_rescoring", "ctc_prefix_beam_search", "ctc_greedy_search"],
+        help="decoding mode of the C++ and onnxruntime engines (eager: attention_rescoring)",
+    )
+    p.add_argument(
+        "--override",
+        nargs="*",
+        default=[],
+        help="config overrides for every model (model=u2pp_conformer with CHECKPOINT random)",
+    )
     p.add_argument("--beam_size", type=int, default=10)
     p.add_argument("--ctc_weight", type=float, default=0.3)
     p.add_argument("--reverse_weight", type=float, default=0.5)
