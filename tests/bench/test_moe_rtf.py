@@ -77,7 +77,13 @@ def test_model_info_counts_active_parameters_and_flops(tmp_path, capsys):
     assert sum(g["active"] for g in groups.values()) == p["active"]
     assert groups["encoder experts"]["active"] * 4 == groups["encoder experts"]["total"]
     assert info["flops_per_audio_second"]["encoder"] > 0
-    assert "active per frame" in capsys.readouterr().out
+    # expert parallelism: 8 experts -> sizes 1, 2, 4, 8; each rank keeps 1/N of the experts
+    shares = {row["size"]: row["params_per_rank"] for row in info["expert_parallel"]}
+    experts = groups["encoder experts"]["total"] + groups.get("decoder experts", {}).get("total", 0)
+    assert sorted(shares) == [1, 2, 4, 8] and shares[1] == p["total"]
+    assert shares[1] - shares[8] == experts - experts // 8
+    out = capsys.readouterr().out
+    assert "active per frame" in out and "params per rank" in out
 
 
 def _params(name: str) -> dict[str, int]:

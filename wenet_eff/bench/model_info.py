@@ -7,6 +7,9 @@ Active parameters count only the k experts a frame goes through in each MoE laye
 counted by running the encoder and CTC head on `--seconds` of random features under
 `torch.utils.flop_counter.FlopCounterMode` (a multiply-add is 2 FLOPs), so an MoE layer is
 charged for the experts its frames were routed to, exactly what runs; divided by the seconds.
+For MoE models it also gives the parameters each rank holds under expert parallelism
+(`train.expert_parallel=N`: 1/N of the experts, all other weights) and their fp32 training state
+(weights, gradients and Adam's two moments: 16 bytes per parameter).
 """
 
 from __future__ import annotations
@@ -92,7 +95,25 @@ def model_info(name_or_path: str, vocab_size: int = 0, seconds: float = 10.0) ->
         "breakdown": breakdown(model),
         "flops_per_audio_second": flops,
         "moe_layers": len(moe_layers(model)),
+        "expert_parallel": expert_parallel_shares(model),
     }
+
+
+def expert_parallel_shares(model: ASRModel) -> list[dict]:
+    """Per expert-parallel size N dividing every layer's n_expert (1, 2, 4, ...): parameters
+    per rank and their fp32 training state in bytes. Empty for dense models."""
+    layers = moe_layers(model)
+    if not layers:
+        return []
+    experts = sum(p.numel() for _, layer in layers for e in layer.experts for p in e.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    n_expert = min(layer.n_expert for _, layer in layers)
+    out = []
+    for size in range(1, n_expert + 1):
+        if all(layer.n_expert % size == 0 for _, layer in layers):
+            per_rank = total - experts + experts // size
+            out.append({"size": size, "params_per_rank": per_rank, "train_bytes": 16 * per_rank})
+    return out
 
 
 def print_info(info: dict) -> None:
@@ -105,6 +126,12 @@ def print_info(info: dict) -> None:
     print(f"{'module':<30}{'total':>15}{'active':>15}")
     for group, v in info["breakdown"].items():
         print(f"{group:<30}{v['total']:>15,}{v['active']:>15,}")
+    if info["expert_parallel"]:
+        print(f"{'train.expert_parallel':<30}{'params per rank':>15}{'fp32+Adam GB':>15}")
+        for row in info["expert_parallel"]:
+            print(
+                f"{row['size']:<30}{row['params_per_rank']:>15,}{row['train_bytes'] / 1e9:>15.2f}"
+            )
     f = info["flops_per_audio_second"]
     print(
         f"GFLOPs per second of audio: encoder {f['encoder'] / 1e9:.2f}, ctc {f['ctc'] / 1e9:.3f} "
