@@ -25,6 +25,21 @@ def test_status_rules():
     assert lr_sweep.judge([math.nan], False, RULES)[0] == "diverged"
 
 
+def test_a_cv_loss_far_above_the_sweeps_best_is_a_divergence():
+    # a run worse from its first updates on: its losses never fell, so no rise from a low
+    results = {
+        ("a", 1.0): {"status": "ok", "cv_loss": 110.0},
+        ("a", 2.0): {"status": "runaway", "cv_loss": 125.0},
+        ("a", 4.0): {"status": "runaway", "cv_loss": 411.0},
+        ("b", 4.0): {"status": "diverged", "cv_loss": None},  # stopped: no cv loss
+    }
+    lr_sweep.judge_against_sweep(results, argparse.Namespace(cv_ratio=2.0))
+    statuses = {key: r["status"] for key, r in results.items()}
+    assert statuses == {("a", 1.0): "ok", ("a", 2.0): "runaway", ("a", 4.0): "diverged",
+                        ("b", 4.0): "diverged"}  # fmt: skip
+    assert results["a", 4.0]["diverged_by"] == "cv loss 411.00 > 2 x the sweep's best 110.00"
+
+
 def test_highest_stable_lr_needs_every_smaller_lr_stable():
     results = {
         ("a", 1.0): {"status": "ok"},

@@ -15,11 +15,14 @@ its `sweep_result.json` is not run again (its result is read again from its exp 
 current rules), so an interrupted sweep continues where it stopped.
 
 A run's status is `diverged` when it stopped with a divergence (non-finite losses or the
-guard's loss spikes), or when its final loss (mean of the last `--final_fraction` of logged
+guard's loss spikes), when its final loss (mean of the last `--final_fraction` of logged
 losses) is above `--diverge_ratio` x the lowest running mean of the same width it reached
-before; `ok` otherwise. Its cv loss (the dev list at the last update, the same utterances for
-every run) tells how far it got: a run that never leaves the initial CTC plateau is `ok` by
-these rules, with a high cv loss. With `--max_logit X`, an `ok` run whose largest attention
+before, or when its cv loss at the end is above `--cv_ratio` x the lowest cv loss of the whole
+sweep (a run that got worse from its first updates on never had a low running mean to rise
+from, but ends far above what the same budget reaches at a good learning rate); `ok`
+otherwise. The cv loss (the dev list at the last update, the same utterances for every run)
+tells how far a run got: one that never leaves the initial CTC plateau is `ok` by these rules,
+with a cv loss that is high but not `--cv_ratio` x the best. With `--max_logit X`, an `ok` run whose largest attention
 logit went above X is `runaway` instead: its loss has not blown up (yet), but at logits of ~1e4
 the softmax is one-hot (attention entropy collapse, Dehghani et al. 2023). A variant's highest
 stable learning rate is the largest of the ladder with status `ok` whose smaller learning rates
@@ -191,6 +194,19 @@ def run_all(args: argparse.Namespace, out: Path) -> dict[tuple[str, float], dict
     return results
 
 
+def judge_against_sweep(results: dict, args: argparse.Namespace) -> None:
+    """The `--cv_ratio` rule, in place: it needs every run's cv loss."""
+    cvs = [r["cv_loss"] for r in results.values() if r.get("cv_loss") is not None]
+    if not cvs or args.cv_ratio <= 0:
+        return
+    best = min(cvs)
+    for r in results.values():
+        cv = r.get("cv_loss")
+        if r["status"] in ("ok", "runaway") and cv is not None and cv > args.cv_ratio * best:
+            r["status"] = "diverged"
+            r["diverged_by"] = f"cv loss {cv:.2f} > {args.cv_ratio:g} x the sweep's best {best:.2f}"
+
+
 def highest_stable(results: dict, variant: str, lrs: list[float]) -> float | None:
     best = None
     for lr in sorted(lrs):
@@ -302,6 +318,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=0, help="threads per run (0: cores / jobs)")
     p.add_argument("--final_fraction", type=float, default=0.2)
     p.add_argument("--diverge_ratio", type=float, default=1.5)
+    p.add_argument(
+        "--cv_ratio",
+        type=float,
+        default=2.0,
+        help="cv loss above this x the sweep's best: diverged",
+    )
     p.add_argument("--max_logit", type=float, default=0.0, help=">0: runs above it are `runaway`")
     args = p.parse_args(argv)
     args.overrides = overrides
@@ -311,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = run_all(args, out)
+    judge_against_sweep(results, args)
     summary = summarise(results, args)
     print_tables(summary)
     plot_lr = plot_norms(results, args, out / "linear_norms.png")
