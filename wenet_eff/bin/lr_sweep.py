@@ -22,9 +22,10 @@ sweep (a run that got worse from its first updates on never had a low running me
 from, but ends far above what the same budget reaches at a good learning rate); `ok`
 otherwise. The cv loss (the dev list at the last update, the same utterances for every run)
 tells how far a run got: one that never leaves the initial CTC plateau is `ok` by these rules,
-with a cv loss that is high but not `--cv_ratio` x the best. With `--max_logit X`, an `ok` run whose largest attention
-logit went above X is `runaway` instead: its loss has not blown up (yet), but at logits of ~1e4
-the softmax is one-hot (attention entropy collapse, Dehghani et al. 2023). A variant's highest
+with a cv loss that is high but not `--cv_ratio` x the best. With `--max_logit X`, an `ok`
+run whose largest attention logit went above X is `runaway` instead: its loss has not blown up
+(yet), but at logits of ~1e4 the softmax is one-hot (attention entropy collapse, Dehghani et
+al. 2023). A variant's highest
 stable learning rate is the largest of the ladder with status `ok` whose smaller learning rates
 are `ok` too (a lucky survivor above a failure does not count).
 

@@ -150,9 +150,7 @@ class Trainer:
                 )
         # whole weights are loaded; now each rank drops the experts other ranks keep
         self.ep = (
-            ExpertParallel(
-                self.model, tcfg.expert_parallel, ctx, tcfg.train_engine, cfg.optim.name
-            )
+            ExpertParallel(self.model, tcfg.expert_parallel, ctx, tcfg.train_engine, cfg.optim.name)
             if tcfg.expert_parallel > 1
             else None
         )
