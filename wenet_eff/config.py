@@ -81,7 +81,7 @@ class StabilityConfig:
     (Rybakov et al. 2024, "Methods of improving LLM training stability"); all off by default.
 
     The `stability=...` config group sets them: qk_norm, qk_norm_cap, qkv_norm,
-    qk_proj_fc2_norm (conf/stability/).
+    qk_proj_fc2_norm, qk_proj_fc2_embed_norm (conf/stability/).
     """
 
     qk_norm: bool = False  # LayerNorm over each head's queries and keys (size d_k)
@@ -89,6 +89,9 @@ class StabilityConfig:
     qkv_norm: bool = False  # LayerNorm after the Q, K and V projections; no pre-norm before them
     proj_norm: bool = False  # LayerNorm after the attention output projection (Proj)
     fc2_norm: bool = False  # LayerNorm after the FFN's second linear (FC2; in every MoE expert)
+    # LayerNorm after the convolutional front end's output linear (encoder.embed.out_norm),
+    # before the positional encoding: in a Conformer that linear's output grows most at high lr
+    embed_norm: bool = False
     encoder: bool = True  # apply to the encoder blocks
     decoder: bool = True  # apply to the decoder blocks
 

@@ -20,6 +20,7 @@ ALL = [
     "model.stability.qkv_norm=true",
     "model.stability.proj_norm=true",
     "model.stability.fc2_norm=true",
+    "model.stability.embed_norm=true",
 ]
 
 
@@ -116,6 +117,21 @@ def test_fc2_norm_normalises_every_ffn_output_and_every_expert():
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
 
 
+def test_embed_norm_normalises_the_front_end_output_before_the_positional_encoding():
+    model = tiny_model("model.stability.embed_norm=true").eval()
+    embed = model.encoder.embed
+    assert "encoder.embed.out_norm.weight" in model.state_dict()
+    assert "embed.out_norm" not in str(tiny_model().state_dict().keys())
+    embed.out[0].weight.data.mul_(1000.0)  # a grown front end
+    x, mask = torch.randn(2, 40, 80), torch.ones(2, 1, 40, dtype=torch.bool)
+    y, _, _ = embed(x, mask)
+    scale = embed.pos_enc.xscale  # RelPositionalEncoding: x * sqrt(d), then dropout (eval: none)
+    torch.testing.assert_close((y / scale).mean(-1), torch.zeros(y.shape[:2]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        (y / scale).var(-1, unbiased=False), torch.ones(y.shape[:2]), atol=1e-3, rtol=0
+    )
+
+
 def test_qkv_norm_replaces_the_pre_norms_of_attention_blocks():
     model = tiny_model("stability=qkv_norm")
     state = model.state_dict()
@@ -167,6 +183,7 @@ VARIANT_NORMS = {
     "qk_norm_cap": ("q_norm", "k_norm"),
     "qkv_norm": ("linear_q_norm", "linear_k_norm", "linear_v_norm"),
     "qk_proj_fc2_norm": ("q_norm", "k_norm", "linear_out_norm", "w_2_norm"),
+    "qk_proj_fc2_embed_norm": ("q_norm", "k_norm", "linear_out_norm", "w_2_norm", "out_norm"),
 }
 
 

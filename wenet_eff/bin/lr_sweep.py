@@ -49,7 +49,14 @@ from pathlib import Path
 
 from wenet_eff.train import checkpoint as ckpt
 
-VARIANTS = ("none", "qk_norm", "qk_norm_cap", "qkv_norm", "qk_proj_fc2_norm")
+VARIANTS = (
+    "none",
+    "qk_norm",
+    "qk_norm_cap",
+    "qkv_norm",
+    "qk_proj_fc2_norm",
+    "qk_proj_fc2_embed_norm",
+)
 ROLES = ("attn.qkv", "attn.out", "ffn.w_1", "ffn.w_2")
 ROLE_NAMES = {"attn.qkv": "QKV", "attn.out": "Proj", "ffn.w_1": "FC1", "ffn.w_2": "FC2"}
 

@@ -45,6 +45,7 @@ class ConformerEncoder(nn.Module):
             d,
             RelPositionalEncoding(d, cfg.positional_dropout_rate, cfg.max_pos_len),
             cfg.input_layer,
+            out_norm=st.embed_norm,
         )
         self.normalize_before = cfg.normalize_before
         self.after_norm = nn.LayerNorm(d)

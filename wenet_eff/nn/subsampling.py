@@ -29,10 +29,18 @@ class Conv2dSubsampling(nn.Module):
 
     State-dict names match WeNet's `Conv2dSubsampling4/6/8`: `conv.{0,2,4}.*`, `out.0.*`,
     `pos_enc.pe` (the separable front end: `conv.0`, then depthwise `conv.2` and pointwise
-    `conv.3`).
+    `conv.3`). `out_norm` (`model.stability.embed_norm`) adds a LayerNorm after `out`
+    (`out_norm.*`), before the positional encoding.
     """
 
-    def __init__(self, idim: int, odim: int, pos_enc: PositionalEncoding, input_layer: str):
+    def __init__(
+        self,
+        idim: int,
+        odim: int,
+        pos_enc: PositionalEncoding,
+        input_layer: str,
+        out_norm: bool = False,
+    ):
         super().__init__()
         if input_layer not in _CONV_LAYOUTS:
             raise ValueError(
@@ -60,6 +68,7 @@ class Conv2dSubsampling(nn.Module):
         self.layout = _CONV_LAYOUTS[input_layer]
         self.conv = nn.Sequential(*layers)
         self.out = nn.Sequential(linear(odim * freq, odim, role="subsampling.out"))
+        self.out_norm = nn.LayerNorm(odim) if out_norm else None
         self.pos_enc = pos_enc
 
     def forward(
@@ -77,6 +86,8 @@ class Conv2dSubsampling(nn.Module):
         x = self.conv(x.unsqueeze(1))
         b, c, t, f = x.size()
         x = self.out(x.transpose(1, 2).reshape(b, t, c * f))
+        if self.out_norm is not None:
+            x = self.out_norm(x)
         x, pos_emb = self.pos_enc(x, offset)
         for kernel, stride in self.layout:
             x_mask = x_mask[:, :, kernel - 1 :: stride]
