@@ -5,7 +5,6 @@ from some rank, and the refusals."""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from wenet_eff.nn.moe import MoEFFNLayer, RemoteExpert, is_expert_param, shard_experts
+from wenet_eff.train.dist import _free_port
 
 WORLD = 2
 
@@ -50,12 +50,6 @@ def _worker(rank: int, port: int, n_expert: int, k: int, sizes: list[int], out: 
                    f"{out}/rank{rank}.pt")  # fmt: skip
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("n_expert,k,sizes", [(4, 2, [13, 7]), (8, 2, [3, 2]), (2, 1, [5, 0])])

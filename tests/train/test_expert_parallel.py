@@ -5,7 +5,6 @@ expert gradients over the replicas, clip by the whole model's norm and gather wh
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ import torch.multiprocessing as mp
 from tests.train.helpers import check, run_train, write_corpus
 from wenet_eff.nn.moe import MoEFFNLayer
 from wenet_eff.train import checkpoint as ckpt
-from wenet_eff.train.dist import DistContext
+from wenet_eff.train.dist import DistContext, _free_port
 from wenet_eff.train.expert_parallel import ExpertParallel
 
 # no dropout: expert parallelism runs the experts' dropout on other ranks' random streams
@@ -144,9 +143,3 @@ def test_two_groups_average_expert_gradients_over_replicas(tmp_path):
     assert all(got["full"] is None for got in ranks[1:])
     for k, v in ref.state_dict().items():
         torch.testing.assert_close(ranks[0]["full"][k], v)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
