@@ -534,6 +534,7 @@ class Trainer:
             info = resume.checkpoint_info(epoch, tag, p, self.lr, cv, train)
             if self.ep is not None:
                 weights = ep_weights
+                state.pop("optimizer")  # rank 0's alone: the record holds every rank's
                 state["expert_parallel"] = self.ep.record(ep_optimizers)
             else:
                 weights = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
