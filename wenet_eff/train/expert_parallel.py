@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from torch.utils._pytree import tree_map
 
 from wenet_eff.nn.moe import is_expert_param, moe_layers, shard_experts
@@ -91,12 +93,14 @@ class ExpertParallel:
     def sync_grads(self) -> None:
         """Expert gradients: summed over the expert's replicas, then / world size (what DDP's
         average gives the replicated weights)."""
-        for p in self.expert_params:
-            if p.grad is None:
-                continue
-            if self.num_replicas > 1:
-                dist.all_reduce(p.grad, group=self.replicas)
-            p.grad.div_(self.ctx.world_size)
+        grads = [p.grad for p in self.expert_params if p.grad is not None]
+        if not grads:
+            return
+        if self.num_replicas > 1:  # one all-reduce over a flat copy, not one per tensor
+            flat = _flatten_dense_tensors(grads)
+            dist.all_reduce(flat, group=self.replicas)
+            torch._foreach_copy_(grads, _unflatten_dense_tensors(flat, grads))
+        torch._foreach_div_(grads, float(self.ctx.world_size))
 
     def clip_grads(self, max_norm: float) -> float:
         """Clip every gradient by the whole model's norm; returns that norm (same on all ranks)."""
@@ -115,21 +119,25 @@ class ExpertParallel:
             torch.nn.utils.clip_grads_with_norm_(params, max_norm, torch.tensor(total))
         return total
 
-    def _gather(self, obj: Any) -> list[Any] | None:
-        """`obj` of every rank of this rank's group, on the group's first rank (the others:
-        None). Replicas in other groups hold the same experts, so rank 0 needs only its group."""
-        lead = self.ctx.rank == self.leader
-        parts: list[Any] | None = [None] * self.size if lead else None
-        dist.gather_object(obj, parts, dst=self.leader, group=self.group)
+    def _gather(self, make: Callable[[], Any]) -> list[Any] | None:
+        """`make()` of every rank of rank 0's group, on rank 0 (the others: None). A collective
+        of that group only: the replicas in other groups hold the same experts and skip it."""
+        if self.leader != 0:
+            return None
+        parts: list[Any] | None = [None] * self.size if self.ctx.is_main else None
+        dist.gather_object(make(), parts, dst=0, group=self.group)
         return parts
 
     def full_state(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
         """The whole model's state dict (every rank's experts) on rank 0, None on the others.
-        A collective."""
-        local = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        parts = self._gather({k: v for k, v in local.items() if is_expert_param(k)})
+        A collective of rank 0's group."""
+        state = model.state_dict()
+        parts = self._gather(
+            lambda: {k: v.detach().cpu() for k, v in state.items() if is_expert_param(k)}
+        )
         if not self.ctx.is_main:
             return None
+        local = {k: v.detach().cpu() for k, v in state.items()}
         for part in parts:
             local.update(part)
         missing = [k for k in self.full_keys if k not in local]
@@ -140,8 +148,9 @@ class ExpertParallel:
     def optimizer_states(self, optimizer: torch.optim.Optimizer) -> list[dict] | None:
         """The optimizer state of every rank of rank 0's group, on rank 0, in CPU memory (None
         on the others). A collective."""
-        state = tree_map(lambda t: t.cpu() if torch.is_tensor(t) else t, optimizer.state_dict())
-        parts = self._gather(state)
+        parts = self._gather(
+            lambda: tree_map(lambda t: t.cpu() if torch.is_tensor(t) else t, optimizer.state_dict())
+        )
         return parts if self.ctx.is_main else None
 
     def record(self, states: list[dict]) -> dict:
