@@ -26,3 +26,23 @@ def test_right_decoder_is_skipped_without_reverse_weight():
     ys = torch.tensor([[11, 3, 4]])
     left, right = model.decoder(memory, mask, ys, torch.tensor([3]), ys, reverse_weight=0.0)
     assert right is None and left.shape == (1, 3, 12)
+
+
+def test_shared_memory_equals_repeated_memory():
+    """Memory of batch G serving B/G consecutive sequences (folded into the query length in
+    the source attention) gives what the memory repeated per sequence gives."""
+    model = tiny_model()
+    decoder = model.decoder.left_decoder
+    memory = torch.randn(2, 9, 32)
+    memory_mask = torch.ones(2, 1, 9, dtype=torch.bool)
+    memory_mask[1, :, 5:] = False
+    tokens = torch.randint(1, 11, (6, 4))
+    lens = torch.tensor([4, 2, 3, 4, 1, 3])
+    repeated = memory.repeat_interleave(3, 0), memory_mask.repeat_interleave(3, 0)
+    expected = decoder(*repeated, tokens, lens)
+    assert torch.allclose(decoder(memory, memory_mask, tokens, lens), expected, atol=1e-5)
+    got, _ = decoder.forward_one_step(memory, memory_mask, tokens)
+    want, _ = decoder.forward_one_step(*repeated, tokens)
+    assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match="not a multiple of the key batch 4"):
+        decoder(memory.repeat(2, 1, 1), memory_mask.repeat(2, 1, 1), tokens, lens)

@@ -23,10 +23,10 @@ def attention_beam_search(
     Returns:
         B Hypothesis, score = sum of token log probabilities incl. eos.
     """
-    batch, frames, dim = encoder_out.shape
+    batch = encoder_out.size(0)
     n = batch * beam_size
-    memory = encoder_out.unsqueeze(1).repeat(1, beam_size, 1, 1).view(n, frames, dim)
-    memory_mask = encoder_mask.unsqueeze(1).repeat(1, beam_size, 1, 1).view(n, 1, frames)
+    # each utterance's encoder output serves its beam_size consecutive rows (not copied)
+    memory, memory_mask = encoder_out, encoder_mask
     hyps = torch.full((n, 1), model.sos, dtype=torch.long, device=encoder_out.device)
     # only the first beam entry starts alive, so the first step does not pick duplicates
     scores = torch.tensor([0.0] + [-float("inf")] * (beam_size - 1), device=encoder_out.device)
@@ -98,14 +98,14 @@ def attention_rescoring(
         the best Hypothesis per utterance (extras: ctc, att).
     """
     counts = [len(h) for h in nbest]
-    flat = [h for hyps in nbest for h in hyps]
-    if not flat:
+    if not any(counts):
         return [Hypothesis([]) for _ in nbest]
     device = encoder_out.device
-    idx = torch.repeat_interleave(
-        torch.arange(len(nbest), device=device), torch.tensor(counts, device=device)
-    )
-    memory, memory_mask = encoder_out[idx], encoder_mask[idx]
+    # every utterance gets `per` rows (padded with empty hypotheses), so its encoder output
+    # serves its rows as they are: the decoders' keys/values are computed once per utterance
+    per = max(counts)
+    flat = [h for hyps in nbest for h in [*hyps, *[Hypothesis([])] * (per - len(hyps))]]
+    memory, memory_mask = encoder_out, encoder_mask
     lens = torch.tensor([len(h.tokens) for h in flat], device=device)
     width = max(int(lens.max()), 1)
     pad = torch.full((len(flat), width), model.eos, dtype=torch.long, device=device)
@@ -126,11 +126,12 @@ def attention_rescoring(
     ctc = torch.tensor([h.extras.get("ctc", h.score) for h in flat], device=device)
     lm = torch.tensor([h.extras.get("lm", 0.0) for h in flat], device=device)
     total = att + ctc_weight * ctc + lm
-    results, start = [], 0
-    for count in counts:
+    results = []
+    for b, count in enumerate(counts):
         if count == 0:
             results.append(Hypothesis([]))
             continue
+        start = b * per
         j = start + int(total[start : start + count].argmax())
         results.append(
             Hypothesis(
@@ -139,5 +140,4 @@ def attention_rescoring(
                 {"ctc": float(ctc[j]), "att": float(att[j]), "lm": float(lm[j])},
             )
         )
-        start += count
     return results

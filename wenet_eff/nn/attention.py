@@ -20,11 +20,26 @@ import math
 
 import torch
 import torch.nn as nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from wenet_eff.config import StabilityConfig
 from wenet_eff.nn.linear import linear
 
 EMPTY_ATT_CACHE = torch.zeros(0, 0, 0, 0)
+
+
+def _shared_keys(batch, groups) -> bool:
+    """True when the keys are shared by groups of queries: query batch B, key batch G < B (B a
+    multiple of G), each key sequence serving B/G consecutive queries (the rescoring n-best
+    of one utterance). Decided without a shape guard under torch.export: a key batch of
+    static size 1 always counts (a fold of one group is a no-op), symbolic batches never."""
+    if statically_known_true(groups == 1):
+        return True
+    if not (isinstance(batch, int) and isinstance(groups, int)) or groups >= batch:
+        return False
+    if batch % groups:
+        raise ValueError(f"query batch {batch} is not a multiple of the key batch {groups}")
+    return True
 
 
 class MultiHeadedAttention(nn.Module):
@@ -116,7 +131,6 @@ class MultiHeadedAttention(nn.Module):
         else:
             attn = torch.softmax(scores, dim=-1)
         x = torch.matmul(self.dropout(attn), value)
-        # batch from the product: keys/values of batch 1 broadcast over the queries' batch
         x = x.transpose(1, 2).reshape(x.size(0), -1, self.h * self.d_k)
         x = self.linear_out(x)
         return x if self.linear_out_norm is None else self.linear_out_norm(x)
@@ -143,16 +157,23 @@ class MultiHeadedAttention(nn.Module):
         pos_emb: torch.Tensor | None = None,
         cache: torch.Tensor = EMPTY_ATT_CACHE,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Args: query (B, T1, n_feat), key/value (B, T2, n_feat) or (1, T2, n_feat) shared by
-        the whole batch (the rescoring n-best attending to one utterance), mask as in
-        forward_attention.
+        """Args: query (B, T1, n_feat), key/value (B, T2, n_feat) or (G, T2, n_feat) with G
+        dividing B, each shared by B/G consecutive queries (an utterance's rescoring n-best),
+        mask as in forward_attention (batch G when shared).
 
         Returns: output (B, T1, n_feat), new cache (B, H, T_cache + T2, 2 * d_k).
         """
         q, k, v = self.forward_qkv(query, key, value)
         k, v, new_cache = self._with_cache(k, v, cache)
+        batch, groups = q.size(0), k.size(0)
+        if _shared_keys(batch, groups):
+            # (B, H, T1, d_k) -> (G, H, B/G * T1, d_k): one product per key sequence, so the
+            # keys and values are never copied B/G times (matmul's broadcast would)
+            q = q.reshape(groups, -1, self.h, q.size(2), self.d_k).transpose(1, 2)
+            q = q.reshape(groups, self.h, -1, self.d_k)
         scores = self._logits(torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k))
-        return self.forward_attention(v, scores, mask), new_cache
+        out = self.forward_attention(v, scores, mask)
+        return out.reshape(batch, -1, out.size(-1)), new_cache
 
 
 class RelPositionMultiHeadedAttention(MultiHeadedAttention):

@@ -62,8 +62,9 @@ class DecoderLayer(nn.Module):
     ) -> torch.Tensor:
         """Args:
             tgt: (B, L, D) inputs; tgt_mask: (B, L, L).
-            memory: (B, T, D) encoder output, or (1, T, D) shared by all B sequences;
-                memory_mask: (B or 1, 1, T).
+            memory: (B, T, D) encoder output, or (G, T, D) with G dividing B, each serving
+                B/G consecutive sequences (an utterance's n-best or beam; G = 1: one memory
+                for all); memory_mask: (B or G, 1, T).
             cache: (B, L-1, D) this layer's outputs for the first L-1 positions; when given,
                 only the last position is computed and appended.
         Returns:
