@@ -46,11 +46,14 @@ def _stream(model, step, feats, chunk):
     return torch.cat(outs)
 
 
-# one chunk; full chunks only (70); a short last chunk (60, 203)
-@pytest.mark.parametrize("frames", [7, 60, 70, 203])
+# one chunk; full chunks only (70); a short last chunk (60, 203); the front end's LayerNorm
+@pytest.mark.parametrize(
+    "frames, overrides",
+    [(7, ()), (60, ()), (70, ()), (203, ()), (60, ("model.stability.embed_norm=true",))],
+)
 @torch.no_grad()
-def test_chunk_step_equals_forward_chunk_by_chunk(frames):
-    model = prepare_for_export(tiny_model())
+def test_chunk_step_equals_forward_chunk_by_chunk(frames, overrides):
+    model = prepare_for_export(tiny_model(*overrides))
     feats = torch.randn(1, frames, 80)
     expected, _ = model.encoder.forward_chunk_by_chunk(feats, CHUNK, LEFT)
     got = _stream(model, EncoderChunkStep(model, CHUNK, LEFT), feats, CHUNK)
@@ -87,12 +90,14 @@ def test_full_encoder_keeps_a_static_chunk_mask():
     torch.testing.assert_close(got2[:, :4], got[:, :4], atol=1e-5, rtol=1e-5)
 
 
+# embed_norm: the LayerNorm after the front end's output linear (model.stability.embed_norm)
+@pytest.mark.parametrize("overrides", [(), ("model.stability.embed_norm=true",)])
 @torch.no_grad()
-def test_full_encoder_and_rescoring_decoder_equal_the_model():
+def test_full_encoder_and_rescoring_decoder_equal_the_model(overrides):
     from wenet_eff.decode.attention import attention_rescoring
     from wenet_eff.decode.ctc import Hypothesis
 
-    model = prepare_for_export(tiny_model())
+    model = prepare_for_export(tiny_model(*overrides))
     feats = torch.randn(1, 90, 80)
     expected, mask = model.encoder(feats, torch.tensor([90]))
     logp, out = EncoderFull(model)(feats)

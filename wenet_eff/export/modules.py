@@ -130,6 +130,8 @@ class _EncoderBody(nn.Module):
         x = self.embed.conv(xs.unsqueeze(1))
         b, c, t, f = x.size()
         x = self.embed.out(x.transpose(1, 2).reshape(b, t, c * f))
+        if self.embed.out_norm is not None:  # model.stability.embed_norm
+            x = self.embed.out_norm(x)
         return x * self.embed.pos_enc.xscale
 
     def head(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
