@@ -41,3 +41,31 @@ def test_ratios():
     assert flops["cpp"]["overhead"] == pytest.approx(0.1)
     # eager does not: the whole decode, 3x over 1.5x = +100 %
     assert flops["eager"]["timed"] == "decode" and flops["eager"]["overhead"] == pytest.approx(1.0)
+
+
+def test_engines_take_turns_and_keep_their_fastest_pass(monkeypatch):
+    from wenet_eff.bench import runtime_rtf
+
+    order, clock = [], iter([0.0, 5.0, 0.0, 2.0, 0.0, 3.0, 0.0, 1.0, 0.0, 4.0, 0.0, 9.0])
+    monkeypatch.setattr(runtime_rtf.time, "perf_counter", lambda: next(clock))
+
+    def engine(name, text):
+        def decode(wav):
+            order.append(name)
+            return text, 0.5
+
+        return decode
+
+    utts = [{"wav": None}]
+    decoders = {"a": engine("a", "x"), "b": engine("b", "y")}
+    timed = runtime_rtf._time_engines(decoders, ["a", "b"], utts, repeats=3)
+    # a warm-up decode, then one timed utterance, per pass; passes alternate a, b, a, b, ...
+    assert order == ["a", "a", "b", "b"] * 3
+    assert timed["a"][1:] == (3.0, 0.5, [5.0, 3.0, 4.0])
+    assert timed["b"][1:] == (1.0, 0.5, [2.0, 1.0, 9.0])
+    assert timed["a"][0] == ["x"] and timed["b"][0] == ["y"]
+    texts = iter(["x", "x", "x", "z"])  # warm-up and pass 1, warm-up and pass 2
+    decoders["a"] = lambda wav: (next(texts), None)
+    monkeypatch.setattr(runtime_rtf.time, "perf_counter", lambda: 0.0)
+    with pytest.raises(RuntimeError, match="a: the transcripts differ between passes"):
+        runtime_rtf._time_engines(decoders, ["a"], utts, repeats=2)
