@@ -74,6 +74,24 @@ def test_short_last_chunk_cases_are_covered():
 
 
 @torch.no_grad()
+def test_channels_last_front_end_equals_the_conv():
+    """The .pt2 front end (first Conv2d as a GEMM into channels-last memory) gives what the
+    Conv2d gives (the .onnx front end)."""
+    from wenet_eff.export.modules import _single_channel_conv_nhwc
+
+    model = prepare_for_export(tiny_model())
+    conv = model.encoder.embed.conv[0]
+    feats = torch.randn(2, 53, 80)
+    y = _single_channel_conv_nhwc(conv, feats)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, conv(feats.unsqueeze(1)), atol=1e-5, rtol=1e-5)
+    full = EncoderFull(model)
+    expected = full(feats[:1])
+    full.channels_last_front_end = False
+    torch.testing.assert_close(full(feats[:1]), expected, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
 def test_full_encoder_keeps_a_static_chunk_mask():
     """A static-chunk model's full-context forward masks future chunks; so does EncoderFull."""
     model = prepare_for_export(

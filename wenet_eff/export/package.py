@@ -71,8 +71,11 @@ def cache_shapes(model: nn.Module, chunk_size: int, num_left_chunks: int) -> dic
     }
 
 
-def _pieces(model: nn.Module, chunk_size: int, num_left_chunks: int, feat_dim: int) -> dict:
-    """name -> (module, example args, dynamic shapes, input names, output names)."""
+def _pieces(
+    model: nn.Module, chunk_size: int, num_left_chunks: int, feat_dim: int, fmt: str = "pt2"
+) -> dict:
+    """name -> (module, example args, dynamic shapes, input names, output names), for export
+    format `fmt` (pt2 or onnx)."""
     pieces = {}
     if chunk_size > 0:
         shapes = cache_shapes(model, chunk_size, num_left_chunks)
@@ -100,6 +103,9 @@ def _pieces(model: nn.Module, chunk_size: int, num_left_chunks: int, feat_dim: i
         ["feats"],
         ["ctc_log_probs", "encoder_out"],
     )
+    for name in ("encoder_chunk", "encoder_full"):
+        if name in pieces:
+            pieces[name][0].channels_last_front_end = fmt == "pt2"
     d = model.encoder.output_size()
     t_enc = torch.export.Dim("t_enc", min=DECODER_MIN_FRAMES, max=_decoder_max_frames(model))
     nbest = torch.export.Dim("nbest", min=1, max=1024)
@@ -212,7 +218,7 @@ def _write_task(
         return time.perf_counter() - start
     # onnx: int8 graphs are onnxruntime's quantization of the float graphs
     source = float_model if float_model is not None else model
-    pieces = _pieces(source, chunk_size, num_left_chunks, feat_dim)
+    pieces = _pieces(source, chunk_size, num_left_chunks, feat_dim, fmt="onnx")
     module, args, dyn, names_in, names_out = pieces[name]
     with torch.no_grad():
         _export_onnx(module.eval(), args, dyn, names_in, names_out, path)
