@@ -91,6 +91,17 @@ def test_channels_last_front_end_equals_the_conv():
     torch.testing.assert_close(full(feats[:1]), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("overrides", [(), ("model/ffn=moe",)])
+def test_exported_front_end_is_channels_last(overrides):
+    """torch.export takes the GEMM front end too. With MoE FFNs its module-stack tracer hands
+    the Conv2d over as a proxy subclass, which a `type(conv) is nn.Conv2d` test refused."""
+    model = prepare_for_export(tiny_model(*overrides))
+    full = EncoderFull(model).eval()
+    graph = torch.export.export(full, (torch.randn(1, 60, 80),), strict=False).graph
+    convs = [n for n in graph.nodes if n.target is torch.ops.aten.conv2d.default]
+    assert len(convs) == len(model.encoder.embed.conv) // 2 - 1  # every Conv2d but the first
+
+
 @torch.no_grad()
 def test_full_encoder_keeps_a_static_chunk_mask():
     """A static-chunk model's full-context forward masks future chunks; so does EncoderFull."""

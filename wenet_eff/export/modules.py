@@ -111,8 +111,12 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
 
 
 def _is_plain_single_channel_conv(conv: nn.Module) -> bool:
+    # isinstance and the inherited forward, not `type(conv) is nn.Conv2d`: under torch.export
+    # submodules can arrive as proxy subclasses of their own class (the module-stack tracer's
+    # AttrProxy), and the identity test then silently kept the NCHW Conv in the graph
     return (
-        type(conv) is nn.Conv2d
+        isinstance(conv, nn.Conv2d)
+        and type(conv).forward is nn.Conv2d.forward
         and conv.in_channels == 1
         and conv.groups == 1
         and conv.padding == (0, 0)
