@@ -39,6 +39,7 @@ from wenet_eff.export.modules import (
     chunk_window,
     prepare_for_export,
 )
+from wenet_eff.nn.attention import MultiHeadedAttention
 from wenet_eff.nn.moe import moe_layers
 
 log = logging.getLogger(__name__)
@@ -103,9 +104,15 @@ def _pieces(
         ["feats"],
         ["ctc_log_probs", "encoder_out"],
     )
+    # AOTInductor only: the channels-last front end (modules._single_channel_conv_nhwc) and
+    # the fused attention kernel (nn.attention, `fused_softmax`); the .onnx graphs keep the
+    # Conv and Softmax ops, which onnxruntime fuses its own way
     for name in ("encoder_chunk", "encoder_full"):
         if name in pieces:
             pieces[name][0].channels_last_front_end = fmt == "pt2"
+    for module in model.modules():
+        if isinstance(module, MultiHeadedAttention):
+            module.fused_softmax = fmt == "pt2"
     d = model.encoder.output_size()
     t_enc = torch.export.Dim("t_enc", min=DECODER_MIN_FRAMES, max=_decoder_max_frames(model))
     nbest = torch.export.Dim("nbest", min=1, max=1024)

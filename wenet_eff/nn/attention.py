@@ -12,6 +12,12 @@ and values stay valid chunk by chunk:
 - `proj_norm`: LayerNorm after `linear_out` (`linear_out_norm`).
 With `record_logits` set (by train.monitors), `max_logit` keeps the largest logit of the last
 forward, before capping.
+
+`fused_softmax` (off; the .pt2 export sets it) computes softmax(scores) @ values as one
+`scaled_dot_product_attention` call, the relative-position term passed as its additive mask.
+AOTInductor runs that as ATen's fused CPU kernel; the softmax it generates itself for the
+Conformer's attention picked a layout with the heads innermost and a scalar exp loop (0.7 ms
+per layer of mini_moe at 175 frames). Not used when logits are capped or recorded.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ class MultiHeadedAttention(nn.Module):
         self.linear_v_norm = nn.LayerNorm(n_feat) if st.qkv_norm else None
         self.linear_out_norm = nn.LayerNorm(n_feat) if st.proj_norm else None
         self.softmax_cap = float(st.softmax_cap)
+        self.fused_softmax = False
         self.record_logits = False
         self.max_logit: torch.Tensor | None = None
 
@@ -130,10 +137,39 @@ class MultiHeadedAttention(nn.Module):
             attn = torch.softmax(scores, dim=-1).masked_fill(blocked, 0.0)
         else:
             attn = torch.softmax(scores, dim=-1)
-        x = torch.matmul(self.dropout(attn), value)
+        return self._output(torch.matmul(self.dropout(attn), value))
+
+    def _output(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, T1, d_k) heads -> (B, T1, n_feat) after the output projection."""
         x = x.transpose(1, 2).reshape(x.size(0), -1, self.h * self.d_k)
         x = self.linear_out(x)
         return x if self.linear_out_norm is None else self.linear_out_norm(x)
+
+    def _fused(self) -> bool:
+        return self.fused_softmax and self.softmax_cap == 0 and not self.record_logits
+
+    def _fused_attention(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """forward_attention(v, q k^T / sqrt(d_k) + bias, mask) as one fused call (eval only).
+
+        A blocked key gets the lowest float, as in forward_attention; a query with every key
+        blocked would average the values instead of giving zeros (the exported graphs always
+        leave a query at least one key: the chunk's own first frame, or sos)."""
+        if mask.size(2) > 0:
+            blocked = ~mask.unsqueeze(1)[:, :, :, : k.size(2)]
+            if bias is None:
+                bias = torch.zeros(blocked.shape, dtype=q.dtype, device=q.device)
+            bias = bias.masked_fill(blocked, torch.finfo(q.dtype).min)
+        x = nn.functional.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, scale=1.0 / math.sqrt(self.d_k)
+        )
+        return self._output(x)
 
     @staticmethod
     def _with_cache(
@@ -171,8 +207,11 @@ class MultiHeadedAttention(nn.Module):
             # keys and values are never copied B/G times (matmul's broadcast would)
             q = q.reshape(groups, -1, self.h, q.size(2), self.d_k).transpose(1, 2)
             q = q.reshape(groups, self.h, -1, self.d_k)
-        scores = self._logits(torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k))
-        out = self.forward_attention(v, scores, mask)
+        if self._fused():
+            out = self._fused_attention(q, k, v, mask)
+        else:
+            scores = self._logits(torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k))
+            out = self.forward_attention(v, scores, mask)
         return out.reshape(batch, -1, out.size(-1)), new_cache
 
 
@@ -213,7 +252,10 @@ class RelPositionMultiHeadedAttention(MultiHeadedAttention):
         p = self._heads(self.linear_pos, pos_emb)  # (1, H, T2, d_k)
         q_u = q + self.pos_bias_u.unsqueeze(1)  # bias (H, d_k) broadcast over (B, H, T1, d_k)
         q_v = q + self.pos_bias_v.unsqueeze(1)
-        matrix_ac = torch.matmul(q_u, k.transpose(-2, -1))
         matrix_bd = torch.matmul(q_v, p.transpose(-2, -1))
+        if self._fused():
+            bias = matrix_bd / math.sqrt(self.d_k)
+            return self._fused_attention(q_u, k, v, mask, bias), new_cache
+        matrix_ac = torch.matmul(q_u, k.transpose(-2, -1))
         scores = self._logits((matrix_ac + matrix_bd) / math.sqrt(self.d_k))
         return self.forward_attention(v, scores, mask), new_cache
