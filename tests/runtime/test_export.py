@@ -300,3 +300,29 @@ def test_large_onnx_graphs_keep_weights_in_a_side_file(tmp_path, monkeypatch):
         session = ort.InferenceSession(str(out / "encoder_full.onnx"))
         outputs[name] = session.run(None, {"feats": feats})[1]
     assert abs(outputs["int8"] - outputs["fp32"]).max() < 0.5
+
+
+def test_pieces_fuse_attention_for_aotinductor_only():
+    """.pt2: encoder attention and the decoders' source attention fused, the decoders'
+    self-attention explicit; .onnx: every attention explicit."""
+    from wenet_eff.export.package import _pieces
+    from wenet_eff.nn.attention import MultiHeadedAttention
+
+    model = prepare_for_export(tiny_model())
+    for fmt in ("pt2", "onnx", "pt2"):
+        _pieces(model, CHUNK, LEFT, 80, fmt)
+        fused = {
+            name.rsplit(".", 1)[-1]
+            for name, m in model.named_modules()
+            if isinstance(m, MultiHeadedAttention) and m.fused_softmax
+        }
+        plain = {
+            name.rsplit(".", 1)[-1]
+            for name, m in model.named_modules()
+            if isinstance(m, MultiHeadedAttention) and not m.fused_softmax
+        }
+        if fmt == "pt2":
+            assert fused == {"self_attn", "src_attn"} and plain == {"self_attn"}
+            assert all(layer.self_attn.fused_softmax for layer in model.encoder.encoders)
+        else:
+            assert not fused and plain == {"self_attn", "src_attn"}
