@@ -40,7 +40,6 @@ from wenet_eff.export.modules import (
     prepare_for_export,
 )
 from wenet_eff.nn.attention import MultiHeadedAttention
-from wenet_eff.nn.decoder import DecoderLayer
 from wenet_eff.nn.moe import moe_layers
 
 log = logging.getLogger(__name__)
@@ -114,12 +113,6 @@ def _pieces(
     for module in model.modules():
         if isinstance(module, MultiHeadedAttention):
             module.fused_softmax = fmt == "pt2"
-    # except the decoders' self-attention: over hypotheses of a few dozen tokens, batched by
-    # the n-best, the compiled explicit softmax is the faster one (mini_moe rescoring decoder,
-    # 10 x 45 tokens: 18.0 ms against 19.7 ms all fused and 18.7 ms none)
-    for module in model.modules():
-        if isinstance(module, DecoderLayer):
-            module.self_attn.fused_softmax = False
     d = model.encoder.output_size()
     t_enc = torch.export.Dim("t_enc", min=DECODER_MIN_FRAMES, max=_decoder_max_frames(model))
     nbest = torch.export.Dim("nbest", min=1, max=1024)
