@@ -35,12 +35,6 @@ void CtcGreedySearch::Reset() {
   best_ = CtcHypothesis();
 }
 
-size_t CtcPrefixBeamSearch::VectorHash::operator()(const std::vector<int>& v) const {
-  size_t h = v.size();
-  for (int x : v) h ^= static_cast<size_t>(x) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-  return h;
-}
-
 CtcPrefixBeamSearch::CtcPrefixBeamSearch(int beam_size, int blank, int token_beam)
     : beam_size_(beam_size), blank_(blank), token_beam_(token_beam > 0 ? token_beam : beam_size) {
   Reset();
@@ -48,13 +42,43 @@ CtcPrefixBeamSearch::CtcPrefixBeamSearch(int beam_size, int blank, int token_bea
 
 void CtcPrefixBeamSearch::Reset() {
   frames_ = 0;
+  nodes_.assign(1, {-1, -1});
+  children_.clear();
   beam_.clear();
-  beam_.push_back({{}, 0.0, kNegInf});
+  beam_.push_back({0, -1, 0.0, kNegInf});
+}
+
+int CtcPrefixBeamSearch::Child(int node, int token) {
+  const uint64_t key = (static_cast<uint64_t>(node) << 32) | static_cast<uint32_t>(token);
+  auto [it, inserted] = children_.try_emplace(key, static_cast<int>(nodes_.size()));
+  if (inserted) nodes_.push_back({node, token});
+  return it->second;
+}
+
+std::vector<int> CtcPrefixBeamSearch::Tokens(int node) const {
+  std::vector<int> tokens;
+  for (; node > 0; node = nodes_[node].parent) tokens.push_back(nodes_[node].token);
+  std::reverse(tokens.begin(), tokens.end());
+  return tokens;
+}
+
+void CtcPrefixBeamSearch::Compact() {
+  std::vector<std::vector<int>> paths;
+  for (const Prefix& p : beam_) paths.push_back(Tokens(p.node));
+  nodes_.assign(1, {-1, -1});
+  children_.clear();
+  for (size_t i = 0; i < beam_.size(); ++i) {
+    int node = 0;
+    for (int token : paths[i]) node = Child(node, token);
+    beam_[i].node = node;
+  }
 }
 
 void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab) {
   const int k = std::min(token_beam_, vocab);
   std::vector<int> ids(vocab);
+  std::vector<Prefix> next;
+  std::unordered_map<int, size_t> index;  // node -> its place in next
   for (int t = 0; t < frames; ++t, ++frames_) {
     const float* row = log_probs + static_cast<size_t>(t) * vocab;
     // top-k tokens of the frame, best first (ties: lower id first, as torch.topk on CPU)
@@ -63,13 +87,12 @@ void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab)
       return row[a] > row[b] || (row[a] == row[b] && a < b);
     });
     // candidates in first-insertion order, as the Python dict keeps them
-    std::vector<Prefix> next;
-    std::unordered_map<std::vector<int>, size_t, VectorHash> index;
-    auto accumulate = [&](std::vector<int>&& tokens, double pb, double pnb) {
-      auto it = index.find(tokens);
-      if (it == index.end()) {
-        index.emplace(tokens, next.size());
-        next.push_back({std::move(tokens), pb, pnb});
+    next.clear();
+    index.clear();
+    auto accumulate = [&](int node, int last, double pb, double pnb) {
+      auto [it, inserted] = index.try_emplace(node, next.size());
+      if (inserted) {
+        next.push_back({node, last, pb, pnb});
       } else {
         Prefix& cur = next[it->second];
         cur.pb = LogAddExp(cur.pb, pb);
@@ -78,23 +101,18 @@ void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab)
     };
     for (const Prefix& prefix : beam_) {
       const double total = LogAddExp(prefix.pb, prefix.pnb);
-      const int last = prefix.tokens.empty() ? -1 : prefix.tokens.back();
       for (int j = 0; j < k; ++j) {
         const int s = ids[j];
         const double p = row[s];
         if (s == blank_) {
-          accumulate(std::vector<int>(prefix.tokens), total + p, kNegInf);
-        } else {
-          std::vector<int> extended(prefix.tokens);
-          extended.push_back(s);
-          if (s == last) {
-            accumulate(std::vector<int>(prefix.tokens), kNegInf, prefix.pnb + p);  // repeat
-            if (prefix.pb != kNegInf) {  // blank-separated: a new token
-              accumulate(std::move(extended), kNegInf, prefix.pb + p);
-            }
-          } else {
-            accumulate(std::move(extended), kNegInf, total + p);
+          accumulate(prefix.node, prefix.last, total + p, kNegInf);
+        } else if (s == prefix.last) {
+          accumulate(prefix.node, s, kNegInf, prefix.pnb + p);  // repeat
+          if (prefix.pb != kNegInf) {  // blank-separated: a new token
+            accumulate(Child(prefix.node, s), s, kNegInf, prefix.pb + p);
           }
+        } else {
+          accumulate(Child(prefix.node, s), s, kNegInf, total + p);
         }
       }
     }
@@ -102,14 +120,15 @@ void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab)
       return LogAddExp(a.pb, a.pnb) > LogAddExp(b.pb, b.pnb);
     });
     if (static_cast<int>(next.size()) > beam_size_) next.resize(beam_size_);
-    beam_ = std::move(next);
+    beam_.swap(next);
+    if (nodes_.size() > (1u << 16)) Compact();
   }
 }
 
 std::vector<CtcHypothesis> CtcPrefixBeamSearch::NBest() const {
   std::vector<CtcHypothesis> out;
   out.reserve(beam_.size());
-  for (const Prefix& p : beam_) out.push_back({p.tokens, LogAddExp(p.pb, p.pnb)});
+  for (const Prefix& p : beam_) out.push_back({Tokens(p.node), LogAddExp(p.pb, p.pnb)});
   return out;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <unordered_map>
 #include <vector>
 
@@ -41,20 +42,31 @@ class CtcPrefixBeamSearch {
   void Reset();
 
  private:
+  // Prefixes are nodes of a trie (node 0: the empty prefix), so a candidate is an int: no
+  // token vector is copied or hashed per candidate and frame.
   struct Prefix {
-    std::vector<int> tokens;
+    int node;
+    int last;    // its last token (-1: empty)
     double pb;   // log prob of the paths ending in blank
     double pnb;  // log prob of the paths ending in the last token
   };
-  struct VectorHash {
-    size_t operator()(const std::vector<int>& v) const;
+  struct Node {
+    int parent;
+    int token;
   };
+  // The node of `node`'s prefix followed by `token`, created on first use.
+  int Child(int node, int token);
+  std::vector<int> Tokens(int node) const;
+  // Rebuild the trie from the beam's prefixes alone (bounds its size on long streams).
+  void Compact();
 
   int beam_size_;
   int blank_;
   int token_beam_;
   int frames_ = 0;
   std::vector<Prefix> beam_;  // ranked, best first
+  std::vector<Node> nodes_;
+  std::unordered_map<uint64_t, int> children_;  // (parent << 32 | token) -> node
 };
 
 }  // namespace wenet_eff
