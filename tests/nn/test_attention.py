@@ -51,8 +51,9 @@ def test_fused_relative_position_attention_equals_the_softmax_with_a_cache():
 
 
 @torch.no_grad()
-def test_fused_path_steps_aside_for_capped_logits():
-    """softmax_cap is no additive term: the fused flag leaves such a layer on its softmax."""
+def test_fused_path_steps_aside_for_capped_logits_and_training():
+    """softmax_cap is no additive term: the fused flag leaves such a layer on its softmax;
+    so does training, whose attention dropout the fused call lacks."""
     st = StabilityConfig(softmax_cap=0.5)
     plain, fused = _pair(MultiHeadedAttention, st)
     with torch.no_grad():  # logits large enough for the cap to bind
@@ -63,3 +64,5 @@ def test_fused_path_steps_aside_for_capped_logits():
     torch.testing.assert_close(fused(x, x, x, none)[0], plain(x, x, x, none)[0])
     plain.softmax_cap = 0.0
     assert not torch.allclose(fused(x, x, x, none)[0], plain(x, x, x, none)[0], atol=1e-3)
+    plain, fused = _pair(MultiHeadedAttention)
+    assert fused._fused() and not fused.train()._fused()

@@ -17,7 +17,8 @@ forward, before capping.
 `scaled_dot_product_attention` call, the relative-position term passed as its additive mask.
 AOTInductor runs that as ATen's fused CPU kernel; the softmax it generates itself for the
 Conformer's attention picked a layout with the heads innermost and a scalar exp loop (0.7 ms
-per layer of mini_moe at 175 frames). Not used when logits are capped or recorded.
+per layer of mini_moe at 175 frames). Not used in training or when logits are capped or
+recorded.
 """
 
 from __future__ import annotations
@@ -146,7 +147,13 @@ class MultiHeadedAttention(nn.Module):
         return x if self.linear_out_norm is None else self.linear_out_norm(x)
 
     def _fused(self) -> bool:
-        return self.fused_softmax and self.softmax_cap == 0 and not self.record_logits
+        # eval only: the fused call has no attention dropout
+        return (
+            self.fused_softmax
+            and not self.training
+            and self.softmax_cap == 0
+            and not self.record_logits
+        )
 
     def _fused_attention(
         self,
