@@ -54,7 +54,9 @@ class CompressedLayer:
         w_hat = self.effective_weight().reshape(self.weight.size(0), -1)
         fake = F.linear(self._act(x), w_hat, self.bias)
         with torch.no_grad():
-            exact = integer_linear(x, self.stored(), self.weight_quantizer.layout, self.bias, 8)
+            exact = integer_linear(
+                x, self.stored(), self.weight_quantizer.layout, self.bias, self.act_bits
+            )
         return exact + (fake - fake.detach())
 
     def regularization(self) -> torch.Tensor:
