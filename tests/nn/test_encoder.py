@@ -45,6 +45,30 @@ def test_chunk_by_chunk_equals_masked_full_forward(chunk, left):
     assert (streamed - full).abs().max() <= 1e-5
 
 
+def test_forward_chunk_defaults_start_a_stream_with_wenets_cache_layouts():
+    """Called without caches, forward_chunk starts a stream: the caches it returns have
+    WeNet's layouts and carry the stream on exactly as forward_chunk_by_chunk does."""
+    model = tiny_model("model.encoder.causal=true", "model.encoder.use_dynamic_chunk=true")
+    enc, chunk, left = model.encoder, 4, 2
+    xs = torch.randn(1, 263, 80)
+    sub, context = enc.embed.subsampling_rate, enc.embed.right_context + 1
+    window = (chunk - 1) * sub + context
+    with torch.inference_mode():
+        expected, _ = enc.forward_chunk_by_chunk(xs, chunk, left)
+        out, att, cnn = enc.forward_chunk(xs[:, :window], 0, chunk * left)
+        # (elayers, head, cache_t, d_k * 2) and (elayers, batch, hidden, kernel - 1)
+        assert att.shape == (2, 2, chunk, 32)
+        assert cnn.shape == (2, 1, 32, 4)
+        outs, offset = [out], out.size(1)
+        for start in range(chunk * sub, xs.size(1) - context + 1, chunk * sub):
+            out, att, cnn = enc.forward_chunk(
+                xs[:, start : start + window], offset, chunk * left, att, cnn
+            )
+            outs.append(out)
+            offset += out.size(1)
+    assert torch.equal(torch.cat(outs, dim=1), expected)
+
+
 def test_batch_norm_option_tracks_statistics_in_training_only():
     model = tiny_model("model.encoder.cnn_module_norm=batch_norm")
     norm = model.encoder.encoders[0].conv_module.norm

@@ -16,6 +16,10 @@ from wenet_eff.nn.mask import add_optional_chunk_mask, make_pad_mask
 from wenet_eff.nn.moe import build_ffn
 from wenet_eff.nn.subsampling import Conv2dSubsampling
 
+# forward_chunk's cnn_cache before a stream's first chunk: the per-layer convolution caches
+# stacked, (elayers, batch, hidden, kernel - 1), none yet (WeNet's torch.zeros(0, 0, 0, 0))
+EMPTY_CNN_CACHES = torch.zeros(0, 0, 0, 0)
+
 
 class ConformerEncoder(nn.Module):
     """Subsampling + N Conformer blocks + final LayerNorm (WeNet names: `embed`, `encoders`,
@@ -139,7 +143,7 @@ class ConformerEncoder(nn.Module):
         offset: int,
         required_cache_size: int,
         att_cache: torch.Tensor = EMPTY_ATT_CACHE,
-        cnn_cache: torch.Tensor = EMPTY_ATT_CACHE,
+        cnn_cache: torch.Tensor = EMPTY_CNN_CACHES,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode one chunk of a stream (batch 1), reusing the caches of earlier chunks.
 
