@@ -273,9 +273,7 @@ def export_model(
     model = prepare_for_export(copy.deepcopy(model))  # the caller's model stays as it was
     data = cfg.data
     feat_dim = int(cfg.model.input_dim)
-    is_moe = bool(moe_layers(model)) or any(
-        type(m).__name__ == "_ExportMoE" for m in model.modules()
-    )
+    is_moe = bool(moe_layers(model))  # isinstance: wrapped (_ExportMoE) and proxied layers count
     float_model = None
     if int8 and "onnx" in formats:
         float_model = copy.deepcopy(model)  # onnx: float graphs, quantized by onnxruntime
