@@ -8,7 +8,7 @@ import wenet_eff
 from tests.tiny import TINY
 from wenet_eff.bin import upcycle
 from wenet_eff.config import save_config
-from wenet_eff.train.checkpoint import load_model_state
+from wenet_eff.weights import load_model_state
 
 
 def test_upcycle_cli_writes_an_equivalent_moe_experiment(tmp_path):

@@ -7,7 +7,8 @@ import torch
 
 from wenet_eff.bin import average_model
 from wenet_eff.train.average import average_checkpoints, select_checkpoints
-from wenet_eff.train.checkpoint import link_final, load_model_state, write_checkpoint
+from wenet_eff.train.checkpoint import link_final, write_checkpoint
+from wenet_eff.weights import load_model_state
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from wenet_eff.train import checkpoint as ckpt
+from wenet_eff.weights import load_model_state
 
 
 def _write(exp, name: str, step: int, tag: str, value: float = 0.0) -> None:
@@ -26,7 +27,7 @@ def _write(exp, name: str, step: int, tag: str, value: float = 0.0) -> None:
 def test_write_read_and_complete_only(tmp_path):
     _write(tmp_path, "0", 4, "epoch", 1.5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.pt", "0.state.pt", "0.yaml"]
-    assert torch.equal(ckpt.load_model_state(tmp_path / "0.pt")["w"], torch.full((2,), 1.5))
+    assert torch.equal(load_model_state(tmp_path / "0.pt")["w"], torch.full((2,), 1.5))
     info = ckpt.read_info(tmp_path / "0.yaml")
     assert info["step"] == 4 and info["tag"] == "epoch" and "save_time" in info
     assert ckpt.load_train_state(tmp_path / "0.state.pt") == {"s": 4}
@@ -61,7 +62,7 @@ def test_link_final_replaces_previous(tmp_path):
     _write(tmp_path, "1", 2, "epoch", 2.0)
     ckpt.link_final(tmp_path, "0")
     ckpt.link_final(tmp_path, "1")
-    assert torch.equal(ckpt.load_model_state(tmp_path / "final.pt")["w"], torch.full((2,), 2.0))
+    assert torch.equal(load_model_state(tmp_path / "final.pt")["w"], torch.full((2,), 2.0))
 
 
 def test_rng_round_trip():

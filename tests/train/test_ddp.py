@@ -10,6 +10,7 @@ from wenet_eff.config import load_config
 from wenet_eff.data.dataset import build_dataloader
 from wenet_eff.data.tokenizer import build_tokenizer
 from wenet_eff.train import checkpoint as ckpt
+from wenet_eff.weights import load_model_state
 
 
 def cv_loss(cfg, weights) -> float:
@@ -35,7 +36,7 @@ def test_two_ranks_stay_identical_with_uneven_data_and_a_nan(tmp_path):
     env = {"DUMP_PARAMS": "1", "NAN_AT_STEP": "1"}  # rank 0 alone sees a NaN loss at update 2
     check(run_train(args, nproc=2, module="tests.train.hooks", env=env, timeout=180))
     rank0, rank1 = (torch.load(exp / f"rank{r}.params.pt") for r in (0, 1))
-    final = ckpt.load_model_state(exp / "final.pt")
+    final = load_model_state(exp / "final.pt")
     assert all(torch.equal(rank0[k], rank1[k]) and torch.equal(rank0[k], final[k]) for k in final)
     info = ckpt.read_info(exp / "2.yaml")
     # per epoch: 2 micro-batches on both ranks -> 1 update; the NaN window is skipped
@@ -128,5 +129,5 @@ def test_two_nodes_meet_at_a_c10d_rendezvous(tmp_path):
     # c10d hands out ranks at the rendezvous: either node may hold rank 0
     assert any("2 process(es)" in out for out in outputs)
     rank0, rank1 = (torch.load(exp / f"rank{r}.params.pt") for r in (0, 1))
-    final = ckpt.load_model_state(exp / "final.pt")
+    final = load_model_state(exp / "final.pt")
     assert all(torch.equal(rank0[k], rank1[k]) and torch.equal(rank0[k], final[k]) for k in final)

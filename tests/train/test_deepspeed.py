@@ -12,6 +12,7 @@ from tests.train.helpers import REPO, check, run_train
 from wenet_eff.config import load_config
 from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train.dist import deepspeed_config
+from wenet_eff.weights import load_model_state
 
 pytest.importorskip("deepspeed")
 
@@ -38,8 +39,8 @@ def test_stage2_checkpoints_plain_weights_and_resumes_after_kill_9(corpus, tmp_p
     check(resumed)
     assert "resuming from step_3: epoch 1, step 3" in resumed.stdout + resumed.stderr
     model = wenet_eff.build_model(load_config(broken / "train.yaml"))
-    model.load_state_dict(ckpt.load_model_state(broken / "final.pt"), strict=True)
-    a, b = ckpt.load_model_state(whole / "final.pt"), ckpt.load_model_state(broken / "final.pt")
+    model.load_state_dict(load_model_state(broken / "final.pt"), strict=True)
+    a, b = load_model_state(whole / "final.pt"), load_model_state(broken / "final.pt")
     assert (
         ckpt.read_info(broken / "1.yaml")["step"] == ckpt.read_info(whole / "1.yaml")["step"] == 4
     )
@@ -57,7 +58,7 @@ def test_stage1_skips_a_nonfinite_step(corpus, tmp_path):
     check(proc)
     info = ckpt.read_info(tmp_path / "1.yaml")
     assert info["step"] == 7 and info["nonfinite_steps"] == 1  # 8 windows, one skipped
-    weights = ckpt.load_model_state(tmp_path / "final.pt")
+    weights = load_model_state(tmp_path / "final.pt")
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 

@@ -16,6 +16,7 @@ from wenet_eff.nn.moe import MoEFFNLayer
 from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train.dist import DistContext, _free_port
 from wenet_eff.train.expert_parallel import ExpertParallel
+from wenet_eff.weights import load_model_state
 
 # no dropout: expert parallelism runs the experts' dropout on other ranks' random streams
 NO_DROPOUT = [
@@ -43,7 +44,7 @@ def test_expert_parallel_trains_the_weights_data_parallel_does(tmp_path):
         )
         check(run_train(args, nproc=2, timeout=240))
         runs[ep] = exp
-    dp, ep = (ckpt.load_model_state(runs[e] / "final.pt") for e in (1, 2))
+    dp, ep = (load_model_state(runs[e] / "final.pt") for e in (1, 2))
     # the checkpoint is whole: every expert under its WeNet name, in the model's key order
     assert any(".experts.7.w_1.weight" in k for k in ep) and any(".experts.0." in k for k in ep)
     _close(ep, dp)
@@ -56,7 +57,7 @@ def test_expert_parallel_trains_the_weights_data_parallel_does(tmp_path):
     first = corpus.overrides(exp, "train.max_epoch=1", *NO_DROPOUT, "train.expert_parallel=2")
     check(run_train(first, nproc=2, timeout=240))
     check(run_train([*first, "train.max_epoch=2"], nproc=2, timeout=240))
-    _close(ckpt.load_model_state(exp / "final.pt"), ep)
+    _close(load_model_state(exp / "final.pt"), ep)
 
     # its resume state belongs to two ranks with two experts groups: plain resume is refused
     again = corpus.overrides(exp, "train.max_epoch=3", *NO_DROPOUT)

@@ -12,6 +12,7 @@ from tests.train.helpers import check, run_train
 from wenet_eff.config import load_config
 from wenet_eff.data.tokenizer import write_units
 from wenet_eff.train import checkpoint as ckpt
+from wenet_eff.weights import load_model_state
 
 RUN = ["train.max_epoch=3", "train.save_interval=3"]  # 4 updates per epoch
 
@@ -31,7 +32,7 @@ def test_experiment_directory(reference, corpus):
     units = sum(1 for line in corpus.units.read_text().splitlines() if line.strip())
     assert cfg.model.vocab_size == units and cfg.train.max_epoch == 3
     model = wenet_eff.build_model(cfg)
-    model.load_state_dict(ckpt.load_model_state(exp / "final.pt"), strict=True)
+    model.load_state_dict(load_model_state(exp / "final.pt"), strict=True)
     assert torch.equal(
         model.state_dict()["ctc.ctc_lo.weight"], torch.load(exp / "2.pt")["ctc.ctc_lo.weight"]
     )
@@ -70,8 +71,8 @@ def test_kill_9_mid_epoch_then_rerun_resumes_exactly(reference, corpus, tmp_path
         == 12
     )
     final, ref = (
-        ckpt.load_model_state(tmp_path / "final.pt"),
-        ckpt.load_model_state(ref_exp / "final.pt"),
+        load_model_state(tmp_path / "final.pt"),
+        load_model_state(ref_exp / "final.pt"),
     )
     assert all(torch.equal(final[k], ref[k]) for k in ref)  # bit-identical to the uninterrupted run
     assert (
@@ -111,7 +112,7 @@ def test_streaming_finetune_starts_from_a_full_context_checkpoint(reference, cor
     enc = cfg.model.encoder
     assert enc.use_dynamic_chunk and enc.causal and not enc.use_dynamic_left_chunk
     assert cfg.optim.scheduler == "cosine" and cfg.train.max_steps == 8
-    tuned = ckpt.load_model_state(tmp_path / "final.pt")
-    start = ckpt.load_model_state(base / "final.pt")
+    tuned = load_model_state(tmp_path / "final.pt")
+    start = load_model_state(base / "final.pt")
     assert tuned.keys() == start.keys()
     assert not torch.equal(tuned["ctc.ctc_lo.weight"], start["ctc.ctc_lo.weight"])

@@ -22,6 +22,7 @@ from wenet_eff.data.tokenizer import build_tokenizer
 from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train.dist import DistContext
 from wenet_eff.train.trainer import NothingTrained, Trainer, TrainingDiverged
+from wenet_eff.weights import load_model_state
 
 
 class MeanRegressor(nn.Module):
@@ -249,7 +250,7 @@ def test_real_model_checkpoints_and_tensorboard(corpus, tmp_path):
     trainer.fit()
     assert trainer.progress.step == 8  # 16 utterances in batches of 4, two epochs
     fresh = wenet_eff.build_model(cfg)
-    fresh.load_state_dict(ckpt.load_model_state(tmp_path / "final.pt"), strict=True)
+    fresh.load_state_dict(load_model_state(tmp_path / "final.pt"), strict=True)
     info = ckpt.read_info(tmp_path / "1.yaml")
     assert info["epoch"] == 1 and info["tag"] == "epoch" and info["step"] == 8
     assert {"lr", "cv_loss", "cv_loss_ctc", "cv_loss_att", "train_loss", "save_time"} <= info.keys()
@@ -306,7 +307,7 @@ def test_qat_model_with_norm_decay_trains_and_logs_its_loss(corpus, tmp_path, ca
     assert "train/loss_quant" in set(events.Tags()["scalars"])
     # the checkpoint decodes through the same config (quantizers rebuilt by build_model)
     model = wenet_eff.build_model(cfg)
-    model.load_state_dict(ckpt.load_model_state(tmp_path / "final.pt"), strict=True)
+    model.load_state_dict(load_model_state(tmp_path / "final.pt"), strict=True)
 
 
 def test_step_optimizer_switches_to_2_4_masks_and_logs_it(corpus, tmp_path, caplog):

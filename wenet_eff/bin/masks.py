@@ -94,7 +94,7 @@ def cmd_fold(args) -> dict:
 
 def cmd_apply(args) -> dict:
     from wenet_eff import build_model, load_config
-    from wenet_eff.train.checkpoint import load_weights
+    from wenet_eff.weights import load_weights
 
     cfg = load_config(args.config, args.override)
     model = build_model(cfg)

@@ -21,7 +21,7 @@ import torch
 from wenet_eff.config import apply_overrides, load_config, save_config
 from wenet_eff.model import build_model
 from wenet_eff.nn.moe import upcycle_state_dict
-from wenet_eff.train.checkpoint import load_weights
+from wenet_eff.weights import load_weights
 
 PARTS = {"both": ("encoder", "decoder"), "encoder": ("encoder",), "decoder": ("decoder",)}
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from wenet_eff import weights
 from wenet_eff.compress.layers import COMPRESSED_CLASSES, CompressedLayer
 from wenet_eff.compress.quant import WeightQuantizer
 from wenet_eff.compress.sparse import MagnitudePruner, NMSparsifier, ScoreRouter, build_sparsifier
 from wenet_eff.nn.linear import ROLES, weight_layers
-from wenet_eff.train import checkpoint
 
 __all__ = [
     "apply", "quant_layers", "sparse_layers", "regularization", "is_compressed", "is_quantized",
@@ -207,7 +207,7 @@ def load_weights(model: nn.Module, path, source: str, training: bool = False) ->
         ValueError: the checkpoint does not fit the model, or (not training) it has no
             magnitude-pruning mask for this config.
     """
-    missing = checkpoint.load_weights(model, path, source, optional=compression_keys(model))
+    missing = weights.load_weights(model, path, source, optional=compression_keys(model))
     pruned = [
         name
         for name, layer in sparse_layers(model)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from wenet_eff.train.checkpoint import list_checkpoints, load_model_state
+from wenet_eff.train.checkpoint import list_checkpoints
+from wenet_eff.weights import load_model_state
 
 
 def select_checkpoints(

@@ -15,7 +15,8 @@ Every file is written to a temporary name, fsynced and renamed into place, so a 
 power loss) leaves either the previous file or the complete new one. Only the newest
 checkpoint keeps its resume state (`.state.pt`, `deepspeed/NAME/`), since that is what
 resuming uses and optimizer state is twice the model's size; older ones keep `.pt` + `.yaml`
-for averaging.
+for averaging. Reading a weights file into a model is `wenet_eff.weights` (shared with
+compression and the command lines).
 """
 
 from __future__ import annotations
@@ -33,12 +34,10 @@ import numpy as np
 import torch
 import yaml
 
+from wenet_eff.weights import UnreadableCheckpoint, load_weights, read_checkpoint
+
 NAME_RE = re.compile(r"^(\d+|step_\d+)$")
 DEEPSPEED_DIR = "deepspeed"  # exp_dir/deepspeed/NAME: DeepSpeed's save_dir/tag
-
-
-class UnreadableCheckpoint(ValueError):
-    """A checkpoint file exists but cannot be loaded (truncated, corrupt, unreadable)."""
 
 
 def _sync(f: IO) -> None:
@@ -149,55 +148,10 @@ def set_aside_after(exp_dir: str | os.PathLike, name: str) -> list[str]:
     return newer
 
 
-def _torch_load(path: str | os.PathLike, weights_only: bool) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
-    # a damaged file fails in many ways (zip reader, unpickler, EOF, I/O): all mean "unreadable"
-    except Exception as exc:
-        raise UnreadableCheckpoint(
-            f"cannot read {path} ({type(exc).__name__}: {exc}): truncated, corrupt or unreadable"
-        ) from exc
-
-
-def load_model_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A model state_dict from `path` (tensors only); UnreadableCheckpoint when damaged."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return _torch_load(path, weights_only=True)
-
-
-def load_weights(
-    model: torch.nn.Module,
-    path: str | os.PathLike,
-    source: str,
-    optional: set[str] | frozenset[str] = frozenset(),
-    skip: Callable[[str], bool] | None = None,
-) -> set[str]:
-    """Load the state_dict at `path` into `model` (strict, except that the `optional` keys may
-    be missing, and that keys with `skip(key)` true are left out); `source` names it in
-    errors. Returns the optional keys that were missing."""
-    state = load_model_state(path)
-    if skip is not None:
-        state = {k: v for k, v in state.items() if not skip(k)}
-    try:  # shapes are still checked strictly; the key sets are compared below
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as exc:
-        raise ValueError(f"{source} {path} does not fit the model of this config: {exc}") from exc
-    required = sorted(set(result.missing_keys) - set(optional))
-    unexpected = sorted(result.unexpected_keys)
-    if required or unexpected:
-        raise ValueError(
-            f"{source} {path} does not fit the model of this config: {len(required)} missing "
-            f"keys {required[:5]}{' ...' * (len(required) > 5)}, {len(unexpected)} unexpected "
-            f"keys {unexpected[:5]}{' ...' * (len(unexpected) > 5)}"
-        )
-    return set(optional) & set(result.missing_keys)
-
-
 def load_train_state(path: str | os.PathLike) -> dict:
     """The resume state written by `write_checkpoint` (our own file: RNG states are pickled);
     UnreadableCheckpoint when damaged."""
-    return _torch_load(path, weights_only=False)
+    return read_checkpoint(path, weights_only=False)
 
 
 def other_ranks_experts(model: torch.nn.Module) -> Callable[[str], bool]:
