@@ -2,7 +2,8 @@
 test set and chunk size.
 
 Reads RUNTIME_DIR/<test_set>/chunk<N>/{wer,rtf.json} for each runtime directory, test set and
-chunk; writes OUT.md and OUT.json and prints the table. A missing file is an error naming it.
+chunk; writes OUT.md and OUT.json (with its provenance, for RESULTS.md) and prints the table.
+A missing file is an error naming it.
 
 Usage: runtime_table.py --test_sets "test test_real" --chunks "-1 16" --out exp/mini/runtime_table \
            exp/mini/runtime_fp32 exp/mini/runtime_int8
@@ -14,7 +15,9 @@ import argparse
 import json
 import os
 
+from wenet_eff.bench.common import write_json
 from wenet_eff.bench.results import parse_overall
+from wenet_eff.bench.sections import runtime_table
 
 
 def main() -> None:
@@ -46,22 +49,12 @@ def main() -> None:
                         "skipped": rtf["skipped"],
                     }
                 )
-    lines = [
-        "| model dir | test set | chunk (left) | WER % | RTF | threads | utterances |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        chunk = "full" if r["chunk"] < 0 else f"{r['chunk']} ({r['num_left_chunks']})"
-        lines.append(
-            f"| {r['runtime_dir']} | {r['test_set']} | {chunk} | {r['wer']:.2f} | "
-            f"{r['rtf']:.4f} | {r['threads']} | {r['utterances']} ({r['skipped']} skipped) |"
-        )
-    table = "\n".join(lines)
+    data = {"runtime_dirs": args.runtime_dirs, "runtime_rows": rows}
+    table = runtime_table(data)
     with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(table + "\n")
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=2)
-    print(table)
+        f.write(table)
+    write_json(data, args.out + ".json")
+    print(table, end="")
 
 
 if __name__ == "__main__":

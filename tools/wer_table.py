@@ -1,8 +1,9 @@
 """Collect the `Overall ->` lines of compute_wer.py outputs into a mode x test-set table.
 
 Reads EXP_DIR/<test_set>/<mode>/wer for every test set and mode; writes EXP_DIR/wer_table.md
-(a Markdown table of WER %) and EXP_DIR/wer_table.json (every count), and prints the table.
-A missing or unparsable wer file is an error naming it.
+(a Markdown table of WER %) and EXP_DIR/wer_table.json (every count, with its provenance for
+RESULTS.md: `python -m wenet_eff.bin.tables EXP_DIR --results_dir results`), and prints the
+table. A missing or unparsable wer file is an error naming it.
 
 Usage: wer_table.py --test_sets "test test_real" --modes "ctc_greedy_search attention" exp/mini
 """
@@ -10,29 +11,16 @@ Usage: wer_table.py --test_sets "test test_real" --modes "ctc_greedy_search atte
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 
+from wenet_eff.bench.common import write_json
 from wenet_eff.bench.results import parse_overall
+from wenet_eff.bench.sections import wer_table
 
 
 def mode_wers(result_dir: str, modes: list[str]) -> dict[str, float]:
     """{mode: WER %} from RESULT_DIR/<mode>/wer."""
     return {m: parse_overall(os.path.join(result_dir, m, "wer"))["wer"] for m in modes}
-
-
-def markdown_table(results: dict[str, dict[str, dict]], modes: list[str]) -> str:
-    """Rows: decoding modes; columns: test sets; cells: WER % with two decimals."""
-    sets = list(results)
-    lines = [
-        "| mode | " + " | ".join(f"{s} WER %" for s in sets) + " |",
-        "|---|" + "---:|" * len(sets),
-    ]
-    for mode in modes:
-        cells = " | ".join(f"{results[s][mode]['wer']:.2f}" for s in sets)
-        lines.append(f"| {mode} | {cells} |")
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -48,14 +36,12 @@ def main() -> None:
         }
         for test_set in args.test_sets.split()
     }
-    table = markdown_table(results, modes)
+    data = {"exp_dir": args.exp_dir, "results": results}
+    table = wer_table(data)
     with open(os.path.join(args.exp_dir, "wer_table.md"), "w", encoding="utf-8") as f:
         f.write(table)
-    with open(os.path.join(args.exp_dir, "wer_table.json"), "w", encoding="utf-8") as f:
-        json.dump({"exp_dir": args.exp_dir, "results": results}, f, indent=2)
-        f.write("\n")
+    write_json(data, os.path.join(args.exp_dir, "wer_table.json"))
     print(table, end="")
-    print(f"{args.exp_dir}/wer_table.md, wer_table.json written", file=sys.stderr)
 
 
 if __name__ == "__main__":

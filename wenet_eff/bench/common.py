@@ -1,10 +1,17 @@
-"""What every benchmark shares: the model arguments, building the model, the JSON record."""
+"""What every benchmark and results table shares: the model arguments, building the model,
+and the JSON record with its provenance (command, git commit, date, machine).
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import platform
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -12,7 +19,11 @@ from omegaconf import DictConfig
 
 from wenet_eff import compress
 from wenet_eff.config import load_config
+from wenet_eff.export.int8 import cpu_info
 from wenet_eff.model import ASRModel, build_model
+
+# the checkout wenet_eff runs from (a git work tree when installed editable)
+_REPO = Path(__file__).resolve().parents[2]
 
 
 def add_model_args(p: argparse.ArgumentParser, out: str) -> None:
@@ -50,7 +61,69 @@ def environment() -> dict:
     }
 
 
-def write_json(result: dict, out: str) -> None:
+def command_line() -> str:
+    """This process's command as it would be typed again: `python -m MODULE ARGS` for a module
+    run with -m, `python SCRIPT ARGS` for a script (its path as given)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    module = spec.name.removesuffix(".__main__") if spec is not None else ""
+    head = ["python", "-m", module] if module else ["python", sys.argv[0]]
+    return shlex.join(head + sys.argv[1:])
+
+
+def git_commit() -> tuple[str, bool]:
+    """(commit, uncommitted changes to tracked files) of the checkout wenet_eff runs from;
+    ("", False) when it is not a git work tree (an installed wheel)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(_REPO), *args], capture_output=True, text=True, check=True,
+            timeout=30,
+        ).stdout.strip()  # fmt: skip
+
+    if not (_REPO / ".git").exists():
+        return "", False
+    try:
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return "", False
+
+
+def isa_class(info: dict) -> str:
+    """The vector extensions that decide GEMM speeds, e.g. `AVX2`, `AVX-512 VNNI + AMX`."""
+    if info["avx512f"]:
+        vnni = " VNNI" if "avx512_vnni" in info["int8_dot"] else ""
+        return "AVX-512" + vnni + (" + AMX" if "amx_int8" in info["int8_dot"] else "")
+    if info["avx2"]:
+        return "AVX2" + (" + AVX-VNNI" if "avx_vnni" in info["int8_dot"] else "")
+    return f"{platform.machine()}, no AVX2"
+
+
+def provenance(threads: int | None = None) -> dict:
+    """Where a result comes from: this process's command, the git commit, the date (UTC), the
+    machine (CPU model, its vector extensions, cores) and `threads` where known."""
+    commit, dirty = git_commit()
+    info = cpu_info()
+    return {
+        "command": command_line(),
+        "commit": commit,
+        "dirty": dirty,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu": info["model"] or platform.processor() or platform.machine(),
+        "isa": isa_class(info),
+        "cores": os.cpu_count(),
+        "threads": threads,
+    }
+
+
+def write_json(result: dict, out: str) -> dict:
+    """Write `result` with its `provenance` (threads from the result's own `threads`), so
+    `python -m wenet_eff.bin.tables --results_dir` can keep it and render RESULTS.md from it.
+
+    Returns:
+        What was written: `result` and its provenance.
+    """
+    record = {**result, "provenance": provenance(result.get("threads"))}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    Path(out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+    return record

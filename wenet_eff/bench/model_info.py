@@ -15,7 +15,6 @@ For MoE models it also gives the parameters each rank holds under expert paralle
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from wenet_eff.bench.common import write_json
 from wenet_eff.config import load_config
 from wenet_eff.model import ASRModel, build_model
 from wenet_eff.nn.moe import moe_layers
@@ -153,8 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     info = model_info(args.config, vocab, args.seconds)
     print_info(info)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(info, indent=2))
+        write_json(info, args.json)
     return info
 
 

@@ -13,6 +13,10 @@ Per experiment directory (what `wenet_eff.bin.train` and the recipes' stages wri
 Benchmark JSON: `bin.benchmark runtime_rtf`, `decode_rtf` and `moe_rtf`.
 
 A missing file is a missing number; an unreadable one is reported on stderr and left out.
+
+Result JSON (what RESULTS.md is rendered from): every JSON that a table tool or a benchmark
+writes through `wenet_eff.bench.common.write_json`, recognised by its top-level keys
+(`RESULT_KINDS`) and carrying its `provenance` (`read_result` refuses one without).
 """
 
 from __future__ import annotations
@@ -31,6 +35,26 @@ _OVERALL = re.compile(
 )
 # moe_rtf's RTF keys other than streaming_chunk<N> (CTC greedy, chunk by chunk)
 _MOE_RTF_MODES = {"ctc_greedy": "ctc_greedy_search", "attention_rescoring": "attention_rescoring"}
+
+
+# kind: the top-level keys that tell it (the first kind whose keys are all present wins)
+RESULT_KINDS = {
+    "tables": {"model_table", "compression_table", "selection"},
+    "wer_table": {"exp_dir", "results"},
+    "runtime_table": {"runtime_rows"},
+    "compress_table": {"qat_rows", "modes"},
+    "sparse_table": {"sparse_rows", "modes"},
+    "adapt_table": {"adapt_rows", "modes"},
+    "runtime_rtf": {"rows", "ratios"},
+    "decode_rtf": {"results", "random_weights", "batch_size"},
+    "streaming_latency": {"results", "piece_ms"},
+    "moe_rtf": {"models", "dispatch"},
+    "compress_size": {"results", "vocab_size", "overrides"},
+    "monitor_overhead": {"overhead_by_interval"},
+    "train_throughput": {"frames_per_second"},
+    "model_info": {"breakdown", "flops_per_audio_second"},
+}
+PROVENANCE_KEYS = ("command", "commit", "dirty", "date", "cpu", "isa", "cores", "threads")
 
 
 def warn(message: str) -> None:
@@ -245,18 +269,51 @@ def collect_experiment(exp_dir: str, checkpoint: str = "") -> dict:
     }
 
 
+def result_kind(data) -> str | None:
+    """The kind of a result JSON's content (a key of RESULT_KINDS), None if none fits."""
+    if not isinstance(data, dict):
+        return None
+    return next((kind for kind, keys in RESULT_KINDS.items() if keys <= data.keys()), None)
+
+
+def read_result(path: str | os.PathLike) -> tuple[str, dict]:
+    """(kind, content) of a result JSON; a ValueError naming the file when it is not JSON, of
+    no known kind, or without its provenance (written before results recorded it)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable JSON file ({exc})") from exc
+    kind = result_kind(data)
+    if kind is None:
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(
+            f"{path}: not a result JSON of a known kind (top-level keys {keys}); the kinds are "
+            f"{', '.join(RESULT_KINDS)}"
+        )
+    prov = data.get("provenance")
+    missing = [k for k in PROVENANCE_KEYS if not isinstance(prov, dict) or k not in prov]
+    if missing:
+        raise ValueError(
+            f"{path}: a {kind} JSON without provenance ({', '.join(missing)} missing): its "
+            "figures cannot be cited; rerun the command that wrote it (its JSON writer records "
+            "the command, commit, date and machine)"
+        )
+    return kind, data
+
+
 def read_benchmark(path: str) -> list[dict]:
     """The RTF measurements (`measurement`) of a bin.benchmark JSON: runtime_rtf (per model,
     precision, chunk, engine), decode_rtf (per decoding mode) or moe_rtf (per model and mode)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     threads = data.get("threads")
-    if "rows" in data and "ratios" in data:  # runtime_rtf
+    kind = result_kind(data)
+    if kind == "runtime_rtf":
         return [
             measurement("runtime_rtf", r["engine"], path, r["model"], r["precision"], r["chunk"],
                         "attention_rescoring", r["rtf"], threads, wer=r["wer"])
             for r in data["rows"]
         ]  # fmt: skip
-    if "results" in data and "random_weights" in data:  # decode_rtf
+    if kind == "decode_rtf":
         return [
             measurement("decode_rtf", "eager", path, data["model"], "fp32", -1, r["stage"],
                         r["rtf"], threads, params=data["params"],
@@ -264,7 +321,7 @@ def read_benchmark(path: str) -> list[dict]:
             for r in data["results"]
             if r["stage"] in DECODE_METHODS
         ]  # fmt: skip
-    if "models" in data and "dispatch" in data:  # moe_rtf (random weights)
+    if kind == "moe_rtf":  # random weights
         out = []
         for m in data["models"]:
             for key, rtf in m["rtf"].items():

@@ -16,10 +16,10 @@ is a row of its own otherwise. Missing numbers are blank cells and no plot point
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from wenet_eff.bench.common import write_json
 from wenet_eff.bench.pareto import plot_tradeoff
 from wenet_eff.bench.results import collect_experiment, read_benchmark, warn
 
@@ -251,6 +251,18 @@ def plot_rows(rows: list[dict], test_set: str, sel: Selection, out_dir: Path) ->
     return fronts
 
 
+def tables_markdown(result: dict) -> str:
+    """The Markdown of a tables.json content: the model table and, when compressed runs were
+    given, the compression table over the test sets they were decoded on."""
+    sel = Selection(**result["selection"])
+    test_sets, comp = result["test_sets"], result["compression_table"]
+    markdown = "## Models\n\n" + model_table(result["model_table"], test_sets, sel)
+    if comp:
+        comp_sets = [t for t in test_sets if any(t in r["wer"] for r in comp)]
+        markdown += "\n## Compression\n\n" + compression_table(comp, comp_sets, sel)
+    return markdown
+
+
 def make_tables(
     exp_dirs: list[str],
     labels: dict[str, str],
@@ -264,7 +276,8 @@ def make_tables(
 
     Returns:
         The content of tables.json: the selection, the test-set columns, both tables' rows,
-        the Pareto fronts, every experiment's and benchmark's numbers, and the markdown.
+        the Pareto fronts, every experiment's and benchmark's numbers, the markdown and the
+        provenance.
     """
     experiments = [collect_experiment(d, checkpoint) for d in exp_dirs]
     benchmarks = [m for path in bench_files for m in read_benchmark(path)]
@@ -272,12 +285,9 @@ def make_tables(
     # top-level test sets first (test, test_real), then deeper ones (test/chunk16), as found
     test_sets = sel.test_sets or sorted(found, key=lambda t: (t.count("/"), found.index(t)))
     rows = model_rows(experiments, benchmarks, labels, sel)
-    markdown = "## Models\n\n" + model_table(rows, test_sets, sel)
     comp = []
     if any(e["compressed"] for e in experiments):
         comp = compression_rows(experiments, labels, sel, reference)
-        comp_sets = [t for t in test_sets if any(t in r["wer"] for r in comp)]
-        markdown += "\n## Compression\n\n" + compression_table(comp, comp_sets, sel)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fronts = {}
@@ -293,8 +303,7 @@ def make_tables(
         "pareto_front": fronts,
         "experiments": experiments,
         "benchmarks": benchmarks,
-        "markdown": markdown,
     }
-    (out / "tables.md").write_text(markdown, encoding="utf-8")
-    (out / "tables.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    return result
+    result["markdown"] = tables_markdown(result)
+    (out / "tables.md").write_text(result["markdown"], encoding="utf-8")
+    return write_json(result, str(out / "tables.json"))

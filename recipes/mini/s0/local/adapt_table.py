@@ -4,7 +4,8 @@ S3-Router masks (base + mask file) on the domain's test set, with the mask file'
 Reads DIR/domain_<voice>/test/<mode>/wer (the base model), DIR_adapt_<voice>_full/... (all
 weights fine-tuned), DIR_adapt_<voice>_router/... (the mask over the frozen base) and the
 router run's masks.pt.json (bin.masks save: bytes, kept fraction, ratio to its checkpoint);
-and DIR/adapt_mask_iou.json when there are two voices. Prints Markdown, writes JSON (--json).
+and DIR/adapt_mask_iou.json when there are two voices. Prints Markdown, writes JSON with its
+provenance (--json, for RESULTS.md).
 
 Usage: adapt_table.py --dir exp/mini --init_checkpoint exp/mini/avg_2.pt \
            --modes "ctc_greedy_search attention_rescoring" flite-awb espeak-en-gb-scotland-f5
@@ -17,6 +18,9 @@ import json
 import os
 
 from wer_table import mode_wers  # tools/ (path.sh puts it on PYTHONPATH)
+
+from wenet_eff.bench.common import write_json
+from wenet_eff.bench.sections import adapt_table
 
 
 def main() -> None:
@@ -45,28 +49,16 @@ def main() -> None:
                 name, mask["mask_bytes"]
             )
             rows.append({"voice": voice, "model": name, "wer": wer, "domain_bytes": per_domain})
-    header = " | ".join(f"{m} WER %" for m in modes)
-    print(f"| held-out voice | model | {header} | per-domain file | x smaller than checkpoint |")
-    print("|---|---|" + "---:|" * len(modes) + "---:|---:|")
-    for row in rows:
-        size = row["domain_bytes"]
-        ratio = f"{full_bytes / size:.1f}x" if size and size != full_bytes else "1x" if size else ""
-        shown = f"{size / 1e6:.2f} MB" if size >= 1e5 else (f"{size / 1e3:.1f} kB" if size else "-")
-        wers = " | ".join(f"{row['wer'][m]:.2f}" for m in modes)
-        print(f"| {row['voice']} | {row['model']} | {wers} | {shown} | {ratio} |")
     iou_path = os.path.join(args.dir, "adapt_mask_iou.json")
     iou = None
     if os.path.exists(iou_path):
         with open(iou_path, encoding="utf-8") as f:
             iou = json.load(f)["total"]
-        print(
-            f"\nMask similarity between the voices' masks: IoU of kept weights "
-            f"{iou['kept_iou']:.4f}, IoU of removed weights {iou['removed_iou']:.4f} "
-            f"(two independent random 10 % removals would give about 0.053)"
-        )
+    data = {"dir": args.dir, "modes": modes, "adapt_rows": rows, "mask_iou": iou,
+            "checkpoint_bytes": full_bytes}  # fmt: skip
+    print(adapt_table(data), end="")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"rows": rows, "mask_iou": iou, "checkpoint_bytes": full_bytes}, f, indent=2)
+        write_json(data, args.json)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,268 @@
+"""Markdown tables of the result JSON kinds, one renderer per kind.
+
+The tools that write a kind print its table with the same renderer (tools/wer_table.py,
+tools/runtime_table.py, the mini recipe's local/*_table.py), and RESULTS.md renders every
+kept JSON with it (`wenet_eff.bench.tables.results_markdown`), so a table reads the same
+wherever it appears and every figure comes from the JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+
+def md_table(header: Sequence[str], align: str, rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table; `align` has one letter per column: l(eft), r(ight) or c(entre)."""
+    rule = {"l": "---", "r": "---:", "c": ":-:"}
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule[a] for a in align) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _f(value, fmt: str) -> str:
+    return "" if value is None else format(value, fmt)
+
+
+def _chunk(chunk: int) -> str:
+    return "full" if chunk < 0 else str(chunk)
+
+
+def _rel(wer: float, base: float) -> str:
+    return f"{wer:.2f} ({100 * (wer / base - 1) if base else 0.0:+.1f} %)"
+
+
+def wer_table(data: dict) -> str:
+    """tools/wer_table.py: rows decoding modes, columns test sets, cells WER %."""
+    results = data["results"]
+    sets = list(results)
+    modes = list(dict.fromkeys(m for s in sets for m in results[s]))
+    rows = [[m, *(_f(results[s].get(m, {}).get("wer"), ".2f") for s in sets)] for m in modes]
+    return md_table(["mode", *(f"{s} WER %" for s in sets)], "l" + "r" * len(sets), rows)
+
+
+def runtime_table(data: dict) -> str:
+    """tools/runtime_table.py: decoder_main's WER and RTF per model dir, test set and chunk."""
+    rows = [
+        [r["runtime_dir"], r["test_set"],
+         "full" if r["chunk"] < 0 else f"{r['chunk']} ({r['num_left_chunks']})",
+         f"{r['wer']:.2f}", f"{r['rtf']:.4f}", r["threads"],
+         f"{r['utterances']} ({r['skipped']} skipped)"]
+        for r in data["runtime_rows"]
+    ]  # fmt: skip
+    header = ["model dir", "test set", "chunk (left)", "WER %", "RTF", "threads", "utterances"]
+    return md_table(header, "lllrrrr", rows)
+
+
+def compress_table(data: dict) -> str:
+    """The mini recipe's QAT table: packed size and WER relative to the float run (row 1)."""
+    rows, modes = data["qat_rows"], data["modes"]
+    base = rows[0]["wer"]
+    body = [
+        [r["exp"], r["quant"], f"{r['bytes'] / 1e6:.2f}", f"{r['ratio']:.2f}",
+         *(_rel(r["wer"][m], base[m]) for m in modes)]
+        for r in rows
+    ]  # fmt: skip
+    header = [
+        "experiment",
+        "weights",
+        "size MB",
+        "x smaller",
+        *(f"{m} WER % (rel.)" for m in modes),
+    ]
+    return md_table(header, "llrr" + "r" * len(modes), body)
+
+
+def sparse_table(data: dict) -> str:
+    """The mini recipe's sparsity table: zeros, N:M check, packed size, WER vs the control."""
+    rows, modes = data["sparse_rows"], data["modes"]
+    base = rows[0]["wer"]
+    body = []
+    for r in rows:
+        nm = "" if r["nm_ok"] is None else ("yes" if r["nm_ok"] else "NO")
+        method = r["method"] + (f", switch at update {r['switch']}" if r["switch"] else "")
+        packed = ""
+        if r.get("packed_bytes"):
+            packed = f"{r['packed_bytes'] / 1e6:.2f} ({r['packed_ratio']:.2f}x smaller)"
+        body.append([os.path.basename(r["exp"]), method, f"{r['sparsity']:.1%}", nm, packed,
+                     *(_rel(r["wer"][m], base[m]) for m in modes)])  # fmt: skip
+    header = ["experiment", "method", "zeros in masked layers", "N:M exact", "packed MB",
+              *(f"{m} WER % (rel.)" for m in modes)]  # fmt: skip
+    return md_table(header, "llrcr" + "r" * len(modes), body)
+
+
+def adapt_table(data: dict) -> str:
+    """The mini recipe's adaptation table: per held-out voice, base / fine-tuned / base + mask."""
+    full, modes = data["checkpoint_bytes"], data["modes"]
+    body = []
+    for r in data["adapt_rows"]:
+        size = r["domain_bytes"]
+        ratio = f"{full / size:.1f}x" if size and size != full else "1x" if size else ""
+        shown = f"{size / 1e6:.2f} MB" if size >= 1e5 else (f"{size / 1e3:.1f} kB" if size else "-")
+        body.append([r["voice"], r["model"], *(f"{r['wer'][m]:.2f}" for m in modes), shown, ratio])
+    header = ["held-out voice", "model", *(f"{m} WER %" for m in modes), "per-domain file",
+              "x smaller than checkpoint"]  # fmt: skip
+    text = md_table(header, "ll" + "r" * len(modes) + "rr", body)
+    if data["mask_iou"]:
+        iou = data["mask_iou"]
+        text += (
+            f"\nMask similarity between the voices' masks: IoU of kept weights "
+            f"{iou['kept_iou']:.4f}, IoU of removed weights {iou['removed_iou']:.4f} "
+            "(two independent random 10 % removals would give about 0.053)\n"
+        )
+    return text
+
+
+def compress_size(data: dict) -> str:
+    """bin.benchmark compress_size: float32 and packed bytes per model and config."""
+    body = []
+    for r in data["results"]:
+        mb = {
+            k: f"{r[k] / 1e6:.2f}" for k in ("float32_bytes", "packed_bytes", "edge_packed_bytes")
+        }
+        body.append(
+            [r["model"], r["compress"], f"{r['params'] / 1e6:.1f}", mb["float32_bytes"],
+             mb["packed_bytes"], f"{r['ratio']:.2f}", f"{r['without_edge_ratio']:.2f}",
+             f"{mb['edge_packed_bytes']} ({r['edge_bits']}-bit)", f"{r['main_bits_ratio']:.2f}"]
+        )  # fmt: skip
+    overrides = f", overrides {' '.join(data['overrides'])}" if data["overrides"] else ""
+    return (
+        f"Vocabulary {data['vocab_size']}{overrides}. Without edge: the model less the front-end "
+        "convolution, token embeddings and output layers (edge MB: their packed size); b-bit "
+        "layers: the layers at the config's main bit width alone.\n\n"
+    ) + md_table(
+        ["model", "config", "params M", "float32 MB", "packed MB", "x smaller", "without edge",
+         "edge MB", "b-bit layers alone"],
+        "llrrrrrrr", body,
+    )  # fmt: skip
+
+
+def model_info(data: dict) -> str:
+    """bin.model_info: parameters per module group, expert-parallel shares, FLOPs."""
+    p, f = data["params"], data["flops_per_audio_second"]
+    text = (
+        f"`{data['model']}`: {p['total']:,} parameters, {p['active']:,} active per frame, "
+        f"vocabulary {data['vocab_size']}, {data['moe_layers']} MoE layers; GFLOPs per second "
+        f"of audio: encoder {f['encoder'] / 1e9:.2f}, CTC {f['ctc'] / 1e9:.3f}.\n\n"
+    )
+    rows = [[g, f"{v['total']:,}", f"{v['active']:,}"] for g, v in data["breakdown"].items()]
+    text += md_table(["module", "total", "active"], "lrr", rows)
+    if data["expert_parallel"]:
+        rows = [
+            [r["size"], f"{r['params_per_rank']:,}", f"{r['train_bytes'] / 1e9:.2f}"]
+            for r in data["expert_parallel"]
+        ]
+        header = ["train.expert_parallel", "parameters per rank", "fp32 + Adam state GB"]
+        text += "\n" + md_table(header, "rrr", rows)
+    return text
+
+
+def moe_rtf(data: dict) -> str:
+    """bin.benchmark moe_rtf: RTF per model and decoding (ratio to the first model), dispatch."""
+    keys = list(data["models"][0]["rtf"])
+    body = [
+        [m["model"], f"{m['params']['total'] / 1e6:.1f}", f"{m['params']['active'] / 1e6:.1f}",
+         f"{m['gflops_per_audio_second']:.2f} ({m['flops_ratio']:.2f}x)",
+         *(f"{m['rtf'][k]:.4f} ({m['rtf_ratio'][k]:.2f}x)" for k in keys)]
+        for m in data["models"]
+    ]  # fmt: skip
+    text = (
+        f"Random weights, batch 1; fp32 GEMM peak {data['gemm_peak_gflops']:.0f} GFLOP/s, "
+        f"memory read {data['read_bandwidth_gb_s']:.1f} GB/s.\n\n"
+    ) + md_table(
+        ["model", "params M", "active M", "GFLOPs per audio s", *(f"{k} RTF" for k in keys)],
+        "lrrr" + "r" * len(keys), body,
+    )  # fmt: skip
+    rows = [
+        [f"{d['dim']} x {d['units']}", f"{d['ours_infer_s'] * 1e3:.2f}",
+         f"{d['scan_infer_s'] * 1e3:.2f}", f"{d['all_experts_infer_s'] * 1e3:.2f}",
+         f"{d['matmul_floor_s'] * 1e3:.2f}", f"{d['train_speedup']:.2f}"]
+        for d in data["dispatch"]
+    ]  # fmt: skip
+    header = ["MoE layer (dim x units)", "ours ms", "per-expert scan ms", "every expert ms",
+              "matmul floor ms", "training: scan / ours"]  # fmt: skip
+    return (
+        text
+        + "\nDispatch, one layer, inference unless stated:\n\n"
+        + md_table(header, "lrrrrr", rows)
+    )
+
+
+def decode_rtf(data: dict) -> str:
+    """bin.benchmark decode_rtf: seconds and RTF per decoding stage."""
+    rows = [[r["stage"], f"{r['seconds']:.3f}", f"{r['rtf']:.4f}"] for r in data["results"]]
+    weights = ", random weights" if data["random_weights"] else ""
+    return (
+        f"`{data['model']}` ({data['params']['total'] / 1e6:.1f}M parameters), batch "
+        f"{data['batch_size']} x {data['utterance_seconds']:g} s, beam {data['beam_size']}"
+        f"{weights}.\n\n"
+    ) + md_table(["stage", "seconds", "RTF"], "lrr", rows)
+
+
+def runtime_rtf(data: dict) -> str:
+    """bin.benchmark runtime_rtf: RTF and WER per model, precision, chunk and engine."""
+    engines = {
+        (r["model"], r["precision"], r["chunk"]): r
+        for r in data["ratios"]
+        if r["kind"] == "engines"
+    }
+    body = []
+    for r in data["rows"]:
+        key = (r["model"], r["precision"], r["chunk"])
+        ratio = engines.get(key, {}) if r["engine"] == "cpp" else {}
+        body.append(
+            [r["model"], r["precision"], _chunk(r["chunk"]), r["engine"], f"{r['rtf']:.4f}",
+             _f(r.get("encoder_rtf"), ".4f"), f"{r['wer']:.2f}", _f(r.get("identical"), ".0%"),
+             _f(ratio.get("cpp_over_eager"), ".2f"), _f(ratio.get("cpp_over_onnx"), ".2f")]
+        )  # fmt: skip
+    header = ["model", "precision", "chunk", "engine", "RTF", "encoder RTF", "WER %",
+              "identical to eager", "C++ / eager", "C++ / onnxruntime"]  # fmt: skip
+    return (
+        f"{data['utterances']} utterances ({data['audio_seconds']:.0f} s of audio), "
+        f"{data['mode']}, chunk {data['chunk_size']} with {data['num_left_chunks']} left chunks, "
+        f"fastest of {data['repeats']} passes.\n\n"
+    ) + md_table(header, "lllrrrrrrr", body)
+
+
+def streaming_latency(data: dict) -> str:
+    """bin.benchmark streaming_latency: compute per chunk, first-partial and final latency."""
+    body = []
+    for r in data["results"]:
+        first, final = r["first_partial_ms"], r["final_ms"]
+        compute = f"{r['chunk_compute_ms']['mean']:.1f}" if r["chunk"] > 0 else "-"
+        body.append([_chunk(r["chunk"]), _f(r["chunk_ms"], ".0f") or "-", compute,
+                     f"{first['p50']:.0f} / {first['p90']:.0f}",
+                     f"{final['p50']:.0f} / {final['p90']:.0f}", f"{r['rtf']:.4f}"])  # fmt: skip
+    weights = ", random weights" if data["random_weights"] else ""
+    header = ["chunk", "chunk ms", "compute per chunk ms", "first partial ms (p50 / p90)",
+              "final ms (p50 / p90)", "RTF"]  # fmt: skip
+    return (
+        f"`{data['model']}`, {data['utterances']} utterances from "
+        f"{data['data_list'] or 'noise'}, {data['piece_ms']} ms pieces, beam "
+        f"{data['beam_size']}{weights}.\n\n"
+    ) + md_table(header, "lrrrrr", body)
+
+
+def monitor_overhead(data: dict) -> str:
+    """bin.benchmark monitor_overhead: the stability monitor's cost per update interval."""
+    intervals = list(data["overhead_by_interval"])
+    row = [f"{data['seconds_plain_step']:.3f}", f"{data['seconds_monitored_step']:.3f}",
+           *(f"{data['overhead_by_interval'][k]:.2%}" for k in intervals)]  # fmt: skip
+    return (
+        f"`{data['model']}`, batch {data['batch_size']} x {data['frames']} frames, "
+        f"{data['monitored_layers']} weight layers and {data['attention_layers']} attention "
+        "layers monitored.\n\n"
+    ) + md_table(
+        ["plain step s", "monitored step s", *(f"overhead, every {k}" for k in intervals)],
+        "r" * (2 + len(intervals)), [row],
+    )  # fmt: skip
+
+
+def train_throughput(data: dict) -> str:
+    """bin.benchmark train_throughput: seconds per update and frames per second."""
+    row = [data["model"], f"{data['params']['total'] / 1e6:.1f}", data["dtype"],
+           f"{data['batch_size']} x {data['frames']}", f"{data['seconds_per_step']:.3f}",
+           f"{data['min_seconds_per_step']:.3f}", f"{data['frames_per_second']:.0f}"]  # fmt: skip
+    header = ["model", "params M", "dtype", "batch x frames", "s / update", "min s / update",
+              "frames / s"]  # fmt: skip
+    return md_table(header, "lrlrrrr", [row])
