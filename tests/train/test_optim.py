@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from wenet_eff.config import OptimConfig
-from wenet_eff.train.optim import build_optimizer, build_scheduler
+from wenet_eff.train.optim import StepAdam, build_optimizer, build_scheduler
 
 
 def optim_cfg(**kw):
@@ -73,3 +74,48 @@ def test_constant_after_warmup_and_unknown_names():
     assert lrs(optim_cfg(lr=1.0, warmup_steps=0, scheduler="constant"), 2) == [1, 1]
     with pytest.raises(ValueError, match="optim.scheduler"):
         lrs(optim_cfg(scheduler="step"), 1)
+
+
+def test_step_switch_statistic_summed_over_shards_is_the_whole_models():
+    # DeepSpeed ZeRO: each rank's STEP optimizer steps a shard of the parameters, and `reduce`
+    # sums the switch statistic over the shards (a collective: two threads at a barrier here)
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(64, generator=g) for _ in range(120)]
+
+    def step_adam(param: torch.nn.Parameter) -> StepAdam:
+        return StepAdam([param], lr=1e-3, betas=(0.9, 0.9), eps=1e-8, weight_decay=0.01,
+                        window=5, threshold=0.05, min_steps=10, max_steps=500)  # fmt: skip
+
+    whole = torch.nn.Parameter(torch.zeros(64))
+    reference = step_adam(whole)
+    for grad in grads:
+        whole.grad = grad.clone()
+        reference.step()
+    shards = [torch.nn.Parameter(torch.zeros(32)) for _ in range(2)]
+    optimizers = [step_adam(p) for p in shards]
+    barrier, posted = threading.Barrier(2, timeout=30), [[0.0, 0.0], [0.0, 0.0]]
+
+    def train_shard(i: int) -> None:
+        def reduce(values: list[float]) -> list[float]:
+            posted[i] = values
+            barrier.wait()
+            summed = [a + b for a, b in zip(*posted, strict=True)]
+            barrier.wait()  # both have read before either posts again
+            return summed
+
+        optimizers[i].reduce = reduce
+        for grad in grads:
+            shards[i].grad = grad[32 * i : 32 * (i + 1)].clone()
+            optimizers[i].step()
+
+    threads = [threading.Thread(target=train_shard, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    head = reference.param_groups[0]
+    assert 10 <= head["switch_step"] < len(grads)  # it switched, then learned masks
+    for opt in optimizers:
+        assert opt.param_groups[0]["switch_step"] == head["switch_step"]
+        assert opt.param_groups[0]["changes"] == pytest.approx(head["changes"], rel=1e-6)
+    torch.testing.assert_close(torch.cat([p.detach() for p in shards]), whole.detach())

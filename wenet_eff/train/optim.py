@@ -41,6 +41,10 @@ class StepAdam(torch.optim.Optimizer):
     over the last `window` updates is no longer `threshold` (relative) below its mean over the
     `window` before, or at `max_steps`. Phase, switch step and the r history live in
     `param_groups[0]`, so they are in the optimizer's state_dict and a resumed run goes on.
+
+    Where each rank steps its own shard of the parameters (DeepSpeed ZeRO), `reduce` sums the
+    two sums of r_t over the ranks (a collective in every precondition update), so r_t is the
+    whole model's on every rank and all of them switch at the same update.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class StepAdam(torch.optim.Optimizer):
         head = self.param_groups[0]
         head.update({"phase": "precondition", "updates": 0, "switch_step": 0, "changes": []})
         self.on_switch = None  # called with the update number when masks go on
+        self.reduce: Callable[[list[float]], list[float]] | None = None  # sums over shards
 
     @property
     def masking(self) -> bool:
@@ -105,9 +110,13 @@ class StepAdam(torch.optim.Optimizer):
                         total = total + old.abs().sum()
                     denom = v_hat.sqrt_().add_(group["eps"])
                 p.addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**n))
-        total = float(total)
-        if precondition and total > 0:
-            head["changes"] = (head["changes"] + [float(moved) / total])[-2 * self.window :]
+        if not precondition:
+            return loss
+        moved, total = float(moved), float(total)
+        if self.reduce is not None:
+            moved, total = self.reduce([moved, total])
+        if total > 0:
+            head["changes"] = (head["changes"] + [moved / total])[-2 * self.window :]
             if self._settled(t):
                 head["phase"], head["switch_step"] = "mask", t
                 if self.on_switch is not None:
