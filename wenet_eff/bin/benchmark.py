@@ -7,7 +7,9 @@
     python -m wenet_eff.bin.benchmark runtime_rtf \
         --model dense=exp/mini/train.yaml:exp/mini/avg_2.pt --data data/test/data.list
 
-Each benchmark prints a table and writes JSON (see `--help` of each).
+Each benchmark prints a table and writes JSON (see `--help` of each) with its provenance: this
+command, the git commit, the date and the machine (`wenet_eff.bench.common.write_json`), so
+`python -m wenet_eff.bin.tables --results_dir DIR --keep FILE.json` can keep it for RESULTS.md.
 """
 
 from __future__ import annotations
