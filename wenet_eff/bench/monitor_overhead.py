@@ -1,4 +1,4 @@
-"""Cost of the stability monitor (train.monitors.OutputNormMonitor) per training step.
+"""Cost of the stability monitor (train.stability.OutputNormMonitor) per training step.
 
     python -m wenet_eff.bench.monitor_overhead --model mini --threads 2
 
@@ -17,7 +17,7 @@ import time
 
 from wenet_eff.bench.common import add_model_args, build_bench_model, environment, write_json
 from wenet_eff.bench.train_throughput import make_step
-from wenet_eff.train.monitors import OutputNormMonitor
+from wenet_eff.train.stability import OutputNormMonitor
 
 INTERVALS = (1, 10, 50, 100)
 

@@ -1,3 +1,4 @@
 """Training: the loop (trainer), optimizers and schedules (optim), checkpoints and resuming
-(checkpoint), model averaging (average), validation (validate), reporting (monitor), and
-DDP / DeepSpeed setup (dist)."""
+(checkpoint), model averaging (average), validation (validate), what training reports
+(reporting), stability instruments and the divergence guard (stability), and DDP / DeepSpeed
+setup (dist)."""

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train.dist import DistContext
-from wenet_eff.train.monitor import LossMeter
+from wenet_eff.train.reporting import LossMeter
 
 logger = logging.getLogger("wenet_eff.train")
 

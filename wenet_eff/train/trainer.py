@@ -15,7 +15,7 @@ utterance skipped by the data pipeline: wrong units.txt, text normalisation, aud
 stops training with the skip counts. Epochs whose windows were all non-finite are left to
 `train.max_nan_steps`.
 
-Stability (see monitors.py): every `train.monitor_interval` updates the output RMS of every
+Stability (see stability.py): every `train.monitor_interval` updates the output RMS of every
 weight layer and the max attention logit go to TensorBoard (`stability/...`). With
 `train.guard.enabled`, a divergence (loss spikes in a row, or a runaway output RMS) rolls the
 run back to the newest checkpoint from before it with the learning rate lowered
@@ -50,10 +50,10 @@ from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train import resume
 from wenet_eff.train.dist import DistContext, deepspeed_initialize
 from wenet_eff.train.expert_parallel import ExpertParallel, dummy_batch
-from wenet_eff.train.monitor import LOSS_KEYS, LossMeter, Monitor, format_skips, loss_values
-from wenet_eff.train.monitors import DivergenceGuard, OutputNormMonitor, Verdict, max_linear_rms
 from wenet_eff.train.optim import StepAdam, build_optimizer, build_scheduler, scale_lr
+from wenet_eff.train.reporting import LOSS_KEYS, LossMeter, Reporter, format_skips, loss_values
 from wenet_eff.train.resume import EpochState, Progress
+from wenet_eff.train.stability import DivergenceGuard, OutputNormMonitor, Verdict, max_linear_rms
 from wenet_eff.train.validate import batch_forward, cv_losses
 
 logger = logging.getLogger("wenet_eff.train")
@@ -176,7 +176,7 @@ class Trainer:
             self.engine = self.model
         if resume_from:
             self._resume(resume_from, saved)
-        self.monitor = Monitor(self.exp_dir, ctx, self.progress.step + 1 if resume_from else None)
+        self.monitor = Reporter(self.exp_dir, ctx, self.progress.step + 1 if resume_from else None)
         if isinstance(self.optimizer, StepAdam):  # N:M masks go on when STEP switches phase
             compress.set_masking(self.model, self.optimizer.masking)
             self.optimizer.on_switch = self._step_switched
@@ -426,7 +426,7 @@ class Trainer:
         self.window, self.window_bad, self.window_loss = 0, False, [0.0, 0.0]
         self.guard.reset_run()
         self.monitor.close()
-        self.monitor = Monitor(self.exp_dir, self.ctx, self.progress.step + 1)
+        self.monitor = Reporter(self.exp_dir, self.ctx, self.progress.step + 1)
         self.monitor.scalars(
             "train", {"rollback": float(verdict.first_bad_update)}, self.progress.step
         )

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 import torch
 
 from wenet_eff.train.dist import DistContext
-from wenet_eff.train.monitor import LossMeter, loss_values
+from wenet_eff.train.reporting import LossMeter, loss_values
 
 logger = logging.getLogger("wenet_eff.train")
 

@@ -80,10 +80,16 @@ def format_skips(skipped: Counter) -> str:
     return f"{sum(dropped.values())} utterances: {reasons}" + (f" (kept: {kept})" if kept else "")
 
 
-class Monitor:
+class Reporter:
     """Rank 0's reporting: logging, TensorBoard under `exp_dir/tensorboard`, a tqdm bar.
 
-    Other ranks get a Monitor that does nothing, so the trainer calls it unconditionally.
+    Other ranks get a Reporter that does nothing, so the trainer calls it unconditionally.
+
+    Args:
+        exp_dir: the experiment directory.
+        ctx: this process's rank.
+        purge_step: TensorBoard drops the events from this step on (a resumed or rolled-back
+            run rewrites them), or None.
     """
 
     def __init__(self, exp_dir: Path, ctx: DistContext, purge_step: int | None) -> None:

@@ -18,7 +18,7 @@ from wenet_eff.config import GuardConfig, StabilityConfig
 from wenet_eff.nn.attention import MultiHeadedAttention
 from wenet_eff.nn.linear import linear
 from wenet_eff.train import checkpoint as ckpt
-from wenet_eff.train.monitors import DivergenceGuard, OutputNormMonitor
+from wenet_eff.train.stability import DivergenceGuard, OutputNormMonitor
 from wenet_eff.train.trainer import TrainingDiverged
 
 
