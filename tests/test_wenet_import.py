@@ -98,7 +98,7 @@ def test_wenet_checkpoint_loads_strictly_and_decodes(wenet_exp):
     cfg = wenet_eff.load_config(wenet_exp / "train.yaml")
     source = wenet_eff.build_model(cfg)
     torch.save(source.state_dict(), wenet_exp / "final.pt")
-    from wenet_eff.bin.recognize import load_model
+    from wenet_eff.model import load_model
 
     _, model = load_model(str(wenet_exp / "train.yaml"), str(wenet_exp / "final.pt"), [])
     speech = torch.randn(1, 120, 80)

@@ -1,15 +1,28 @@
 """The U2++ ASR model: Conformer encoder, CTC head and bidirectional attention decoder.
 
 One class serves training (`forward` -> losses), Python decoding (`decode`) and export.
+`build_model(cfg)` builds it from a config; `load_model(config, checkpoint)` from an
+experiment's `train.yaml` and a checkpoint (or a packed model), as decoding, export, packing
+and the benchmarks do.
 """
 
 from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
+from wenet_eff import compress
+from wenet_eff.compress.masks import apply_masks, load_masks
+from wenet_eff.compress.pack import is_packed, read_packed, unpack_into
+from wenet_eff.config import load_config, merge_checked, resolve_vocab_size, schema
 from wenet_eff.data.batching import IGNORE_ID
+from wenet_eff.data.cmvn import load_cmvn
+from wenet_eff.decode.search import decode_batch
 from wenet_eff.nn.cmvn import GlobalCMVN
 from wenet_eff.nn.ctc import CTC
 from wenet_eff.nn.decoder import BiTransformerDecoder
@@ -127,9 +140,7 @@ class ASRModel(nn.Module):
             out["loss_moe"] = aux
             out["loss"] = out["loss"] + aux
         if self.quant_norm_decay:
-            from wenet_eff.compress import regularization
-
-            reg = regularization(self)
+            reg = compress.regularization(self)
             if reg is not None:
                 out["loss_quant"] = reg
                 out["loss"] = out["loss"] + reg
@@ -191,8 +202,6 @@ class ASRModel(nn.Module):
         Returns:
             {method: [Hypothesis per utterance]} (see wenet_eff.decode.search.Hypothesis).
         """
-        from wenet_eff.decode.search import decode_batch
-
         unknown = [m for m in methods if m not in DECODE_METHODS]
         if unknown:
             raise ValueError(f"unknown decode mode(s) {unknown}; choose from {DECODE_METHODS}")
@@ -235,14 +244,10 @@ def build_model(cfg: DictConfig) -> ASRModel:
     Global CMVN statistics are read from `cfg.cmvn.file` when set; the buffers exist either way
     only when a file is given, as in WeNet.
     """
-    from wenet_eff.config import resolve_vocab_size
-
     vocab_size = resolve_vocab_size(cfg)
     mcfg = cfg.model
     global_cmvn = None
     if cfg.cmvn.file:
-        from wenet_eff.data.cmvn import load_cmvn
-
         mean, istd = load_cmvn(cfg.cmvn.file)
         if mean.numel() != mcfg.input_dim:
             raise ValueError(
@@ -272,8 +277,50 @@ def build_model(cfg: DictConfig) -> ASRModel:
     for _, layer in moe_layers(model):
         layer.capacity_factor = mcfg.moe.capacity_factor
     if "compress" in cfg:
-        from wenet_eff import compress
-
         compress.apply(model, cfg)
         model.quant_norm_decay = cfg.compress.quant.enabled and cfg.compress.quant.norm_decay > 0
     return model
+
+
+def load_model(
+    config: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    overrides: Sequence[str] = (),
+    masks: str = "",
+) -> tuple[DictConfig, ASRModel]:
+    """(cfg, model in eval mode) from a config and a state_dict checkpoint (strict), or from a
+    packed model (`bin.pack` output: its own config; `config` is then not read).
+
+    Args:
+        config: a `train.yaml` (ours or WeNet's) or a packaged config name (`load_config`).
+        checkpoint: `N.pt` / `final.pt` / `avg_K.pt`, or a packed file.
+        overrides: `load_config` overrides (`compress=qat_int4` on a float checkpoint: PTQ).
+        masks: a mask file multiplied into the checkpoint's weights (a shared base model plus
+            one mask per domain, S3-Router).
+    """
+    if is_packed(checkpoint):
+        if overrides or masks:
+            raise ValueError(
+                f"--override and --masks do not apply to a packed model ({checkpoint})"
+            )
+        return load_packed(checkpoint)
+    cfg = load_config(config, list(overrides))
+    model = build_model(cfg)
+    if compress.load_weights(model, checkpoint, "--checkpoint"):
+        logging.info(
+            "%s: float weights, quantizer/sparsity state derived from them (post-training)",
+            checkpoint,
+        )
+    if masks:
+        apply_masks(model, load_masks(masks)[0], masks)
+    return cfg, model.eval()
+
+
+def load_packed(path: str | os.PathLike) -> tuple[DictConfig, ASRModel]:
+    """(cfg, model in eval mode) serving the stored integers of a packed file (`bin.pack`)."""
+    packed = read_packed(path)
+    cfg = merge_checked(schema(), packed["config"], str(path))
+    cfg.cmvn.file = ""  # the statistics are in the file
+    model = build_model(cfg)
+    unpack_into(model, packed, path)
+    return cfg, model.eval()

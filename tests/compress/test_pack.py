@@ -11,8 +11,9 @@ import wenet_eff
 from tests.tiny import TINY
 from wenet_eff import compress
 from wenet_eff.bin import pack as pack_cli
-from wenet_eff.compress.pack import load_packed, pack_bits, save_packed, unpack_bits
+from wenet_eff.compress.pack import pack_bits, save_packed, unpack_bits
 from wenet_eff.config import save_config
+from wenet_eff.model import load_packed
 
 MOE = ["model/ffn=moe", "model.encoder.n_expert=4", "model.decoder.n_expert=4"]
 

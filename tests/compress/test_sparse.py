@@ -243,7 +243,8 @@ def test_mask_iou_of_kept_and_removed_weights():
 
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_int4_on_2_4_keeps_zeros_and_packs_exactly(tmp_path, symmetric):
-    from wenet_eff.compress.pack import load_packed, save_packed
+    from wenet_eff.compress.pack import save_packed
+    from wenet_eff.model import load_packed
 
     cfg = wenet_eff.load_config(
         "mini", [*TINY, "compress=int4_sparse_2_4", f"compress.quant.symmetric={symmetric}"]

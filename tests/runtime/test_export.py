@@ -142,7 +142,7 @@ def test_full_encoder_and_rescoring_decoder_equal_the_model(overrides):
 
 def test_exported_graphs_equal_pytorch(dense_fp32, dense_exp):
     """Every .pt2 (AOTInductor) and .onnx (onnxruntime) graph against the PyTorch modules."""
-    from wenet_eff.bin.recognize import load_model
+    from wenet_eff.model import load_model
 
     meta = json.loads((dense_fp32 / "meta.json").read_text())
     assert set(meta["files"]) == {f"{p}.{f}" for p in ("encoder_chunk", "encoder_full", "decoder")
@@ -160,7 +160,7 @@ def test_exported_graphs_equal_pytorch(dense_fp32, dense_exp):
 def test_int8_export(dense_int8, dense_exp):
     """int8 .pt2 graphs run the int8 modules (a flipped rounding may move an output by a
     quantization step, so the bound is loose) and stay near the float model."""
-    from wenet_eff.bin.recognize import load_model
+    from wenet_eff.model import load_model
 
     meta = json.loads((dense_int8 / "meta.json").read_text())
     assert meta["int8"] and meta["int8_layers"]["int8"] > 0
@@ -219,7 +219,7 @@ def test_moe_export_graph(tmp_path):
     out = export(exp, "rt", "--formats", "pt2", "onnx", "--pieces", "encoder_chunk", "--jobs", "2")
     meta = json.loads((out / "meta.json").read_text())
     assert meta["moe"]
-    from wenet_eff.bin.recognize import load_model
+    from wenet_eff.model import load_model
 
     _, model = load_model(str(exp / "train.yaml"), str(exp / "model.pt"), [])
     assert any(isinstance(m, MoEFFNLayer) for m in model.modules())

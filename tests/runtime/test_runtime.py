@@ -88,10 +88,10 @@ def test_ctc_prefix_beam_search_equals_python(runtime):
 
 def _eager_texts(exp: Path, wavs, chunk: int, mode: str, left: int = 2) -> list[str]:
     from wenet_eff.decode.streaming import StreamingSession
+    from wenet_eff.model import load_model
 
-    session = StreamingSession.from_checkpoint(
-        str(exp / "train.yaml"), str(exp / "model.pt"), chunk_size=chunk, num_left_chunks=left
-    )
+    cfg, model = load_model(exp / "train.yaml", exp / "model.pt")
+    session = StreamingSession.from_config(cfg, model, chunk_size=chunk, num_left_chunks=left)
     texts = []
     for wav in wavs:
         session.reset()

@@ -137,13 +137,14 @@ def _eager_decoder(model, tokenizer, chunk: int, left: int, args, data_cfg):
 
 
 def run(args: argparse.Namespace) -> dict:
-    from wenet_eff.bin.recognize import load_model
+    from wenet_eff.config import load_config
     from wenet_eff.data.tokenizer import build_tokenizer
     from wenet_eff.export.cpp import load_runtime
     from wenet_eff.export.int8 import quantize_int8
     from wenet_eff.export.modules import prepare_for_export
     from wenet_eff.export.onnx_runtime import OnnxDecoder
     from wenet_eff.export.package import export_model
+    from wenet_eff.model import build_model, load_model
 
     torch.set_num_threads(args.threads)
     rt = load_runtime()
@@ -163,12 +164,9 @@ def run(args: argparse.Namespace) -> dict:
         name, paths = spec.split("=", 1)
         config, checkpoint = paths.split(":", 1)
         if checkpoint == "random":  # speed only: the config's model with seeded weights
-            import wenet_eff
-            from wenet_eff.config import load_config
-
             cfg = load_config(config, args.override)
             torch.manual_seed(0)
-            model = wenet_eff.build_model(cfg).eval()
+            model = build_model(cfg).eval()
         else:
             cfg, model = load_model(config, checkpoint, args.override)
         tokenizer = build_tokenizer(cfg.tokenizer)

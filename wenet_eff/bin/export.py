@@ -24,8 +24,8 @@ import json
 import logging
 import warnings
 
-from wenet_eff.bin.recognize import load_model
 from wenet_eff.export.package import PIECES, export_model
+from wenet_eff.model import load_model
 
 
 def get_parser() -> argparse.ArgumentParser:

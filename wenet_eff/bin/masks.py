@@ -35,11 +35,12 @@ from wenet_eff.compress.masks import (
     save_masks,
     sparsity_report,
 )  # fmt: skip
+from wenet_eff.config import load_config
+from wenet_eff.model import build_model, load_model
+from wenet_eff.weights import load_weights
 
 
 def _load(args):
-    from wenet_eff.bin.recognize import load_model
-
     cfg, model = load_model(args.config, args.checkpoint, args.override)
     if not sparse_layers(model):
         raise SystemExit(f"{args.config}: no sparsity configured (compress.sparsity.enabled)")
@@ -93,9 +94,6 @@ def cmd_fold(args) -> dict:
 
 
 def cmd_apply(args) -> dict:
-    from wenet_eff import build_model, load_config
-    from wenet_eff.weights import load_weights
-
     cfg = load_config(args.config, args.override)
     model = build_model(cfg)
     load_weights(model, args.base, "--base")

@@ -6,7 +6,7 @@
 The config must be the QAT experiment's (its `compress` section says how each layer is
 quantized). Writes the packed file, `<out>.size.json`, and prints bytes per layer group
 (float32 vs packed) and for the whole model. Load it with
-`wenet_eff.compress.pack.load_packed(path)`.
+`wenet_eff.model.load_packed(path)`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
-from wenet_eff.bin.recognize import load_model
 from wenet_eff.compress import is_quantized
 from wenet_eff.compress.pack import format_report, save_packed
+from wenet_eff.model import load_model
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -18,10 +18,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from wenet_eff import compress
-from wenet_eff.config import load_config
 from wenet_eff.data.batching import INFORMATIONAL_REASONS
-from wenet_eff.model import DECODE_METHODS, build_model
+from wenet_eff.model import DECODE_METHODS, load_model
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -62,33 +60,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--override", nargs="*", default=[], help="config overrides key=value")
     return p
-
-
-def load_model(config: str, checkpoint: str, overrides: list[str], masks: str = ""):
-    """(cfg, model in eval mode) from a config and a state_dict checkpoint (strict), or from a
-    packed model (`bin.pack` output: its own config; `config` is then only checked to exist).
-    `masks`: a mask file multiplied into the checkpoint's weights (a shared base model plus
-    one mask per domain, S3-Router)."""
-    from wenet_eff.compress.pack import is_packed, load_packed
-
-    if is_packed(checkpoint):
-        if overrides or masks:
-            raise ValueError(
-                f"--override and --masks do not apply to a packed model ({checkpoint})"
-            )
-        return load_packed(checkpoint)
-    cfg = load_config(config, overrides)
-    model = build_model(cfg)
-    if compress.load_weights(model, checkpoint, "--checkpoint"):
-        logging.info(
-            "%s: float weights, quantizer/sparsity state derived from them (post-training)",
-            checkpoint,
-        )
-    if masks:
-        from wenet_eff.compress.masks import apply_masks, load_masks
-
-        apply_masks(model, load_masks(masks)[0], masks)
-    return cfg, model.eval()
 
 
 def main(argv: list[str] | None = None) -> dict:

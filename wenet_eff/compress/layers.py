@@ -32,7 +32,7 @@ class CompressedLayer:
     def effective_weight(self) -> torch.Tensor:
         """The weight the forward uses (see the module docstring)."""
         if self.packed is not None:
-            return self.weight  # the dequantized stored integers (compress.pack.load_packed)
+            return self.weight  # the dequantized stored integers (compress.pack.unpack_into)
         w = self.masked_weight()
         return w if self.weight_quantizer is None else self.weight_quantizer(w)
 

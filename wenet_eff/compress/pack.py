@@ -14,8 +14,9 @@ Sparsity masks are folded in (the stored integers of a masked weight are zero wh
 zero; a masked float layer stores its masked weight), and the stored config has
 `compress.sparsity.enabled: false`.
 
-`load_packed` rebuilds the model and serves the stored integers: its outputs equal the QAT
-model's eval forward bit for bit (tests check).
+`wenet_eff.model.load_packed` rebuilds the model from the stored config and serves the stored
+integers (`unpack_into`): its outputs equal the QAT model's eval forward bit for bit (tests
+check).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from omegaconf import OmegaConf
 from wenet_eff.compress import STATE_KEYS, quant_layers, sparse_layers
 from wenet_eff.compress.quant import qrange
 from wenet_eff.compress.sparse import NMSparsifier
+from wenet_eff.nn.cmvn import GlobalCMVN
 
 FORMAT = "wenet_eff.packed/1"
 # buffers the model computes from its config (sinusoidal positional tables): not stored
@@ -179,17 +181,18 @@ def is_packed(path: str | os.PathLike) -> bool:
     return isinstance(content, dict) and content.get("format") == FORMAT
 
 
-def load_packed(path: str | os.PathLike):
-    """(cfg, model in eval mode) serving the stored integers of a packed file."""
-    import wenet_eff
-    from wenet_eff.nn.cmvn import GlobalCMVN
-
+def read_packed(path: str | os.PathLike) -> dict:
+    """The content of a packed file (`format`, `config`, `layers`, `float`); the model is built
+    from its `config` (`wenet_eff.model.load_packed`) and then filled by `unpack_into`."""
     packed = torch.load(path, map_location="cpu", weights_only=True)
     if packed.get("format") != FORMAT:
         raise ValueError(f"{path}: not a packed model (format {packed.get('format')!r})")
-    cfg = OmegaConf.merge(wenet_eff.config.schema(), packed["config"])
-    cfg.cmvn.file = ""  # the statistics are in the file
-    model = wenet_eff.build_model(cfg)
+    return packed
+
+
+def unpack_into(model: torch.nn.Module, packed: dict, path: str | os.PathLike) -> None:
+    """Fill `model` (built from the packed config, without CMVN statistics) with the stored
+    integers and float tensors of `packed` (read from `path`, named in errors)."""
     floats = packed["float"]
     if "encoder.global_cmvn.mean" in floats:
         model.encoder.global_cmvn = GlobalCMVN(
@@ -209,7 +212,6 @@ def load_packed(path: str | os.PathLike):
     if missing:
         raise ValueError(f"{path}: missing tensors {missing[:5]}")
     model.load_state_dict({**state, **floats}, strict=True)
-    return cfg, model.eval()
 
 
 def _is_packed_key(key: str, layers: dict) -> bool:

@@ -2,9 +2,10 @@
 complete, finalize with attention rescoring, detect the end of an utterance by trailing silence.
 
     from wenet_eff.decode.streaming import StreamingSession
+    from wenet_eff.model import load_model
 
-    session = StreamingSession.from_checkpoint("exp/mini_streaming/train.yaml",
-                                               "exp/mini_streaming/avg_2.pt", chunk_size=16)
+    cfg, model = load_model("exp/mini_streaming/train.yaml", "exp/mini_streaming/avg_2.pt")
+    session = StreamingSession.from_config(cfg, model, chunk_size=16)
     for piece in pieces_of_100ms:                  # float32 samples in [-1, 1] (or int16)
         result = session.accept_waveform(piece)
         print(result.text)                      # partial: CTC prefix beam search so far
@@ -28,8 +29,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from wenet_eff.data.features import INT16_SCALE, fbank_extractor, read_frames
+from wenet_eff.data.tokenizer import build_tokenizer
 from wenet_eff.decode.attention import attention_rescoring
 from wenet_eff.decode.ctc import CtcPrefixBeam, Hypothesis
 
@@ -148,13 +151,9 @@ class StreamingSession:
         self.reset()
 
     @classmethod
-    def from_checkpoint(cls, config: str, checkpoint: str, **kwargs) -> StreamingSession:
-        """A session for an experiment's `train.yaml` and checkpoint (tokenizer and feature
-        settings from the config); kwargs as the constructor's."""
-        from wenet_eff.bin.recognize import load_model
-        from wenet_eff.data.tokenizer import build_tokenizer
-
-        cfg, model = load_model(config, checkpoint, [])
+    def from_config(cls, cfg: DictConfig, model: torch.nn.Module, **kwargs) -> StreamingSession:
+        """A session for `model` with the tokenizer and feature settings of its experiment
+        config `cfg` (what `wenet_eff.model.load_model` returns); kwargs as the constructor's."""
         data = cfg.data
         kwargs.setdefault("sample_rate", data.sample_rate)
         kwargs.setdefault("num_mel_bins", data.num_mel_bins)
