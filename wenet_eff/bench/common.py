@@ -116,14 +116,11 @@ def provenance(threads: int | None = None) -> dict:
 
 
 def write_json(result: dict, out: str) -> dict:
-    """Write `result` with its `provenance` (threads from the result's own `threads`), so
-    `python -m wenet_eff.bin.tables --results_dir` can keep it and render RESULTS.md from it.
-
-    Returns:
-        What was written: `result` and its provenance.
-    """
-    record = {**result, "provenance": provenance(result.get("threads"))}
+    """Add its `provenance` to `result` (in place; threads from the result's own `threads`)
+    and write it, so `python -m wenet_eff.bin.tables --results_dir` can keep it and render
+    RESULTS.md from it. Returns `result`, as written."""
+    result["provenance"] = provenance(result.get("threads"))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    Path(out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {out}", file=sys.stderr)
-    return record
+    return result
