@@ -1,9 +1,10 @@
 """Markdown tables of the result JSON kinds, one renderer per kind.
 
 The tools that write a kind print its table with the same renderer (tools/wer_table.py,
-tools/runtime_table.py, the mini recipe's local/*_table.py), and RESULTS.md renders every
-kept JSON with it (`wenet_eff.bench.tables.results_markdown`), so a table reads the same
-wherever it appears and every figure comes from the JSON.
+tools/runtime_table.py, tools/compress_table.py, tools/sparse_table.py, the mini recipe's
+local/adapt_table.py), and RESULTS.md renders every kept JSON with it
+(`wenet_eff.bench.results_md`), so a table reads the same wherever it appears and every figure
+comes from the JSON.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def runtime_table(data: dict) -> str:
 
 
 def compress_table(data: dict) -> str:
-    """The mini recipe's QAT table: packed size and WER relative to the float run (row 1)."""
+    """tools/compress_table.py: QAT runs' packed size and WER relative to the float run (row 1)."""
     rows, modes = data["qat_rows"], data["modes"]
     base = rows[0]["wer"]
     body = [
@@ -74,7 +75,7 @@ def compress_table(data: dict) -> str:
 
 
 def sparse_table(data: dict) -> str:
-    """The mini recipe's sparsity table: zeros, N:M check, packed size, WER vs the control."""
+    """tools/sparse_table.py: zeros, N:M check, packed size, WER relative to the control (row 1)."""
     rows, modes = data["sparse_rows"], data["modes"]
     base = rows[0]["wer"]
     body = []
@@ -92,7 +93,7 @@ def sparse_table(data: dict) -> str:
 
 
 def adapt_table(data: dict) -> str:
-    """The mini recipe's adaptation table: per held-out voice, base / fine-tuned / base + mask."""
+    """local/adapt_table.py (mini): per held-out voice, base / fine-tuned / base + mask."""
     full, modes = data["checkpoint_bytes"], data["modes"]
     body = []
     for r in data["adapt_rows"]:
