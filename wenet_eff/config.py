@@ -16,84 +16,16 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
+from wenet_eff.compress import CompressConfig
+from wenet_eff.data.cmvn import CmvnConfig
+from wenet_eff.data.dataset import DataConfig
+from wenet_eff.data.tokenizer import TokenizerConfig
+from wenet_eff.nn.attention import StabilityConfig
+from wenet_eff.nn.decoder import DecoderConfig
+from wenet_eff.nn.encoder import EncoderConfig
+from wenet_eff.nn.moe import MoEConfig
+
 CONF_DIR = Path(__file__).resolve().parent / "conf"
-
-
-@dataclass
-class EncoderConfig:
-    """Conformer encoder. Names follow WeNet's `encoder_conf`."""
-
-    output_size: int = 256
-    attention_heads: int = 4
-    linear_units: int = 2048
-    num_blocks: int = 12
-    dropout_rate: float = 0.1
-    positional_dropout_rate: float = 0.1
-    attention_dropout_rate: float = 0.1
-    input_layer: str = "conv2d"  # conv2d (4x) | conv2d6 (6x) | conv2d8 (8x)
-    normalize_before: bool = True
-    macaron_style: bool = True
-    use_cnn_module: bool = True
-    cnn_module_kernel: int = 15
-    cnn_module_norm: str = "layer_norm"  # layer_norm | batch_norm
-    causal: bool = False
-    activation_type: str = "swish"
-    static_chunk_size: int = 0
-    use_dynamic_chunk: bool = False
-    use_dynamic_left_chunk: bool = False
-    max_pos_len: int = 5000
-    mlp_type: str = "position_wise_feed_forward"  # | moe (every FFN, macaron included)
-    n_expert: int = 8
-    n_expert_activated: int = 2
-
-
-@dataclass
-class DecoderConfig:
-    """Bidirectional Transformer decoder (left-to-right + right-to-left)."""
-
-    attention_heads: int = 4
-    linear_units: int = 2048
-    num_blocks: int = 3
-    r_num_blocks: int = 3
-    dropout_rate: float = 0.1
-    positional_dropout_rate: float = 0.1
-    self_attention_dropout_rate: float = 0.1
-    src_attention_dropout_rate: float = 0.1
-    normalize_before: bool = True
-    max_pos_len: int = 5000
-    mlp_type: str = "position_wise_feed_forward"  # | moe
-    n_expert: int = 8
-    n_expert_activated: int = 2
-
-
-@dataclass
-class MoEConfig:
-    """Training options of the MoE layers (all off by default, as in U2++ MoE)."""
-
-    capacity_factor: float = 0.0  # >0: at most ceil(cf * frames * k / E) frames per expert
-    load_balance_weight: float = 0.0  # weight of the Switch load-balancing loss
-    z_loss_weight: float = 0.0  # weight of the router z-loss
-
-
-@dataclass
-class StabilityConfig:
-    """Options against attention-logit and linear-output growth at high learning rates
-    (Rybakov et al. 2024, "Methods of improving LLM training stability"); all off by default.
-
-    The `stability=...` config group sets them: qk_norm, qk_norm_cap, qkv_norm,
-    qk_proj_fc2_norm, qk_proj_fc2_embed_norm (conf/stability/).
-    """
-
-    qk_norm: bool = False  # LayerNorm over each head's queries and keys (size d_k)
-    softmax_cap: float = 0.0  # >0: attention logits become cap * tanh(logits / cap)
-    qkv_norm: bool = False  # LayerNorm after the Q, K and V projections; no pre-norm before them
-    proj_norm: bool = False  # LayerNorm after the attention output projection (Proj)
-    fc2_norm: bool = False  # LayerNorm after the FFN's second linear (FC2; in every MoE expert)
-    # LayerNorm after the convolutional front end's output linear (encoder.embed.out_norm),
-    # before the positional encoding: in a Conformer that linear's output grows most at high lr
-    embed_norm: bool = False
-    encoder: bool = True  # apply to the encoder blocks
-    decoder: bool = True  # apply to the decoder blocks
 
 
 @dataclass
@@ -111,86 +43,6 @@ class ModelConfig:
     reverse_weight: float = 0.3
     lsm_weight: float = 0.1
     length_normalized_loss: bool = False
-
-
-@dataclass
-class SpecAugConfig:
-    num_t_mask: int = 2
-    num_f_mask: int = 2
-    max_t: int = 50
-    max_f: int = 10
-
-
-@dataclass
-class SpecSubConfig:
-    max_t: int = 20
-    num_t_sub: int = 3
-
-
-@dataclass
-class SpecTrimConfig:
-    max_t: int = 20
-
-
-@dataclass
-class FilterConfig:
-    """Utterances outside these bounds are dropped (lengths in 10 ms frames / tokens)."""
-
-    max_length: int = 4000
-    min_length: int = 10
-    token_max_length: int = 200
-    token_min_length: int = 1
-
-
-@dataclass
-class DataConfig:
-    """Data pipeline: sources, features, augmentation and batching."""
-
-    train_data: str = ""
-    cv_data: str = ""
-    data_type: str = "raw"  # raw (data.list) | shard (list of .tar)
-    sample_rate: int = 16000
-    min_sample_rate: int = 16000  # audio below this rate is skipped (upsampling adds no band)
-    num_mel_bins: int = 80
-    frame_length: int = 25
-    frame_shift: int = 10
-    dither: float = 1.0  # training only; evaluation uses 0
-    speed_perturb: bool = False
-    speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
-    spec_aug: bool = True
-    spec_aug_conf: SpecAugConfig = field(default_factory=SpecAugConfig)
-    spec_sub: bool = False
-    spec_sub_conf: SpecSubConfig = field(default_factory=SpecSubConfig)
-    spec_trim: bool = False
-    spec_trim_conf: SpecTrimConfig = field(default_factory=SpecTrimConfig)
-    filter: FilterConfig = field(default_factory=FilterConfig)
-    shuffle: bool = True
-    shuffle_size: int = 1500
-    sort: bool = True
-    sort_size: int = 500
-    batch_type: str = "static"  # static | dynamic
-    batch_size: int = 16
-    max_frames_in_batch: int = 12000
-    num_workers: int = 2
-    prefetch: int = 4
-    seed: int = 777
-
-
-@dataclass
-class TokenizerConfig:
-    """Text to token ids: `char` (units.txt) or `bpe` (sentencepiece model + units.txt)."""
-
-    type: str = "char"
-    units: str = ""
-    bpe_model: str = ""
-    non_lang_syms: str = ""
-    split_with_space: bool = False
-    normalize: str = "english"  # english | chinese | none
-
-
-@dataclass
-class CmvnConfig:
-    file: str = ""  # WeNet JSON global_cmvn; empty: no normalisation
 
 
 @dataclass
@@ -261,70 +113,6 @@ class TrainConfig:
     monitor_interval: int = 50
     guard: GuardConfig = field(default_factory=GuardConfig)
     device: str = "auto"
-
-
-@dataclass
-class QuantConfig:
-    """Weight fake-quantization for QAT (see wenet_eff.compress.quant)."""
-
-    enabled: bool = False
-    bits: int = 8  # 8 | 4 | 2 | 1 (1: binarization, sign x mean|w| per group)
-    symmetric: bool = True  # symmetric: levels -(2^(b-1)-1)..2^(b-1)-1; asymmetric: 0..2^b-1
-    granularity: str = "channel"  # tensor | channel | subchannel (blocks along the input)
-    block_size: int = 64  # subchannel block length along the input dimension
-    clip: str = "none"  # none | fixed | percentile | search
-    clip_value: float = 1.0  # fixed: fraction of the range; percentile: percentile of |w|
-    search_interval: int = 100  # clip=search: re-search the per-group clip every N steps
-    estimator: str = "ste"  # ste (straight-through) | noise (pseudo-quantization noise)
-    learnable_scale: bool = False  # the scale is a trained parameter (init from the weights)
-    scale_grad: bool = False  # the range-derived scale passes gradient to the outliers
-    norm_decay: float = 0.0  # RAND: weight of the decay term on the groups' max |w|
-    native_int: bool = False  # Linear layers compute on integers (int8 activations)
-    act_bits: int = 0  # >0: fake-quantize Linear inputs (dynamic per-tensor); native_int: 8
-    roles: list[str] = field(
-        default_factory=lambda: [
-            "attn.qkv", "attn.out", "attn.pos", "ffn.w_1", "ffn.w_2", "conv.pointwise",
-            "conv.depthwise", "subsampling.conv", "subsampling.out", "embedding", "output",
-        ]
-    )  # fmt: skip
-    # mixed precision: "role:bits" entries, e.g. ["ffn.w_1:4", "ffn.w_2:4", "output:8"]
-    bits_by_role: list[str] = field(default_factory=list)
-
-
-@dataclass
-class SparsityConfig:
-    """Weight sparsity through the same seam (see wenet_eff.compress.sparse).
-
-    Methods: `nm` (N:M masks by magnitude along the input dimension, recomputed every forward;
-    SR-STE gradient with `decay`), `magnitude` (unstructured, by magnitude per layer, pruned
-    gradually from `start_step` to `end_step` to `sparsity`), `router` (S3-Router: a learned
-    binary mask over frozen weights keeping the top `keep_ratio` of trained scores).
-    """
-
-    enabled: bool = False
-    method: str = "nm"  # nm | magnitude | router
-    n: int = 2  # nm: keep N of every M consecutive input weights
-    m: int = 4
-    decay: float = 2.0e-4  # nm: SR-STE lambda, grad W += decay * (1 - mask) * W (0: plain STE)
-    sparsity: float = 0.5  # magnitude: the final fraction of zeros per layer
-    start_step: int = 0  # magnitude: first pruning update
-    end_step: int = 100  # magnitude: the update where `sparsity` is reached (cubic schedule)
-    prune_interval: int = 10  # magnitude: re-prune every N updates in [start_step, end_step]
-    keep_ratio: float = 0.9  # router: fraction of weights kept per layer
-    score_init: str = "magnitude"  # router: kaiming | magnitude | rank | magnitude_scaled
-    score_scale: float = 1.0  # router: magnitude_scaled multiplies |w| by this
-    train_other: bool = False  # router: also train the tensors outside the masked layers
-    roles: list[str] = field(
-        default_factory=lambda: ["attn.qkv", "attn.out", "ffn.w_1", "ffn.w_2", "conv.pointwise"]
-    )
-
-
-@dataclass
-class CompressConfig:
-    """Compression applied through the weight-layer seam (`compress=...` config group)."""
-
-    quant: QuantConfig = field(default_factory=QuantConfig)
-    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
 
 
 @dataclass

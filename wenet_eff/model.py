@@ -255,12 +255,17 @@ def build_model(cfg: DictConfig) -> ASRModel:
             )
         global_cmvn = GlobalCMVN(mean, istd)
     st = mcfg.get("stability")  # absent from configs saved before the option existed
+    capacity = mcfg.moe.capacity_factor
     encoder = ConformerEncoder(
-        mcfg.input_dim, mcfg.encoder, global_cmvn, st if st is not None and st.encoder else None
+        mcfg.input_dim,
+        mcfg.encoder,
+        global_cmvn,
+        st if st is not None and st.encoder else None,
+        capacity,
     )
     d = encoder.output_size()
     decoder = BiTransformerDecoder(
-        vocab_size, d, mcfg.decoder, st if st is not None and st.decoder else None
+        vocab_size, d, mcfg.decoder, st if st is not None and st.decoder else None, capacity
     )
     model = ASRModel(
         vocab_size,
@@ -274,8 +279,6 @@ def build_model(cfg: DictConfig) -> ASRModel:
         mcfg.moe.load_balance_weight,
         mcfg.moe.z_loss_weight,
     )
-    for _, layer in moe_layers(model):
-        layer.capacity_factor = mcfg.moe.capacity_factor
     if "compress" in cfg:
         compress.apply(model, cfg)
         model.quant_norm_decay = cfg.compress.quant.enabled and cfg.compress.quant.norm_decay > 0

@@ -9,8 +9,7 @@ from omegaconf import OmegaConf
 import wenet_eff
 from tests.tiny import TINY
 from wenet_eff import compress
-from wenet_eff.compress.quant import Groups, WeightQuantizer, integer_linear, qrange
-from wenet_eff.config import QuantConfig
+from wenet_eff.compress.quant import Groups, QuantConfig, WeightQuantizer, integer_linear, qrange
 
 
 def qcfg(**kw):

@@ -20,8 +20,7 @@ from wenet_eff.compress.masks import (
     save_masks,
     sparsity_report,
 )  # fmt: skip
-from wenet_eff.compress.sparse import MagnitudePruner, ScoreRouter, is_nm, nm_mask
-from wenet_eff.config import SparsityConfig
+from wenet_eff.compress.sparse import MagnitudePruner, ScoreRouter, SparsityConfig, is_nm, nm_mask
 from wenet_eff.train.optim import StepAdam
 
 

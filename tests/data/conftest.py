@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from omegaconf import DictConfig, OmegaConf
 
-from wenet_eff.config import DataConfig
+from wenet_eff.data.dataset import DataConfig
 from wenet_eff.data.tokenizer import CharTokenizer, char_units_from_texts, write_units
 
 REAL_8K = Path("/usr/share/asterisk/sounds/en/hello-world.wav")  # asterisk-core-sounds-en-wav

@@ -5,11 +5,11 @@ import pickle
 import numpy as np
 import pytest
 
-from wenet_eff.config import TokenizerConfig
 from wenet_eff.data.tokenizer import (
     SPACE,
     BpeTokenizer,
     CharTokenizer,
+    TokenizerConfig,
     UnknownTokenError,
     bpe_units,
     build_tokenizer,

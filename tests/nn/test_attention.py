@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wenet_eff.config import StabilityConfig
-from wenet_eff.nn.attention import MultiHeadedAttention, RelPositionMultiHeadedAttention
+from wenet_eff.nn.attention import (
+    MultiHeadedAttention,
+    RelPositionMultiHeadedAttention,
+    StabilityConfig,
+)
 
 
 def _pair(cls, stability=None):

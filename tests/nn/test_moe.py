@@ -146,6 +146,14 @@ def test_ffn_config_group_selects_moe_anywhere():
         wenet_eff.build_model(wenet_eff.load_config("mini", [*TINY, "model.encoder.mlp_type=moo"]))
 
 
+def test_capacity_factor_reaches_every_moe_layer_of_encoder_and_decoders():
+    model = tiny_model(*MOE, "model.moe.capacity_factor=1.25")
+    factors = [layer.capacity_factor for _, layer in moe_layers(model)]
+    # 2 encoder blocks x (macaron FFN + FFN), the FFN of the left and of the right decoder block
+    assert len(factors) == 6 and set(factors) == {1.25}
+    assert {layer.capacity_factor for _, layer in moe_layers(tiny_model(*MOE))} == {0.0}
+
+
 @pytest.mark.parametrize("left", [-1, 2])
 @pytest.mark.parametrize("chunk", [1, 4, 8, 16])
 def test_moe_chunk_by_chunk_equals_masked_full_forward(chunk, left):

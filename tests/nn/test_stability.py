@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.tiny import tiny_model
-from wenet_eff.config import StabilityConfig
-from wenet_eff.nn.attention import MultiHeadedAttention
+from wenet_eff.nn.attention import MultiHeadedAttention, StabilityConfig
 from wenet_eff.nn.ffn import PositionwiseFeedForward
 
 ALL = [

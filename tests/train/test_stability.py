@@ -14,8 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.train.helpers import check, run_train
 from tests.train.test_trainer import MeanRegressor, batch, fit
-from wenet_eff.config import GuardConfig, StabilityConfig
-from wenet_eff.nn.attention import MultiHeadedAttention
+from wenet_eff.config import GuardConfig
+from wenet_eff.nn.attention import MultiHeadedAttention, StabilityConfig
 from wenet_eff.nn.linear import linear
 from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train.stability import DivergenceGuard, OutputNormMonitor

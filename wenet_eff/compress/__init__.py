@@ -15,13 +15,21 @@ sparsifiers for router scores and pruning masks), so a float checkpoint fine-tun
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn as nn
 
 from wenet_eff import weights
 from wenet_eff.compress.layers import COMPRESSED_CLASSES, CompressedLayer
-from wenet_eff.compress.quant import WeightQuantizer
-from wenet_eff.compress.sparse import MagnitudePruner, NMSparsifier, ScoreRouter, build_sparsifier
+from wenet_eff.compress.quant import QuantConfig, WeightQuantizer
+from wenet_eff.compress.sparse import (
+    MagnitudePruner,
+    NMSparsifier,
+    ScoreRouter,
+    SparsityConfig,
+    build_sparsifier,
+)
 from wenet_eff.nn.linear import ROLES, weight_layers
 
 __all__ = [
@@ -31,6 +39,14 @@ __all__ = [
 
 # state-dict key fragments of compression state (absent from float checkpoints)
 STATE_KEYS = (".weight_quantizer.", ".sparsifier.")
+
+
+@dataclass
+class CompressConfig:
+    """Compression applied through the weight-layer seam (`compress=...` config group)."""
+
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
 
 
 def _cfg(cfg):

@@ -16,12 +16,41 @@ is exactly what is served (`dequantize(integers(w)) == forward(w)` bit for bit i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 MIN_SCALE = 2.0**-14  # smallest normal float16: scales are stored as float16
+
+
+@dataclass
+class QuantConfig:
+    """Weight fake-quantization for QAT (`compress.quant`; see the module docstring)."""
+
+    enabled: bool = False
+    bits: int = 8  # 8 | 4 | 2 | 1 (1: binarization, sign x mean|w| per group)
+    symmetric: bool = True  # symmetric: levels -(2^(b-1)-1)..2^(b-1)-1; asymmetric: 0..2^b-1
+    granularity: str = "channel"  # tensor | channel | subchannel (blocks along the input)
+    block_size: int = 64  # subchannel block length along the input dimension
+    clip: str = "none"  # none | fixed | percentile | search
+    clip_value: float = 1.0  # fixed: fraction of the range; percentile: percentile of |w|
+    search_interval: int = 100  # clip=search: re-search the per-group clip every N steps
+    estimator: str = "ste"  # ste (straight-through) | noise (pseudo-quantization noise)
+    learnable_scale: bool = False  # the scale is a trained parameter (init from the weights)
+    scale_grad: bool = False  # the range-derived scale passes gradient to the outliers
+    norm_decay: float = 0.0  # RAND: weight of the decay term on the groups' max |w|
+    native_int: bool = False  # Linear layers compute on integers (int8 activations)
+    act_bits: int = 0  # >0: fake-quantize Linear inputs (dynamic per-tensor); native_int: 8
+    roles: list[str] = field(
+        default_factory=lambda: [
+            "attn.qkv", "attn.out", "attn.pos", "ffn.w_1", "ffn.w_2", "conv.pointwise",
+            "conv.depthwise", "subsampling.conv", "subsampling.out", "embedding", "output",
+        ]
+    )  # fmt: skip
+    # mixed precision: "role:bits" entries, e.g. ["ffn.w_1:4", "ffn.w_2:4", "output:8"]
+    bits_by_role: list[str] = field(default_factory=list)
 
 
 def qrange(bits: int, symmetric: bool) -> tuple[int, int]:

@@ -21,6 +21,7 @@ float weight to `weight * mask` in the forward; `mask(weight)` is the boolean ma
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
@@ -28,6 +29,34 @@ import torch.nn as nn
 from wenet_eff.compress.quant import Groups
 
 SCORE_INITS = ("kaiming", "magnitude", "rank", "magnitude_scaled")
+
+
+@dataclass
+class SparsityConfig:
+    """Weight sparsity through the same seam (`compress.sparsity`; see the module docstring).
+
+    Methods: `nm` (N:M masks by magnitude along the input dimension, recomputed every forward;
+    SR-STE gradient with `decay`), `magnitude` (unstructured, by magnitude per layer, pruned
+    gradually from `start_step` to `end_step` to `sparsity`), `router` (S3-Router: a learned
+    binary mask over frozen weights keeping the top `keep_ratio` of trained scores).
+    """
+
+    enabled: bool = False
+    method: str = "nm"  # nm | magnitude | router
+    n: int = 2  # nm: keep N of every M consecutive input weights
+    m: int = 4
+    decay: float = 2.0e-4  # nm: SR-STE lambda, grad W += decay * (1 - mask) * W (0: plain STE)
+    sparsity: float = 0.5  # magnitude: the final fraction of zeros per layer
+    start_step: int = 0  # magnitude: first pruning update
+    end_step: int = 100  # magnitude: the update where `sparsity` is reached (cubic schedule)
+    prune_interval: int = 10  # magnitude: re-prune every N updates in [start_step, end_step]
+    keep_ratio: float = 0.9  # router: fraction of weights kept per layer
+    score_init: str = "magnitude"  # router: kaiming | magnitude | rank | magnitude_scaled
+    score_scale: float = 1.0  # router: magnitude_scaled multiplies |w| by this
+    train_other: bool = False  # router: also train the tensors outside the masked layers
+    roles: list[str] = field(
+        default_factory=lambda: ["attn.qkv", "attn.out", "ffn.w_1", "ffn.w_2", "conv.pointwise"]
+    )
 
 
 def nm_mask(weight: torch.Tensor, n: int, m: int) -> torch.Tensor:

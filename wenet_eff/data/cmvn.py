@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 VAR_FLOOR = 1e-20
+
+
+@dataclass
+class CmvnConfig:
+    file: str = ""  # WeNet JSON global_cmvn; empty: no normalisation
 
 
 class CmvnStats:

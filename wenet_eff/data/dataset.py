@@ -15,6 +15,7 @@ import logging
 import os
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,7 +23,6 @@ import torch.distributed as dist
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from wenet_eff.config import DataConfig
 from wenet_eff.data.audio import AudioError, speed_perturb, to_sample_rate
 from wenet_eff.data.augment import spec_aug, spec_sub, spec_trim
 from wenet_eff.data.batching import (
@@ -49,6 +49,69 @@ logger = logging.getLogger(__name__)
 
 DATA_TYPES = ("raw", "shard")
 BATCH_TYPES = ("static", "dynamic")
+
+
+@dataclass
+class SpecAugConfig:
+    num_t_mask: int = 2
+    num_f_mask: int = 2
+    max_t: int = 50
+    max_f: int = 10
+
+
+@dataclass
+class SpecSubConfig:
+    max_t: int = 20
+    num_t_sub: int = 3
+
+
+@dataclass
+class SpecTrimConfig:
+    max_t: int = 20
+
+
+@dataclass
+class FilterConfig:
+    """Utterances outside these bounds are dropped (lengths in 10 ms frames / tokens)."""
+
+    max_length: int = 4000
+    min_length: int = 10
+    token_max_length: int = 200
+    token_min_length: int = 1
+
+
+@dataclass
+class DataConfig:
+    """Data pipeline: sources, features, augmentation and batching."""
+
+    train_data: str = ""
+    cv_data: str = ""
+    data_type: str = "raw"  # raw (data.list) | shard (list of .tar)
+    sample_rate: int = 16000
+    min_sample_rate: int = 16000  # audio below this rate is skipped (upsampling adds no band)
+    num_mel_bins: int = 80
+    frame_length: int = 25
+    frame_shift: int = 10
+    dither: float = 1.0  # training only; evaluation uses 0
+    speed_perturb: bool = False
+    speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
+    spec_aug: bool = True
+    spec_aug_conf: SpecAugConfig = field(default_factory=SpecAugConfig)
+    spec_sub: bool = False
+    spec_sub_conf: SpecSubConfig = field(default_factory=SpecSubConfig)
+    spec_trim: bool = False
+    spec_trim_conf: SpecTrimConfig = field(default_factory=SpecTrimConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    shuffle: bool = True
+    shuffle_size: int = 1500
+    sort: bool = True
+    sort_size: int = 500
+    batch_type: str = "static"  # static | dynamic
+    batch_size: int = 16
+    max_frames_in_batch: int = 12000
+    num_workers: int = 2
+    prefetch: int = 4
+    seed: int = 777
 
 
 class Dataset(IterableDataset):

@@ -12,11 +12,11 @@ import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import sentencepiece as spm
 from omegaconf import DictConfig
 
-from wenet_eff.config import TokenizerConfig
 from wenet_eff.data.text_norm import get_normalizer
 
 BLANK = "<blank>"
@@ -25,6 +25,18 @@ SOS_EOS = "<sos/eos>"
 SPACE = "\u2581"  # "▁", also sentencepiece's word-start mark
 _PLACEHOLDER_BASE = 0xE000  # Unicode private-use area
 UNK_POLICIES = ("error", "map")  # `Tokenizer.tokenize`: raise on, or map to <unk>, unknown tokens
+
+
+@dataclass
+class TokenizerConfig:
+    """Text to token ids: `char` (units.txt) or `bpe` (sentencepiece model + units.txt)."""
+
+    type: str = "char"
+    units: str = ""
+    bpe_model: str = ""
+    non_lang_syms: str = ""
+    split_with_space: bool = False
+    normalize: str = "english"  # english | chinese | none
 
 
 class UnknownTokenError(ValueError):

@@ -24,15 +24,36 @@ recorded.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
-from wenet_eff.config import StabilityConfig
 from wenet_eff.nn.linear import linear
 
 EMPTY_ATT_CACHE = torch.zeros(0, 0, 0, 0)
+
+
+@dataclass
+class StabilityConfig:
+    """Options against attention-logit and linear-output growth at high learning rates
+    (Rybakov et al. 2024, "Methods of improving LLM training stability"); all off by default.
+
+    The `stability=...` config group sets them: qk_norm, qk_norm_cap, qkv_norm,
+    qk_proj_fc2_norm, qk_proj_fc2_embed_norm (conf/stability/).
+    """
+
+    qk_norm: bool = False  # LayerNorm over each head's queries and keys (size d_k)
+    softmax_cap: float = 0.0  # >0: attention logits become cap * tanh(logits / cap)
+    qkv_norm: bool = False  # LayerNorm after the Q, K and V projections; no pre-norm before them
+    proj_norm: bool = False  # LayerNorm after the attention output projection (Proj)
+    fc2_norm: bool = False  # LayerNorm after the FFN's second linear (FC2; in every MoE expert)
+    # LayerNorm after the convolutional front end's output linear (encoder.embed.out_norm),
+    # before the positional encoding: in a Conformer that linear's output grows most at high lr
+    embed_norm: bool = False
+    encoder: bool = True  # apply to the encoder blocks
+    decoder: bool = True  # apply to the decoder blocks
 
 
 def _shared_keys(batch, groups) -> bool:

@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wenet_eff.config import DecoderConfig, StabilityConfig
-from wenet_eff.nn.attention import MultiHeadedAttention
+from wenet_eff.nn.attention import MultiHeadedAttention, StabilityConfig
 from wenet_eff.nn.embedding import PositionalEncoding
 from wenet_eff.nn.ffn import activation
 from wenet_eff.nn.linear import linear, tag
 from wenet_eff.nn.mask import make_pad_mask, subsequent_mask
 from wenet_eff.nn.moe import build_ffn
+
+
+@dataclass
+class DecoderConfig:
+    """Bidirectional Transformer decoder (left-to-right + right-to-left)."""
+
+    attention_heads: int = 4
+    linear_units: int = 2048
+    num_blocks: int = 3
+    r_num_blocks: int = 3
+    dropout_rate: float = 0.1
+    positional_dropout_rate: float = 0.1
+    self_attention_dropout_rate: float = 0.1
+    src_attention_dropout_rate: float = 0.1
+    normalize_before: bool = True
+    max_pos_len: int = 5000
+    mlp_type: str = "position_wise_feed_forward"  # | moe
+    n_expert: int = 8
+    n_expert_activated: int = 2
 
 
 class DecoderLayer(nn.Module):
@@ -89,6 +109,7 @@ class TransformerDecoder(nn.Module):
         d_model: encoder output dimension.
         cfg: a `DecoderConfig`; `num_blocks` layers.
         stability: attention / FFN stability options (None: off).
+        capacity_factor: of every MoE layer (`MoEConfig.capacity_factor`; 0: no cap).
     """
 
     def __init__(
@@ -98,6 +119,7 @@ class TransformerDecoder(nn.Module):
         cfg: DecoderConfig,
         num_blocks: int,
         stability: StabilityConfig | None = None,
+        capacity_factor: float = 0.0,
     ):
         super().__init__()
         st = stability or StabilityConfig()
@@ -125,6 +147,7 @@ class TransformerDecoder(nn.Module):
                     cfg.mlp_type,
                     cfg.n_expert,
                     cfg.n_expert_activated,
+                    capacity_factor,
                     fc2_norm=st.fc2_norm,
                 ),
                 cfg.dropout_rate,
@@ -191,7 +214,8 @@ class TransformerDecoder(nn.Module):
 
 
 class BiTransformerDecoder(nn.Module):
-    """U2++ decoder pair: `left_decoder` reads left-to-right, `right_decoder` right-to-left."""
+    """U2++ decoder pair: `left_decoder` reads left-to-right, `right_decoder` right-to-left
+    (`r_num_blocks` layers; none when 0). Arguments as TransformerDecoder's."""
 
     def __init__(
         self,
@@ -199,11 +223,13 @@ class BiTransformerDecoder(nn.Module):
         d_model: int,
         cfg: DecoderConfig,
         stability: StabilityConfig | None = None,
+        capacity_factor: float = 0.0,
     ):
         super().__init__()
-        self.left_decoder = TransformerDecoder(vocab_size, d_model, cfg, cfg.num_blocks, stability)
+        args = (stability, capacity_factor)
+        self.left_decoder = TransformerDecoder(vocab_size, d_model, cfg, cfg.num_blocks, *args)
         self.right_decoder = (
-            TransformerDecoder(vocab_size, d_model, cfg, cfg.r_num_blocks, stability)
+            TransformerDecoder(vocab_size, d_model, cfg, cfg.r_num_blocks, *args)
             if cfg.r_num_blocks > 0
             else None
         )

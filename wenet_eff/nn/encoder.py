@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 
-from wenet_eff.config import EncoderConfig, StabilityConfig
-from wenet_eff.nn.attention import EMPTY_ATT_CACHE, RelPositionMultiHeadedAttention
+from wenet_eff.nn.attention import EMPTY_ATT_CACHE, RelPositionMultiHeadedAttention, StabilityConfig
 from wenet_eff.nn.cmvn import GlobalCMVN
 from wenet_eff.nn.convolution import EMPTY_CNN_CACHE, ConvolutionModule
 from wenet_eff.nn.embedding import RelPositionalEncoding
@@ -21,15 +22,44 @@ from wenet_eff.nn.subsampling import Conv2dSubsampling
 EMPTY_CNN_CACHES = torch.zeros(0, 0, 0, 0)
 
 
+@dataclass
+class EncoderConfig:
+    """Conformer encoder. Names follow WeNet's `encoder_conf`."""
+
+    output_size: int = 256
+    attention_heads: int = 4
+    linear_units: int = 2048
+    num_blocks: int = 12
+    dropout_rate: float = 0.1
+    positional_dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.1
+    input_layer: str = "conv2d"  # conv2d (4x) | conv2d6 (6x) | conv2d8 (8x)
+    normalize_before: bool = True
+    macaron_style: bool = True
+    use_cnn_module: bool = True
+    cnn_module_kernel: int = 15
+    cnn_module_norm: str = "layer_norm"  # layer_norm | batch_norm
+    causal: bool = False
+    activation_type: str = "swish"
+    static_chunk_size: int = 0
+    use_dynamic_chunk: bool = False
+    use_dynamic_left_chunk: bool = False
+    max_pos_len: int = 5000
+    mlp_type: str = "position_wise_feed_forward"  # | moe (every FFN, macaron included)
+    n_expert: int = 8
+    n_expert_activated: int = 2
+
+
 class ConformerEncoder(nn.Module):
     """Subsampling + N Conformer blocks + final LayerNorm (WeNet names: `embed`, `encoders`,
     `after_norm`, `global_cmvn`).
 
     Args:
         input_size: feature dimension (80).
-        cfg: an `EncoderConfig` (see wenet_eff.config).
+        cfg: an `EncoderConfig` (above).
         global_cmvn: optional CMVN module applied first.
         stability: attention / FFN stability options (None: off).
+        capacity_factor: of every MoE layer (`MoEConfig.capacity_factor`; 0: no cap).
     """
 
     def __init__(
@@ -38,6 +68,7 @@ class ConformerEncoder(nn.Module):
         cfg: EncoderConfig,
         global_cmvn: GlobalCMVN | None = None,
         stability: StabilityConfig | None = None,
+        capacity_factor: float = 0.0,
     ):
         super().__init__()
         st = stability or StabilityConfig()
@@ -66,6 +97,7 @@ class ConformerEncoder(nn.Module):
                 cfg.mlp_type,
                 cfg.n_expert,
                 cfg.n_expert_activated,
+                capacity_factor,
                 fc2_norm=st.fc2_norm,
             )
 

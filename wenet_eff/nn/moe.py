@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -31,6 +32,15 @@ import torch.nn as nn
 
 from wenet_eff.nn.ffn import PositionwiseFeedForward
 from wenet_eff.nn.linear import linear
+
+
+@dataclass
+class MoEConfig:
+    """Training options of the MoE layers (all off by default, as in U2++ MoE)."""
+
+    capacity_factor: float = 0.0  # >0: at most ceil(cf * frames * k / E) frames per expert
+    load_balance_weight: float = 0.0  # weight of the Switch load-balancing loss
+    z_loss_weight: float = 0.0  # weight of the router z-loss
 
 
 class MoEFFNLayer(nn.Module):
