@@ -5,39 +5,64 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
+import wenet_eff
 from tests.tiny import TINY
 from wenet_eff.bin import benchmark
+from wenet_eff.nn.encoder import ConformerEncoder
 
 
-def test_decode_rtf_writes_json_and_table(tmp_path, capsys):
+def _run(tmp_path, *extra):
     out = tmp_path / "rtf.json"
-    result = benchmark.main(
-        [
-            "decode_rtf",
-            "--model",
-            "mini",
-            "--threads",
-            "1",
-            "--seconds",
-            "2",
-            "--repeats",
-            "1",
-            "--beam_size",
-            "2",
-            "--out",
-            str(out),
-            "--override",
-            *TINY,
-        ]  # fmt: skip
-    )
+    argv = ["decode_rtf", "--model", "mini", "--threads", "1", "--seconds", "0.5",
+            "--batch_size", "2", "--repeats", "1", "--beam_size", "2", "--chunks", "4",
+            "--out", str(out), *extra, "--override", *TINY]  # fmt: skip
+    result = benchmark.main(argv)
     assert json.loads(out.read_text()) == result
-    stages = [row["stage"] for row in result["results"]]
-    assert stages[0] == "encoder" and "attention_rescoring" in stages
-    for row in result["results"]:
-        assert row["rtf"] == pytest.approx(row["seconds"] / 2.0)
-    assert result["threads"] == 1 and result["random_weights"]
-    assert "RTF" in capsys.readouterr().out
+    return result
+
+
+def test_decode_rtf_times_the_configured_model_on_the_whole_batch(tmp_path, capsys):
+    # every encoder pass the benchmark times sees the whole batch of 0.5 s utterances
+    seen = []
+
+    def record(module, args):
+        if isinstance(module, ConformerEncoder):
+            seen.append(tuple(args[0].shape))
+
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(record)
+    try:
+        result = _run(tmp_path)
+    finally:
+        hook.remove()
+    assert set(seen) == {(2, 50, 80)}
+    # the overrides (TINY, vocabulary 12 over the default 5002) reached the timed model
+    torch.manual_seed(0)
+    model = wenet_eff.build_model(wenet_eff.load_config("mini", TINY))
+    total = sum(p.numel() for p in model.parameters())
+    assert result["params"] == {"total": total, "active": total}
+    rows = {row["stage"]: row for row in result["results"]}
+    assert list(rows) == [
+        "encoder", "encoder chunk=4 (masked)", "ctc_greedy_search", "ctc_prefix_beam_search",
+        "attention_rescoring",
+    ]  # fmt: skip
+    # RTF: seconds per second of audio of the whole batch (2 x 0.5 s)
+    for row in rows.values():
+        assert row["rtf"] == pytest.approx(row["seconds"] / 1.0)
+    assert result["random_weights"] and "RTF" in capsys.readouterr().out
+
+
+def test_decode_rtf_loads_the_checkpoint_and_times_attention_search(tmp_path):
+    cfg = wenet_eff.load_config("mini", TINY)
+    torch.save(wenet_eff.build_model(cfg).state_dict(), tmp_path / "model.pt")
+    result = _run(tmp_path, "--checkpoint", str(tmp_path / "model.pt"))
+    assert not result["random_weights"]
+    assert result["results"][-1]["stage"] == "attention"
+    other = wenet_eff.load_config("mini", [*TINY, "model.encoder.output_size=16"])
+    torch.save(wenet_eff.build_model(other).state_dict(), tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="other.pt"):
+        _run(tmp_path, "--checkpoint", str(tmp_path / "other.pt"))
 
 
 def test_unknown_benchmark_is_an_error():
