@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -57,16 +58,47 @@ def test_beam_one_attention_search_equals_greedy_full_recompute():
         assert hyps[b].tokens == seq[1:]
 
 
-def test_decode_all_methods_shapes():
+def _brute_force_best(model, memory, mask, steps):
+    """Reference: score every token sequence the search can end with after `steps` steps (eos
+    then nothing more, or `steps` tokens without eos) by one teacher-forced decoder pass."""
+    words = [t for t in range(model.vocab_size) if t != model.eos]
+    seqs = torch.cartesian_prod(*[torch.tensor(words)] * steps).reshape(-1, steps)
+    ys_in = torch.cat([torch.full((len(seqs), 1), model.sos), seqs], dim=1)
+    n = len(seqs)
+    logits = model.decoder.left_decoder(
+        memory.expand(n, -1, -1), mask.expand(n, -1, -1), ys_in, torch.full((n,), steps + 1)
+    )
+    logp = F.log_softmax(logits, -1)
+    prefix = torch.zeros(n)
+    best = (-float("inf"), None)
+    for k in range(steps + 1):  # k tokens, then eos (k < steps) or the end of the search
+        end = logp[:, k, model.eos] if k < steps else torch.zeros(n)
+        total = prefix + end
+        j = int(total.argmax())
+        if float(total[j]) > best[0]:
+            best = (float(total[j]), seqs[j, :k].tolist())
+        if k < steps:
+            prefix = prefix + logp[:, k].gather(1, seqs[:, k : k + 1]).squeeze(1)
+    return best
+
+
+# both cases differ from the greedy (beam 1) result: at scale 1 the best is eos at once, at
+# scale 3 three tokens without eos (the search's end)
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+@torch.no_grad()
+def test_attention_search_with_an_unpruned_beam_finds_the_best_sequence(scale):
+    """3 encoder frames: the search runs 3 steps; a beam of vocab^2 keeps every prefix of two
+    tokens, so its result must be the best of all sequences."""
+    torch.manual_seed(0)
     model = tiny_model()
-    speech = torch.randn(3, 70, 80)
-    lens = torch.tensor([70, 50, 30])
-    methods = ["ctc_greedy_search", "ctc_prefix_beam_search", "attention", "attention_rescoring"]
-    results = model.decode(methods, speech, lens, beam_size=3, ctc_weight=0.3, reverse_weight=0.3)
-    assert set(results) == set(methods)
-    for method, hyps in results.items():
-        assert len(hyps) == 3
-        for h in hyps:
-            assert all(0 <= t < model.vocab_size for t in h.tokens)
-            if method.startswith("ctc"):
-                assert 0 not in h.tokens  # blanks never reach a CTC hypothesis
+    model.decoder.left_decoder.output_layer.weight.mul_(scale)
+    speech = torch.randn(2, 16, 80)
+    lens = torch.tensor([16, 16])
+    out, mask = model.encoder(speech, lens)
+    assert mask.sum(-1).tolist() == [[3], [3]]
+    beam = model.vocab_size**2
+    hyps = model.decode(["attention"], speech, lens, beam_size=beam)["attention"]
+    for b in range(2):
+        score, tokens = _brute_force_best(model, out[b : b + 1], mask[b : b + 1], 3)
+        assert hyps[b].tokens == tokens
+        assert abs(hyps[b].score - score) < 1e-4
