@@ -1,12 +1,17 @@
-"""Typed configuration: structured-config schema, Hydra composition and WeNet train.yaml import.
+"""Typed configuration: the structured-config schema, Hydra composition and WeNet train.yaml
+import.
 
 Every config node is a dataclass, so a misspelled or unknown key fails with its name
-(OmegaConf struct mode). `load_config` composes the packaged configs with Hydra, reads a
-resolved `train.yaml` of ours, or maps a WeNet `train.yaml` onto this schema.
+(OmegaConf struct mode). The nodes are defined beside the modules they configure (nn/, data/,
+compress/) and assembled into `Config` here. `load_config` composes a packaged config, or a
+resolved `train.yaml` of ours, or a WeNet `train.yaml` mapped onto this schema, with Hydra's
+compose API and the same overrides as `bin.train`'s command line.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,6 +133,7 @@ class Config:
     compress: CompressConfig = field(default_factory=CompressConfig)
 
 
+@functools.cache
 def register_schema() -> None:
     """Register the schema with Hydra's ConfigStore (`defaults: [schema, ...]` in train.yaml)."""
     from hydra.core.config_store import ConfigStore
@@ -140,17 +146,6 @@ def schema() -> DictConfig:
     cfg = OmegaConf.structured(Config)
     OmegaConf.set_struct(cfg, True)
     return cfg
-
-
-def _compose(config_name: str, overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    register_schema()
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
 
 
 def packaged_models() -> list[str]:
@@ -167,15 +162,20 @@ def merge_checked(base: DictConfig, update: Any, source: str) -> DictConfig:
 
 
 def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = None) -> DictConfig:
-    """Load a config by packaged model name or YAML path.
+    """Load a config by packaged model name or YAML path, composed by Hydra.
 
     Args:
         name_or_path: a packaged model name (`mini`, `u2pp_conformer`, ...), a path to one of our
             resolved `train.yaml` files, or a path to a WeNet `train.yaml`.
-        overrides: Hydra-style `key=value` overrides applied last.
+        overrides: Hydra overrides, as on `bin.train`'s command line: `key=value`, and
+            `group=option` for a packaged group (`compress=qat_int4`, `stability=qk_norm`,
+            `model/ffn=moe`), also on a saved `train.yaml` (post-training quantization of a
+            float experiment: see `SAVED`).
 
     Returns:
-        A struct-mode DictConfig of the `Config` schema. Unknown keys raise ValueError naming them.
+        A struct-mode DictConfig of the `Config` schema.
+    Raises:
+        ValueError: an unknown key (named, with the file or the override) or group option.
     """
     overrides = list(overrides or [])
     path = Path(name_or_path)
@@ -184,79 +184,75 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
             raise FileNotFoundError(f"config file not found: {path}")
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: not a config (expected a YAML mapping: model, data, ...)")
         if is_wenet_config(raw):
             from wenet_eff.wenet_import import wenet_to_config
 
             raw = wenet_to_config(raw, path.parent)
-        cfg = merge_checked(schema(), raw, str(path))
-        if overrides:
-            cfg = apply_overrides(cfg, overrides)
-        return cfg
+        _store_saved(raw)
+        return _compose(SAVED, overrides, f"config {path}")
     name = str(name_or_path)
     if name not in packaged_models():
         raise ValueError(
             f"unknown config '{name}': not a file and not a packaged model "
             f"(choose from {', '.join(packaged_models())})"
         )
+    return _compose("train", [f"model={name}", *overrides], f"config '{name}'")
+
+
+# A saved config (a resolved train.yaml) is composed as the option `_saved` of each group whose
+# option is one whole node (NODE_GROUPS: group -> the node it fills), in the order of
+# conf/train.yaml's defaults; its other nodes are the primary config itself. An override
+# `compress=qat_int4` then selects another option in place of the saved one, so the node is what
+# it would have been had the group been chosen for training; groups of a wider package
+# (`model/ffn` into `model`, `train=...` into the root) merge into the saved values.
+SAVED = "_saved"
+NODE_GROUPS = {
+    "model": "model",
+    "data": "data",
+    "optim": "optim",
+    "stability": "model.stability",
+    "compress": "compress",
+}
+
+
+def _store_saved(raw: dict) -> None:
+    """Register the content `raw` of a saved config with Hydra's ConfigStore as the primary
+    config `SAVED` (see above); Hydra checks its keys against the schema when composing."""
+    from hydra.core.config_store import ConfigStore
+
+    rest = copy.deepcopy(raw)
+    options = {}
+    for group, package in sorted(NODE_GROUPS.items(), key=lambda item: -item[1].count(".")):
+        *parents, leaf = package.split(".")  # the deepest first: stability leaves model
+        node = rest
+        for part in parents:
+            node = node.get(part) or {}
+        options[group] = node.pop(leaf, None) or {}
+    with open(CONF_DIR / "train.yaml", encoding="utf-8") as f:
+        packaged = yaml.safe_load(f)["defaults"]
+    groups = [next(iter(entry)) for entry in packaged if isinstance(entry, dict)]
+    defaults = ["schema", "_self_", *({g: SAVED if g in options else None} for g in groups)]
+    store = ConfigStore.instance()
+    for group, node in options.items():
+        store.store(group=group, name=SAVED, node=node, package=NODE_GROUPS[group])
+    store.store(name=SAVED, node={"defaults": defaults, **rest})
+
+
+def _compose(config_name: str, overrides: list[str], source: str) -> DictConfig:
+    """Hydra's composition of `config_name` with `overrides` over the packaged conf/ groups."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schema()
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
     try:
-        return _compose("train", [f"model={name}", *overrides])
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name=config_name, overrides=overrides)
     except Exception as exc:  # Hydra wraps key errors; keep the message, drop the noise
-        raise ValueError(f"config '{name}' with overrides {overrides}: {exc}") from exc
-
-
-def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """Apply overrides to a loaded config as Hydra would, failing on unknown keys.
-
-    `group=option` for a packaged config group (`compress=qat_int2`, `stability=qk_norm`,
-    `model/ffn=moe`) applies that option's yaml to its `@package` node, which is first reset to
-    the schema's defaults when the node is the group itself (`compress`, `model.stability`) and
-    merged into otherwise (`model/ffn` -> `model`, `_global_` -> the root). Groups go first, in
-    order, then every `a.b=value`, so a key override wins over a group whatever their order.
-    This lets a trained float `train.yaml` be packed or decoded with `compress=...` (PTQ).
-
-    Args:
-        cfg: a struct-mode config (not modified).
-        overrides: `key=value` strings; a leading `+` is ignored.
-    Returns:
-        The new config.
-    Raises:
-        ValueError: a malformed override, an unknown group option or an unknown key (named).
-    """
-    groups, keys = [], []
-    for item in overrides:
-        key, eq, value = item.lstrip("+").partition("=")
-        if not eq or not key or "" in key.replace("/", ".").split("."):
-            raise ValueError(f"override '{item}' is not of the form key=value")
-        if "." not in key and (CONF_DIR / key).is_dir():
-            path = CONF_DIR / key / f"{value}.yaml"
-            if not path.is_file():
-                options = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
-                raise ValueError(f"override '{item}': no option '{value}' in {key}/ ({options})")
-            groups.append((key, path, item))
-        else:
-            keys.append(f"{key}={value}")
-    for key, path, item in groups:
-        cfg = _apply_group(cfg, key, path, item)
-    return merge_checked(cfg, OmegaConf.from_dotlist(keys), "overrides") if keys else cfg
-
-
-def _apply_group(cfg: DictConfig, group: str, path: Path, source: str) -> DictConfig:
-    """Merge one packaged group option (see apply_overrides) into `cfg`."""
-    text = path.read_text(encoding="utf-8")
-    package = group.replace("/", ".")
-    for line in text.splitlines():
-        if line.startswith("# @package "):
-            package = line.removeprefix("# @package ").strip()
-            break
-    content: Any = yaml.safe_load(text) or {}
-    if package == "_global_":
-        return merge_checked(cfg, content, f"override '{source}' ({path.name})")
-    if package.split(".")[-1] == group.split("/")[-1]:  # the node is the group: replace it
-        cfg = cfg.copy()
-        OmegaConf.update(cfg, package, OmegaConf.select(schema(), package), merge=False)
-    for part in reversed(package.split(".")):
-        content = {part: content}
-    return merge_checked(cfg, content, f"override '{source}' ({path.name})")
+        raise ValueError(f"{source} with overrides {overrides}: {exc}") from exc
 
 
 def is_wenet_config(raw: dict) -> bool:

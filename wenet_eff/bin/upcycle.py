@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from wenet_eff.config import apply_overrides, load_config, save_config
+from wenet_eff.config import load_config, save_config
 from wenet_eff.model import build_model
 from wenet_eff.nn.moe import upcycle_state_dict
 from wenet_eff.weights import load_weights
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> float:
             f"model.{part}.n_expert={args.n_expert}",
             f"model.{part}.n_expert_activated={args.k}",
         ]
-    moe_cfg = apply_overrides(dense_cfg.copy(), overrides)
+    moe_cfg = load_config(args.config, overrides)
     dense = build_model(dense_cfg)
     load_weights(dense, args.checkpoint, "--checkpoint")
     moe = build_model(moe_cfg)
