@@ -52,9 +52,11 @@ test: setup runtime
 	@OMP_NUM_THREADS=1 $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# ruff, and the import contracts of pyproject.toml (imports point one way: bin > ... > nn)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check wenet_eff tools tests recipes
 	$(VENV)/bin/ruff format --check wenet_eff tools tests recipes
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 clean-venv:
 	rm -rf $(VENV)
