@@ -11,9 +11,10 @@ import wenet_eff
 from tests.tiny import TINY
 from wenet_eff import compress
 from wenet_eff.bin import pack as pack_cli
-from wenet_eff.compress.pack import pack_bits, save_packed, unpack_bits
+from wenet_eff.compress.pack import pack_bits, pack_layer, save_packed, unpack_bits
 from wenet_eff.config import save_config
 from wenet_eff.model import load_packed
+from wenet_eff.nn.linear import linear
 
 MOE = ["model/ffn=moe", "model.encoder.n_expert=4", "model.decoder.n_expert=4"]
 
@@ -25,6 +26,51 @@ def test_bit_fields_round_trip(bits, n):
     packed = pack_bits(values, bits)
     assert packed.dtype == torch.uint8 and packed.numel() == -(-n * bits // 8)
     assert torch.equal(unpack_bits(packed, bits, n), values)
+
+
+# literal bytes worked out by hand: field i of a byte sits at bits [b*i, b*(i+1))
+@pytest.mark.parametrize(
+    "bits, values, packed",
+    [
+        (1, [1, 0, 1, 1, 0, 0, 0, 1, 1], [0b10001101, 0b1]),  # 141, 1
+        (2, [1, 2, 3, 0, 3], [1 | 2 << 2 | 3 << 4, 3]),  # 57, 3
+        (4, [1, 15, 7], [1 | 15 << 4, 7]),  # 241, 7
+        (8, [200, 3], [200, 3]),
+    ],
+)
+def test_bit_fields_hold_hand_packed_bytes(bits, values, packed):
+    assert pack_bits(torch.tensor(values), bits).tolist() == packed
+
+
+# one output channel per row; integers and bytes worked out by hand:
+# int2 (asymmetric): row 0: lo -0.5, hi 1, scale 1.5 / 3 = 0.5, zero 1, levels [0, 1, 2, 3];
+#   row 1: lo 0 (zero stays representable), scale 1.2 / 3 = 0.4 (float16 0.39990234375),
+#   zero 0, levels round([0.75, 1.5, 2.25, 3.0]) = [1, 2, 2, 3];
+#   bytes 0 | 1 << 2 | 2 << 4 | 3 << 6 = 228 and 1 | 2 << 2 | 2 << 4 | 3 << 6 = 233; zeros 1
+# int4 (symmetric, -7..7 stored + 7): scale 0.7 / 7 = 0.1 (float16 0.0999755859375), levels
+#   [-7, 1, 3, 7] -> [0, 8, 10, 14], bytes 0 | 8 << 4 = 128 and 10 | 14 << 4 = 234
+# binary: signs -> [1, 0, 1, 0, 1, 1, 0, 1], byte 181; scale mean |w| = 4.4 / 8 = 0.55
+#   (float16 0.5498046875)
+@pytest.mark.parametrize(
+    "name, weight, data, scale, zero",
+    [
+        ("qat_int2", [[-0.5, 0.0, 0.5, 1.0], [0.3, 0.6, 0.9, 1.2]], [228, 233],
+         [0.5, 0.39990234375], [1]),
+        ("qat_int4", [[-0.7, 0.1, 0.3, 0.7]], [128, 234], [0.0999755859375], None),
+        ("binary", [[0.2, -0.4, 0.6, -0.8, 0.0, 1.0, -1.0, 0.4]], [181], [0.5498046875], None),
+    ],
+)  # fmt: skip
+def test_packed_layer_holds_hand_computed_levels(name, weight, data, scale, zero):
+    weight = torch.tensor(weight)
+    module = torch.nn.Sequential(linear(weight.size(1), weight.size(0), role="ffn.w_1"))
+    with torch.no_grad():
+        module[0].weight.copy_(weight)
+    compress.apply(module, wenet_eff.load_config("mini", [f"compress={name}"]))
+    record = pack_layer(module[0])
+    assert record["numel"] == weight.numel()
+    assert record["data"].tolist() == data
+    assert record["scale"].float().tolist() == scale
+    assert (None if record["zero"] is None else record["zero"].tolist()) == zero
 
 
 def _model(*overrides):
@@ -47,7 +93,9 @@ def _outputs(model):
     [
         ["compress=qat_int8"],
         ["compress=qat_int4", *MOE],
+        ["compress=qat_int2"],
         ["compress=qat_int2_subchannel", "compress.quant.clip=search"],
+        ["compress=qat_int4_rand"],
         ["compress=binary"],
         ["compress=mixed_4_8", *MOE],
         ["compress=qat_int4", "compress.quant.learnable_scale=true"],
@@ -55,8 +103,8 @@ def _outputs(model):
         ["compress=qat_int4", "compress.quant.native_int=true",
          "compress.quant.granularity=subchannel", "compress.quant.block_size=16"],
     ],
-    ids=["int8", "int4-moe", "int2-sub", "binary", "mixed-moe", "int4-lsq", "native8",
-         "native4-sub"],
+    ids=["int8", "int4-moe", "int2", "int2-sub", "int4-rand", "binary", "mixed-moe", "int4-lsq",
+         "native8", "native4-sub"],
 )  # fmt: skip
 def test_packed_model_reproduces_the_qat_model_bit_for_bit(tmp_path, overrides):
     cfg, model = _model(*overrides)
@@ -104,19 +152,25 @@ def test_native_integer_forward_is_exact_equals_fake_quantization_and_trains(act
 
 
 def test_sizes_follow_the_bits():
-    sizes = {}
-    for name in ("qat_int8", "qat_int4", "binary"):
-        cfg = wenet_eff.load_config("mini", ["model.vocab_size=31", f"compress={name}"])
-        model = wenet_eff.build_model(cfg)
-        sizes[name] = compress.pack.size_report(model, compress.pack.pack_model(model, cfg))
-    for name, bits in (("qat_int8", 8), ("qat_int4", 4)):
-        attn = sizes[name]["roles"][f"attn.qkv ({bits}-bit)"]
-        # levels at `bits` bits plus one float16 scale per output channel (144 x 144 layers)
-        layers = attn["params"] // (144 * 144)
-        assert attn["packed_bytes"] == attn["params"] * bits // 8 + 2 * 144 * layers
-    assert sizes["binary"]["roles"]["ffn.w_1 (1-bit)"]["ratio"] > 28
-    assert sizes["qat_int4"]["total"]["ratio"] > 7.0
-    assert sizes["qat_int8"]["total"]["ratio"] > 3.8
+    """Packed bytes of the tiny model (width 32, FFN 48), worked out by hand: levels at their
+    bits plus a float16 scale per output channel. attn.qkv: 18 layers of 32 x 32 (2 encoder
+    blocks x 3, 2 decoders x 3 self + 3 source) = 18,432 weights, 18 x 32 x 2 = 1,152 scale
+    bytes; ffn.w_2: 6 layers of 48 -> 32 (2 blocks x 2 encoder FFNs, 2 decoder FFNs) = 9,216
+    weights, 6 x 32 x 2 = 384 scale bytes; output (8 bits under binary): CTC + 2 decoders,
+    32 -> 12: 1,152 weights, 3 x 12 x 2 = 72 scale bytes."""
+    expected = {
+        "qat_int8": {"attn.qkv (8-bit)": 18432 + 1152, "ffn.w_2 (8-bit)": 9216 + 384},
+        "qat_int4": {"attn.qkv (4-bit)": 9216 + 1152, "ffn.w_2 (4-bit)": 4608 + 384},
+        "binary": {
+            "attn.qkv (1-bit)": 2304 + 1152, "ffn.w_2 (1-bit)": 1152 + 384,
+            "output (8-bit)": 1152 + 72,
+        },
+    }  # fmt: skip
+    for name, roles in expected.items():
+        cfg, model = _model(f"compress={name}")
+        report = compress.pack.size_report(model, compress.pack.pack_model(model, cfg))
+        assert {role: report["roles"][role]["packed_bytes"] for role in roles} == roles
+        assert report["roles"][next(iter(roles))]["params"] == 18432
 
 
 def test_pack_cli_writes_the_file_and_the_size_table(tmp_path, capsys):
