@@ -116,7 +116,7 @@ def fit(exp_dir, loader: list[dict], *overrides: str, cv: list[dict] | None = No
 def record_grads(trainer: Trainer) -> list[torch.Tensor]:
     """Record the weight gradient each optimizer step is given."""
     seen = []
-    trainer.optimizer.register_step_pre_hook(
+    trainer.engine.optimizer.register_step_pre_hook(
         lambda *_: seen.append(trainer.model.w.weight.grad.clone())
     )
     return seen
@@ -322,7 +322,7 @@ def test_step_optimizer_switches_to_2_4_masks_and_logs_it(corpus, tmp_path, capl
     assert cfg.optim.name == "step" and not layer.sparsifier.active  # dense precondition phase
     with caplog.at_level("INFO", logger="wenet_eff.train"):
         trainer.fit()
-    assert trainer.optimizer.param_groups[0]["switch_step"] == 3 and layer.sparsifier.active
+    assert trainer.engine.optimizer.param_groups[0]["switch_step"] == 3 and layer.sparsifier.active
     assert any("STEP: precondition phase over after 3 updates" in r.getMessage()
                for r in caplog.records)  # fmt: skip
     events = EventAccumulator(str(tmp_path / "tensorboard"))
@@ -331,6 +331,6 @@ def test_step_optimizer_switches_to_2_4_masks_and_logs_it(corpus, tmp_path, capl
     # a fresh trainer on the same exp dir resumes in the mask-learning phase
     _, again = real_setup(corpus, tmp_path, *overrides)
     assert (
-        again.optimizer.masking
+        again.engine.optimizer.masking
         and again.model.encoder.encoders[0].feed_forward.w_1.sparsifier.active
     )

@@ -26,7 +26,8 @@ from wenet_eff.config import register_schema, resolve_vocab_size, save_config
 from wenet_eff.data.dataset import build_dataloader
 from wenet_eff.data.tokenizer import build_tokenizer
 from wenet_eff.train.dist import cleanup_distributed, init_distributed
-from wenet_eff.train.trainer import Trainer, TrainingDiverged
+from wenet_eff.train.stability import TrainingDiverged
+from wenet_eff.train.trainer import Trainer
 
 logger = logging.getLogger("wenet_eff.train")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -78,6 +79,48 @@ def format_skips(skipped: Counter) -> str:
     reasons = ", ".join(f"{reason}={n}" for reason, n in sorted(dropped.items())) or "none"
     kept = ", ".join(f"{r}={n}" for r, n in sorted(skipped.items()) if r in INFORMATIONAL_REASONS)
     return f"{sum(dropped.values())} utterances: {reasons}" + (f" (kept: {kept})" if kept else "")
+
+
+class IntervalStats:
+    """What the log line of the last `train.log_interval` updates reports: losses, mean
+    gradient norm, throughput and the MoE layers' expert usage.
+
+    Args:
+        moe: the model's MoE layers, (name, layer) as `nn.moe.moe_layers` lists them.
+    """
+
+    def __init__(self, moe: list[tuple[str, torch.nn.Module]]) -> None:
+        self.moe = moe
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new interval (now)."""
+        self.meter = LossMeter()  # micro-batches with a finite loss add to it
+        self.norms: list[float] = []
+        self.usage: dict[str, torch.Tensor] = {}  # MoE layer -> summed usage
+        self.batches = 0
+        self.start = time.perf_counter()
+
+    def batch_done(self) -> None:
+        """Count a trained micro-batch and the expert usage of its forward."""
+        for name, layer in self.moe:
+            if layer.usage is not None:
+                self.usage[name] = self.usage.get(name, 0) + layer.usage
+        self.batches += 1
+
+    def report(
+        self, reporter: Reporter, ctx: DistContext, epoch: int, step: int, lr: float
+    ) -> None:
+        """Report the interval (a collective: every rank calls it), then start the next."""
+        stats = self.meter.totals(ctx)
+        fps = stats["frames"] / max(time.perf_counter() - self.start, 1e-9)
+        norm = sum(self.norms) / max(len(self.norms), 1)
+        reporter.train_interval(epoch, step, stats, lr, norm, fps)
+        if self.moe:
+            batches = max(self.batches, 1)
+            usage = {n: (u / batches).tolist() for n, u in self.usage.items()}
+            reporter.expert_usage(usage, self.moe[0][1].k, step)
+        self.reset()
 
 
 class Reporter:

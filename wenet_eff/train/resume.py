@@ -6,7 +6,9 @@
 - `progress`: the run-wide `Progress` counters;
 - `data_order`: the settings that decide every rank's batch order (`data_order`);
 - `ranks`: per rank, its `EpochState` within the epoch in progress and its RNG states;
-- `optimizer`, `scheduler`: their state_dicts (train_engine=torch_ddp; DeepSpeed saves its own).
+- the engine's part (engine.py): `optimizer` and `scheduler` state_dicts (torch_ddp), with
+  expert parallelism `scheduler` and `expert_parallel` (every rank's optimizer state), and
+  nothing with DeepSpeed (it saves its own under `deepspeed/NAME`).
 
 A rerun continues the epoch in progress at each rank's position, which is exact because the
 data is deterministic given these settings and the epoch. When they changed, skipping
@@ -22,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from wenet_eff.train import checkpoint as ckpt
@@ -101,21 +102,24 @@ def resume_state(
     progress: Progress,
     order: dict[str, Any],
     ranks: list[dict[str, Any]],
-    optimizer: torch.optim.Optimizer | None,
-    scheduler: Any,
+    engine_state: dict[str, Any],
 ) -> dict[str, Any]:
-    """Assemble NAME.state.pt; `ranks` is every rank's `rank_entry` in rank order, `optimizer`
-    and `scheduler` None where DeepSpeed saves them."""
-    state: dict[str, Any] = {
+    """Assemble NAME.state.pt.
+
+    Args:
+        engine: train.train_engine.
+        progress: the run-wide counters.
+        order: this run's `data_order`.
+        ranks: every rank's `rank_entry`, in rank order.
+        engine_state: the engine's part (`Engine.save`).
+    """
+    return {
         "engine": engine,
         "progress": asdict(progress),
         "data_order": order,
         "ranks": ranks,
+        **engine_state,
     }
-    if optimizer is not None:
-        state["optimizer"] = optimizer.state_dict()
-        state["scheduler"] = scheduler.state_dict()
-    return state
 
 
 def checkpoint_info(

@@ -15,21 +15,43 @@ Between monitored updates nothing is hooked, so the cost is a few reductions eve
 `train.monitor_interval` updates (see `bench.monitor_overhead`).
 
 `DivergenceGuard` decides from the per-update loss (per input frame, so long and short
-batches compare) whether training is diverging; the trainer acts on its verdict.
+batches compare) and a monitored update's output RMS whether training is diverging.
+`RollbackGuard` runs it in a (distributed) training run (`train.guard`): every rank judges the
+same numbers, the resume state of the checkpoint a rollback may need is kept, and on a
+divergence it picks the newest checkpoint from before it and sets the newer ones aside as
+`NAME.diverged.*` (once; a second divergence, or `train.guard.action=stop`, stops training).
+The trainer then reloads that checkpoint with the learning rate x `train.guard.lr_factor`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
+from omegaconf import DictConfig
 
 from wenet_eff.nn.attention import MultiHeadedAttention
 from wenet_eff.nn.linear import weight_layers
+from wenet_eff.train import checkpoint as ckpt
+from wenet_eff.train.dist import DistContext
+
+logger = logging.getLogger("wenet_eff.train")
+
+ADVICE = (
+    "Lower optim.lr, raise optim.warmup_steps, or train with a stability option "
+    "(stability=qk_norm_cap or stability=qkv_norm)."
+)
+
+
+class TrainingDiverged(RuntimeError):
+    """Training cannot go on: too many non-finite steps in a row, or a divergence the guard does
+    not roll back. bin/train.py logs the message of this class and its subclasses, and exits 1."""
 
 
 class OutputNormMonitor:
@@ -214,3 +236,121 @@ class DivergenceGuard:
     def reset_run(self) -> None:
         """Forget the spike run (after a rollback); the good history stays."""
         self.run = []
+
+
+class Diverging(Exception):
+    """Raised inside an epoch when the divergence guard fires (on every rank at once)."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
+class RollbackGuard:
+    """The divergence guard of a training run and the choice of its rollback (`train.guard`).
+
+    Args:
+        tcfg: the `train` config (`guard`, `monitor_interval`); with `guard.enabled` false
+            every method does nothing.
+        exp_dir: the experiment directory.
+        ctx: rank and world size (every method is a collective: all ranks call it).
+    """
+
+    def __init__(self, tcfg: DictConfig, exp_dir: Path, ctx: DistContext) -> None:
+        self.cfg, self.exp_dir, self.ctx = tcfg.guard, exp_dir, ctx
+        self.guard = DivergenceGuard(tcfg.guard) if tcfg.guard.enabled else None
+        if self.guard is not None and tcfg.guard.max_linear_rms > 0 and not tcfg.monitor_interval:
+            raise ValueError(
+                "train.guard.max_linear_rms needs train.monitor_interval > 0 (the output "
+                "norms are only measured on monitored updates)"
+            )
+
+    def watch(self, update: int, loss: float, frames: float, updated: bool, norms: dict) -> None:
+        """Judge update number `update` (made or skipped) on the numbers of every rank.
+
+        Args:
+            update: its 1-based number.
+            loss, frames: this rank's sum of loss x utterances over the update's micro-batches
+                with a finite loss, and their input frames.
+            updated: whether the model was updated (not: a skipped, non-finite update).
+            norms: this rank's `OutputNormMonitor.collect()` of a monitored update, else {}.
+
+        Raises:
+            Diverging: on every rank alike, when the guard sees a divergence.
+        """
+        if self.guard is None:
+            return
+        loss, frames, bad = self.ctx.sum([loss, frames, float(not updated)])
+        verdict = self.guard.observe(update, loss / frames if frames > 0 and not bad else math.nan)
+        if not verdict.diverged and norms and updated:
+            ranks = self.ctx.gather(max_linear_rms(norms))
+            rms = math.nan if any(math.isnan(v) for v in ranks) else max(ranks)  # worst rank
+            verdict = self.guard.observe_norms(update, rms)
+        if verdict.diverged:
+            raise Diverging(verdict)
+
+    def protected(self, step: int) -> list[str]:
+        """The checkpoints whose resume state to keep at update `step`: the newest one a
+        divergence found from here on could roll back to (step <= `step` - patience) and every
+        newer one (each becomes that target later). None with the guard off."""
+        if self.guard is None:
+            return []
+        horizon = step - self.cfg.patience
+        listed = [
+            (name, int(info.get("step", 0)))
+            for name, info in ckpt.list_checkpoints(self.exp_dir)
+            if ckpt.has_resume_state(self.exp_dir, name)
+        ]
+        old = [i for i, (_, saved_step) in enumerate(listed) if saved_step <= horizon]
+        return [name for name, _ in listed[old[-1] if old else 0 :]]
+
+    def rollback_target(
+        self, verdict: Verdict, rollbacks: int, lr_scale: float
+    ) -> tuple[str, dict]:
+        """Act on a divergence: choose the checkpoint to roll back to and set the newer ones
+        aside, or stop.
+
+        Args:
+            verdict: the guard's verdict (`Diverging.verdict`).
+            rollbacks, lr_scale: the run's rollbacks so far and its learning-rate factor.
+
+        Returns:
+            the newest checkpoint with resume state from before the divergence, and its info.
+
+        Raises:
+            TrainingDiverged: with `train.guard.action=stop`, after an earlier rollback, or when
+                no such checkpoint exists.
+        """
+        if self.cfg.action == "stop":
+            raise TrainingDiverged(f"training diverged: {verdict.reason}. {ADVICE}")
+        if rollbacks >= 1:
+            raise TrainingDiverged(
+                f"training diverged again after a rollback (learning rate x{lr_scale:g}): "
+                f"{verdict.reason}. Stopping. {ADVICE}"
+            )
+        # the loss of update u is computed with the weights after update u - 1: a checkpoint
+        # from before the first bad update's weights has step < first_bad_update - 1
+        good = [
+            (name, info)
+            for name, info in ckpt.list_checkpoints(self.exp_dir)
+            if int(info.get("step", 0)) < verdict.first_bad_update - 1
+            and ckpt.has_resume_state(self.exp_dir, name)
+        ]
+        if not good:
+            raise TrainingDiverged(
+                f"training diverged: {verdict.reason}, and no checkpoint from before update "
+                f"{verdict.first_bad_update - 1} exists to roll back to (set train.save_interval "
+                f"so the guard has one). {ADVICE}"
+            )
+        target, info = good[-1]
+        self.ctx.barrier()  # every rank has listed the checkpoints before rank 0 renames any
+        if self.ctx.is_main:
+            moved = ckpt.set_aside_after(self.exp_dir, target)
+            logger.warning(
+                "divergence guard: %s. Rolling back to checkpoint %s with the learning rate x%g%s",
+                *(verdict.reason, target, self.cfg.lr_factor),
+                f"; set aside as *.diverged: {', '.join(moved)}" if moved else "",
+            )
+        self.ctx.barrier()
+        self.guard.reset_run()
+        return target, info
