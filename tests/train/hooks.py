@@ -6,7 +6,9 @@ Environment:
     KILL_AT_STEP=N   SIGKILL this process in the middle of the first micro-batch trained after
                      update N (after its forward, before its backward): a real crash, no cleanup.
     NAN_AT_STEP=N    the first micro-batch trained after update N gets a NaN feature (on rank 0).
-    DUMP_PARAMS=1    after training, every rank writes its parameters to exp_dir/rankR.params.pt.
+    DUMP_PARAMS=1    after training, every rank writes its parameters to exp_dir/rankR.params.pt
+                     and its optimizer's first parameter group (less the parameters, so STEP's
+                     phase and switch statistic) to exp_dir/rankR.optim.pt.
     SPIKE_AT_STEPS=a,b  the loss of rank 0's micro-batches trained after updates a, b, ... is
                      multiplied by 1000 (the first time only: a replay after a rollback is clean).
 """
@@ -66,6 +68,11 @@ def _install() -> None:
             fit(self)
             params = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
             torch.save(params, self.exp_dir / f"rank{self.ctx.rank}.params.pt")
+            group = self.engine.optimizer.param_groups[0]
+            torch.save(
+                {k: v for k, v in group.items() if k != "params"},
+                self.exp_dir / f"rank{self.ctx.rank}.optim.pt",
+            )
 
         Trainer.fit = fit_and_dump
 

@@ -79,10 +79,17 @@ def test_config_is_checked(tmp_path):
         deepspeed_config(cfg)
 
 
-def test_stage2_two_processes_stay_identical(corpus, tmp_path):
-    run = ds_args(2, "train.max_epoch=2", "train.accum_grad=2")
+def test_stage2_two_processes_stay_identical_and_step_switches_on_both_at_once(corpus, tmp_path):
+    # STEP (compress=sparse_2_4_step): ZeRO steps each rank's optimizer on its own shard of the
+    # parameters, yet the variance change that decides the switch must be the whole model's
+    step = ["compress=sparse_2_4_step", "optim.switch_min_steps=0", "optim.switch_window=1"]
+    run = ds_args(2, "train.max_epoch=2", "train.accum_grad=2", *step)
     check(run_train(corpus.overrides(tmp_path, *run), nproc=2, module="tests.train.hooks",
                     env={"DUMP_PARAMS": "1"}))  # fmt: skip
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.params.pt") for r in (0, 1))
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     assert ckpt.read_info(tmp_path / "1.yaml")["step"] == 2  # 2 batches per rank and epoch
+    optim0, optim1 = (torch.load(tmp_path / f"rank{r}.optim.pt") for r in (0, 1))
+    assert len(optim0["changes"]) == 1  # measured from update 2 on
+    assert optim0["changes"] == optim1["changes"]
+    assert (optim0["phase"], optim0["switch_step"]) == (optim1["phase"], optim1["switch_step"])
