@@ -1,5 +1,5 @@
 """Training engines: how gradients accumulate, how an update is made and what a checkpoint keeps
-of the optimizer, behind one interface, so the trainer's loop has no engine of its own to know.
+of the optimizer, behind one interface, so the trainer's loop is the same for every engine.
 
 The trainer drives every engine alike:
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state.items()}
 
 
-class Engine:
+class Engine(ABC):
     """What every engine shares: the plain model, its optimizer and schedule.
 
     Args:
@@ -93,10 +94,11 @@ class Engine:
         accumulation window."""
         return nullcontext()
 
+    @abstractmethod
     def backward(self, loss: torch.Tensor, boundary: bool) -> None:
         """Add the gradients of `loss` (the micro-batch's mean loss) to the window's."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step(self, bad: bool) -> tuple[bool, float]:
         """Close the accumulation window: clip, update model and schedule, clear the gradients.
 
@@ -106,8 +108,8 @@ class Engine:
         Returns:
             (whether the model was updated, the gradient norm before clipping).
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def save(self, exp_dir: Path, name: str) -> tuple[dict | None, dict | None]:
         """Collect checkpoint `name`: a collective, every rank calls it.
 
@@ -115,11 +117,10 @@ class Engine:
             on rank 0, the whole model's state dict (CPU) and the engine's part of the resume
             state; (None, None) on the other ranks.
         """
-        raise NotImplementedError
 
+    @abstractmethod
     def load(self, exp_dir: Path, name: str, saved: dict) -> None:
         """Take up the optimizer and scheduler of checkpoint `name` (resume state `saved`)."""
-        raise NotImplementedError
 
     def load_resumable(self, exp_dir: Path, name: str) -> dict:
         """Load checkpoint `name`'s weights into the model mid-run; returns its resume state."""
