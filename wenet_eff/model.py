@@ -184,6 +184,7 @@ class ASRModel(nn.Module):
         reverse_weight: float = 0.0,
         lm=None,
         min_token_logp: float | None = None,
+        context=None,
     ) -> dict[str, list]:
         """Decode a batch with one or more methods, sharing one encoder pass.
 
@@ -199,6 +200,8 @@ class ASRModel(nn.Module):
                 (`wenet_eff.decode.lm.WordLmFusion`; None: no LM).
             min_token_logp: prefix beam search expands only tokens whose log posterior in a
                 frame reaches this (the best always; None: all of the top beam_size).
+            context: context biasing (hotwords) in prefix beam search, kept in rescoring
+                (`wenet_eff.decode.context.ContextGraph`; None: none).
         Returns:
             {method: [Hypothesis per utterance]} (see wenet_eff.decode.search.Hypothesis).
         """
@@ -218,6 +221,7 @@ class ASRModel(nn.Module):
             reverse_weight,
             lm,
             min_token_logp,
+            context,
         )
 
     def may_leave_parameters_unused(self) -> bool:

@@ -54,6 +54,15 @@ def get_parser() -> argparse.ArgumentParser:
         help="prefix beam search: expand only tokens with a log posterior >= this per frame "
         "(e.g. -9.2 = log 1e-4; default: the top beam_size tokens of every frame)",
     )
+    p.add_argument(
+        "--context_path",
+        default="",
+        help="context biasing (hotwords): a file of phrases, one per line, boosted in "
+        "ctc_prefix_beam_search and attention_rescoring",
+    )
+    p.add_argument(
+        "--context_score", type=float, default=3.0, help="boost per matched token of a phrase"
+    )
     p.add_argument("--decoding_chunk_size", type=int, default=-1)
     p.add_argument("--num_decoding_left_chunks", type=int, default=-1)
     p.add_argument("--num_workers", type=int, default=0)
@@ -95,6 +104,20 @@ def main(argv: list[str] | None = None) -> dict:
             "LM %s: %d-gram, %d words, weight %g, word bonus %g",
             *(args.lm, lm.lm.order, len(lm.lm.vocab), args.lm_weight, args.word_bonus),
         )
+    context = None
+    if args.context_path:
+        from wenet_eff.decode.context import ContextGraph
+
+        context = ContextGraph.from_file(
+            args.context_path,
+            tokenizer.symbol_table,
+            getattr(tokenizer, "split_with_space", False),
+            args.context_score,
+        )
+        logging.info(
+            "context %s: %d phrases, score %g",
+            *(args.context_path, context.num_phrases, args.context_score),
+        )
 
     out_dir = Path(args.result_dir)
     files = {}
@@ -122,6 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
                 reverse_weight=args.reverse_weight,
                 lm=lm,
                 min_token_logp=args.min_token_logp,
+                context=context,
             )
             decode_seconds += time.perf_counter() - start
             audio_seconds += float(batch["feats_lengths"].sum()) * cfg.data.frame_shift / 1000
@@ -147,6 +171,9 @@ def main(argv: list[str] | None = None) -> dict:
         "min_token_logp": args.min_token_logp,
         "lm": {"path": args.lm, "weight": args.lm_weight, "word_bonus": args.word_bonus}
         if args.lm
+        else None,
+        "context": {"path": args.context_path, "score": args.context_score}
+        if args.context_path
         else None,
     }
     (out_dir / "decode_summary.json").write_text(json.dumps(summary, indent=2))

@@ -88,14 +88,16 @@ def attention_rescoring(
 ) -> list[Hypothesis]:
     """Rescore each utterance's CTC n-best with both attention decoders.
 
-    score = (1 - reverse_weight) * l2r + reverse_weight * r2l + ctc_weight * ctc (+ lm).
+    score = (1 - reverse_weight) * l2r + reverse_weight * r2l + ctc_weight * ctc
+    (+ lm + context).
 
     Args:
         nbest: per utterance, CTC prefix-beam hypotheses (score = CTC log prob; with a fused
-            LM, extras `ctc` and `lm` and the fused LM score is added as it is).
+            LM or context biasing, extras `ctc`, `lm`, `context`, and the fused scores are
+            added as they are).
         encoder_out: (B, T, D); encoder_mask: (B, 1, T).
     Returns:
-        the best Hypothesis per utterance (extras: ctc, att).
+        the best Hypothesis per utterance (extras: ctc, att, fused = lm + context).
     """
     counts = [len(h) for h in nbest]
     if not any(counts):
@@ -124,8 +126,9 @@ def attention_rescoring(
             right, rev, lens, model.eos
         )
     ctc = torch.tensor([h.extras.get("ctc", h.score) for h in flat], device=device)
-    lm = torch.tensor([h.extras.get("lm", 0.0) for h in flat], device=device)
-    total = att + ctc_weight * ctc + lm
+    fused = [h.extras.get("lm", 0.0) + h.extras.get("context", 0.0) for h in flat]
+    fused = torch.tensor(fused, device=device)
+    total = att + ctc_weight * ctc + fused
     results = []
     for b, count in enumerate(counts):
         if count == 0:
@@ -137,7 +140,7 @@ def attention_rescoring(
             Hypothesis(
                 flat[j].tokens,
                 float(total[j]),
-                {"ctc": float(ctc[j]), "att": float(att[j]), "lm": float(lm[j])},
+                {"ctc": float(ctc[j]), "att": float(att[j]), "fused": float(fused[j])},
             )
         )
     return results

@@ -64,14 +64,17 @@ class CtcPrefixBeam:
     With `beam_size` >= the number of distinct prefixes and all tokens expanded, the scores are
     the exact total probability of each labelling (tests check this by enumeration).
 
-    With a word LM (`lm`, shallow fusion) prefixes are ranked by CTC score + LM score of their
-    words (see `wenet_eff.decode.lm.WordLmFusion`); the CTC scores stay exact per prefix.
+    With a word LM (`lm`, shallow fusion) and context biasing (`context`, hotwords) prefixes
+    are ranked by CTC score + the fused scores of their tokens so far (see
+    `wenet_eff.decode.lm.WordLmFusion` and `wenet_eff.decode.context.ContextGraph`, each with
+    `initial`, `extend`, `final` and a `name`); the CTC scores stay exact per prefix.
 
     Args:
         beam_size: prefixes kept per frame.
         blank: the blank id.
         token_beam: tokens expanded per frame (0: beam_size).
         lm: optional `WordLmFusion`.
+        context: optional `ContextGraph`.
         min_token_logp: tokens whose log posterior in a frame is below this are not expanded
             (the frame's best token always is); None: no floor. Most frames of a trained model
             have one or two tokens above log(1e-4), so a floor there makes wide beams cheap.
@@ -84,6 +87,7 @@ class CtcPrefixBeam:
         token_beam: int = 0,
         lm=None,
         min_token_logp: float | None = None,
+        context=None,
     ):
         self.beam_size = beam_size
         self.blank = blank
@@ -94,12 +98,12 @@ class CtcPrefixBeam:
                 "(e.g. -9.2 for p >= 1e-4)"
             )
         self.min_token_logp = min_token_logp
-        self.lm = lm
+        self.scorers = [s for s in (lm, context) if s is not None]
         self.beam: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
-        # LM state and accumulated fused LM score per prefix in the beam
-        self.lm_states: dict[tuple[int, ...], tuple[tuple, float]] = {}
-        if lm is not None:
-            self.lm_states[()] = (lm.initial(), 0.0)
+        # per prefix in the beam: each scorer's state and accumulated fused score
+        self.fused: dict[tuple[int, ...], tuple[tuple, tuple[float, ...]]] = {
+            (): (tuple(s.initial() for s in self.scorers), (0.0,) * len(self.scorers))
+        }
         self.frames = 0
         # frame at which each prefix's last token was (most recently) emitted: token timing
         self.emitted_at: dict[tuple[int, ...], int] = {(): -1}
@@ -131,12 +135,12 @@ class CtcPrefixBeam:
                         _accumulate(nxt, prefix + (s,), NEG_INF, total + p)
             ranked = sorted(
                 nxt.items(),
-                key=lambda kv: _logaddexp(*kv[1]) + self._lm_score(kv[0]),
+                key=lambda kv: _logaddexp(*kv[1]) + self._fused_score(kv[0]),
                 reverse=True,
             )
             beam = {prefix: (v[0], v[1]) for prefix, v in ranked[: self.beam_size]}
-            if self.lm is not None:
-                self.lm_states = {prefix: self.lm_states[prefix] for prefix in beam}
+            if self.scorers:
+                self.fused = {prefix: self.fused[prefix] for prefix in beam}
             for prefix in beam:
                 if prefix not in self.emitted_at:
                     self.emitted_at[prefix] = self.frames
@@ -146,30 +150,38 @@ class CtcPrefixBeam:
         live = {prefix[:n] for prefix in beam for n in range(len(prefix) + 1)}
         self.emitted_at = {p: f for p, f in self.emitted_at.items() if p in live}
 
-    def _lm_score(self, prefix: tuple[int, ...]) -> float:
-        """Fused LM score of `prefix` (0 without an LM); computed from its parent's state."""
-        if self.lm is None:
+    def _fused_score(self, prefix: tuple[int, ...]) -> float:
+        """Fused score of `prefix` (0 without scorers); computed from its parent's states."""
+        if not self.scorers:
             return 0.0
-        cached = self.lm_states.get(prefix)
+        cached = self.fused.get(prefix)
         if cached is None:
-            state, score = self.lm_states[prefix[:-1]]
-            state, delta = self.lm.extend(state, prefix[-1])
-            cached = self.lm_states[prefix] = (state, score + delta)
-        return cached[1]
+            states, scores = self.fused[prefix[:-1]]
+            steps = [s.extend(st, prefix[-1]) for s, st in zip(self.scorers, states, strict=True)]
+            cached = self.fused[prefix] = (
+                tuple(st for st, _ in steps),
+                tuple(acc + delta for acc, (_, delta) in zip(scores, steps, strict=True)),
+            )
+        return sum(cached[1])
 
     def nbest(self) -> list[Hypothesis]:
-        """The current hypotheses, best first, score = log P(prefix so far); with an LM,
-        score = CTC + fused LM score of the finished words (extras `ctc`, `lm`)."""
-        if self.lm is None:
-            return [
-                Hypothesis(list(prefix), _logaddexp(pb, pnb))
-                for prefix, (pb, pnb) in self.beam.items()
-            ]
+        """The current hypotheses, best first, score = log P(prefix so far); with scorers,
+        score = CTC + their fused scores with the utterance ending here (extras `ctc` and
+        each scorer's name: `lm`, `context`)."""
         hyps = []
         for prefix, (pb, pnb) in self.beam.items():
-            state, score = self.lm_states[prefix]
-            ctc, lm = _logaddexp(pb, pnb), score + self.lm.final(state)
-            hyps.append(Hypothesis(list(prefix), ctc + lm, {"ctc": ctc, "lm": lm}))
+            ctc = _logaddexp(pb, pnb)
+            if not self.scorers:
+                hyps.append(Hypothesis(list(prefix), ctc))
+                continue
+            states, scores = self.fused[prefix]
+            totals = {
+                s.name: acc + s.final(st)
+                for s, st, acc in zip(self.scorers, states, scores, strict=True)
+            }
+            hyps.append(
+                Hypothesis(list(prefix), ctc + sum(totals.values()), {"ctc": ctc, **totals})
+            )
         return sorted(hyps, key=lambda h: h.score, reverse=True)
 
     def token_frames(self, tokens: list[int]) -> list[int]:
@@ -184,6 +196,7 @@ def ctc_prefix_beam_search(
     token_beam: int = 0,
     lm=None,
     min_token_logp: float | None = None,
+    context=None,
 ) -> list[Hypothesis]:
     """Prefix beam search over one utterance (see CtcPrefixBeam).
 
@@ -193,9 +206,10 @@ def ctc_prefix_beam_search(
         token_beam: tokens expanded per frame (0: beam_size).
         lm: optional `WordLmFusion` (shallow fusion of a word n-gram LM).
         min_token_logp: per-frame floor on the expanded tokens' log posteriors (None: none).
+        context: optional `ContextGraph` (context biasing).
     Returns:
-        up to beam_size Hypothesis, best first, score = log P(prefix) (+ the fused LM score).
+        up to beam_size Hypothesis, best first, score = log P(prefix) (+ the fused scores).
     """
-    search = CtcPrefixBeam(beam_size, blank, token_beam, lm, min_token_logp)
+    search = CtcPrefixBeam(beam_size, blank, token_beam, lm, min_token_logp, context)
     search.advance(ctc_log_probs)
     return search.nbest()

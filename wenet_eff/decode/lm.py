@@ -198,6 +198,8 @@ class WordLmFusion:
         word_bonus: added per word, against the LM's preference for short outputs.
     """
 
+    name = "lm"  # its fused score appears as Hypothesis.extras["lm"]
+
     def __init__(
         self, lm: NgramLM, pieces: list[tuple[bool, str]], weight: float, word_bonus: float
     ):

@@ -20,11 +20,13 @@ def decode_batch(
     reverse_weight: float,
     lm=None,
     min_token_logp: float | None = None,
+    context=None,
 ) -> dict[str, list[Hypothesis]]:
     """Run `methods` on encoder output (B, T, D) with mask (B, 1, T), sharing work between
     them (the CTC posteriors and the prefix-beam n-best feed both CTC search and rescoring).
-    `lm` (a `WordLmFusion`) is fused into the prefix beam search and kept in rescoring;
-    `min_token_logp` is the prefix search's per-frame token floor (see CtcPrefixBeam)."""
+    `lm` (a `WordLmFusion`) and `context` (a `ContextGraph`, hotwords) are fused into the
+    prefix beam search and kept in rescoring; `min_token_logp` is the prefix search's
+    per-frame token floor (see CtcPrefixBeam)."""
     lengths = encoder_mask.squeeze(1).sum(1)
     results: dict[str, list[Hypothesis]] = {}
     ctc_log_probs = model.ctc.log_softmax(encoder_out)
@@ -36,6 +38,7 @@ def decode_batch(
                 beam_size,
                 lm=lm,
                 min_token_logp=min_token_logp,
+                context=context,
             )
             for b in range(encoder_out.size(0))
         ]

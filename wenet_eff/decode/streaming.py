@@ -104,6 +104,7 @@ class StreamingSession:
         endpoint: endpointing rules.
         lm: a word LM fused into the prefix beam search (`wenet_eff.decode.lm.WordLmFusion`).
         min_token_logp: the prefix search's per-frame token floor (see CtcPrefixBeam).
+        context: context biasing in the prefix beam search (`wenet_eff.decode.context`).
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class StreamingSession:
         endpoint: EndpointConfig | None = None,
         lm=None,
         min_token_logp: float | None = None,
+        context=None,
     ):
         encoder = model.encoder
         if chunk_size > 0 and encoder.encoders:
@@ -138,6 +140,7 @@ class StreamingSession:
         self.beam_size = beam_size
         self.lm = lm
         self.min_token_logp = min_token_logp
+        self.context_graph = context
         self.ctc_weight = ctc_weight
         self.reverse_weight = reverse_weight
         self.sample_rate = sample_rate
@@ -171,7 +174,12 @@ class StreamingSession:
         self._offset = 0
         self._encoder_out: list[torch.Tensor] = []
         self._ctc_log_probs: list[torch.Tensor] = []
-        self._beam = CtcPrefixBeam(self.beam_size, lm=self.lm, min_token_logp=self.min_token_logp)
+        self._beam = CtcPrefixBeam(
+            self.beam_size,
+            lm=self.lm,
+            min_token_logp=self.min_token_logp,
+            context=self.context_graph,
+        )
         self._trailing_silence = 0  # encoder frames
         self._finished = False
 
