@@ -29,9 +29,17 @@ NO_DROPOUT = [
 
 
 def _close(a: dict, b: dict) -> None:
+    """Equal weights up to summation order. Adam moves a weight whose gradient is near zero by
+    about +-lr whatever the gradient's size, so where the two runs' gradients round to opposite
+    signs a few weights differ by a few learning rates (seen on AVX2-only CPUs): allow that for
+    at most 1 % of a tensor's elements, never by more than 1e-4."""
     assert list(a) == list(b)
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
+        diff = (a[k].float() - b[k].float()).abs()
+        loose = diff > 2e-5 + 1e-4 * b[k].float().abs()
+        assert loose.float().mean() <= 0.01 and diff.max() <= 1e-4, (
+            f"{k}: {int(loose.sum())} of {diff.numel()} differ, max {float(diff.max()):.3g}"
+        )
 
 
 def test_expert_parallel_trains_the_weights_data_parallel_does(tmp_path):
