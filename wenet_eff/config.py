@@ -73,7 +73,7 @@ class OptimConfig:
 
 @dataclass
 class GuardConfig:
-    """Divergence guard (train.monitors.DivergenceGuard): a loss spike is an update whose loss
+    """Divergence guard (train.stability.DivergenceGuard): a loss spike is an update whose loss
     per input frame exceeds `spike_factor` x the median of the last `window` good updates (or is
     not finite); `patience` spikes in a row, or a monitored linear-output RMS above
     `max_linear_rms`, are a divergence. `action=rollback` reloads the newest checkpoint from
@@ -114,7 +114,7 @@ class TrainConfig:
     init_checkpoint: str = ""
     max_nan_steps: int = 100  # this many consecutive non-finite losses stop training
     # every N updates: RMS of every weight layer's output and the max attention logit per
-    # attention layer to TensorBoard (train.monitors.OutputNormMonitor); 0 = off
+    # attention layer to TensorBoard (train.stability.OutputNormMonitor); 0 = off
     monitor_interval: int = 50
     guard: GuardConfig = field(default_factory=GuardConfig)
     device: str = "auto"

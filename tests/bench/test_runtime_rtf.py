@@ -1,4 +1,4 @@
-"""The runtime benchmark's ratios (the benchmark itself runs on trained models: README)."""
+"""The runtime benchmark's ratios (the benchmark itself runs on trained models: docs/benchmarks.md)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ and values stay valid chunk by chunk:
   drops its pre-norm);
 - `softmax_cap`: logits -> cap * tanh(logits / cap) before the mask and softmax;
 - `proj_norm`: LayerNorm after `linear_out` (`linear_out_norm`).
-With `record_logits` set (by train.monitors), `max_logit` keeps the largest logit of the last
+With `record_logits` set (by train.stability), `max_logit` keeps the largest logit of the last
 forward, before capping.
 
 `fused_softmax` (off; the .pt2 export sets it) computes softmax(scores) @ values as one
