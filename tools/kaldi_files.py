@@ -1,7 +1,7 @@
 """Read and write Kaldi data-dir tables (`wav.scp`, `text`, `utt2dur`, `segments`).
 
-A table is `key value` per line, the value being the rest of the line. Errors name the file
-and line.
+A table is `key value` per line: the key up to the first whitespace (spaces or tabs, as Kaldi
+reads it), the value the rest of the line. Errors name the file and line.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ class Segment:
 
 
 def read_table(path: str | os.PathLike, allow_empty: bool = False) -> dict[str, str]:
-    """`key value` lines into {key: value}, in file order.
+    """`key value` lines into {key: value}, in file order (key and value split at the first
+    whitespace run, so a key never holds whitespace).
 
     Args:
         path: the table file.
@@ -39,7 +40,7 @@ def read_table(path: str | os.PathLike, allow_empty: bool = False) -> dict[str, 
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            key, _, value = line.strip().partition(" ")
+            key, value = (line.split(maxsplit=1) + [""])[:2]
             value = value.strip()
             if not value and not allow_empty:
                 raise ValueError(f"{path}:{lineno}: expected 'key value', got {line.rstrip()!r}")
