@@ -24,6 +24,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 from wenet_eff.compress import CompressConfig
 from wenet_eff.data.cmvn import CmvnConfig
 from wenet_eff.data.dataset import DataConfig
+from wenet_eff.data.text_file import utf8_lines
 from wenet_eff.data.tokenizer import TokenizerConfig
 from wenet_eff.nn.attention import StabilityConfig
 from wenet_eff.nn.decoder import DecoderConfig
@@ -275,5 +276,4 @@ def resolve_vocab_size(cfg: DictConfig) -> int:
         return int(cfg.model.vocab_size)
     if not cfg.tokenizer.units:
         raise ValueError("model.vocab_size is 0 and tokenizer.units is empty: set one of them")
-    with open(cfg.tokenizer.units, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())
+    return sum(1 for _, line in utf8_lines(cfg.tokenizer.units) if line.strip())

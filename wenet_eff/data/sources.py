@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wenet_eff.data.audio import load_audio, load_audio_bytes
+from wenet_eff.data.text_file import utf8_lines
 
 AUDIO_EXTENSIONS = {"wav", "flac", "mp3", "ogg", "opus", "m4a", "wma"}
 
@@ -45,30 +46,29 @@ def read_data_list(path: str | os.PathLike) -> list[dict]:
     (strings) and optional `start`, `end` (seconds, 0 <= start < end).
 
     Raises:
-        ValueError naming the file and line of a malformed entry.
+        ValueError naming the file and line of a malformed entry (not UTF-8 included).
     """
     path = os.fspath(path)
     entries = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict):
-                raise ValueError(f"{where}: expected a JSON object with key, wav, txt")
-            for name in ("key", "wav", "txt"):
-                if not isinstance(obj.get(name), str):
-                    raise ValueError(f"{where}: missing or non-string '{name}'")
-            start, end = _seconds(obj, "start", where), _seconds(obj, "end", where)
-            if (start is not None and start < 0) or (
-                start is not None and end is not None and end <= start
-            ):
-                raise ValueError(f"{where}: invalid segment start={start} end={end}")
-            entries.append(obj)
+    for lineno, line in utf8_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict):
+            raise ValueError(f"{where}: expected a JSON object with key, wav, txt")
+        for name in ("key", "wav", "txt"):
+            if not isinstance(obj.get(name), str):
+                raise ValueError(f"{where}: missing or non-string '{name}'")
+        start, end = _seconds(obj, "start", where), _seconds(obj, "end", where)
+        if (start is not None and start < 0) or (
+            start is not None and end is not None and end <= start
+        ):
+            raise ValueError(f"{where}: invalid segment start={start} end={end}")
+        entries.append(obj)
     return entries
 
 
@@ -81,8 +81,7 @@ def _seconds(obj: dict, name: str, where: str) -> float | None:
 
 def read_shard_list(path: str | os.PathLike) -> list[str]:
     """One `.tar` path per line; blank lines ignored."""
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+    return [line.strip() for _, line in utf8_lines(path) if line.strip()]
 
 
 def raw_utterance(entry: dict) -> Utterance:

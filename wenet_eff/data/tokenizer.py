@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import sentencepiece as spm
 from omegaconf import DictConfig
 
+from wenet_eff.data.text_file import utf8_lines
 from wenet_eff.data.text_norm import get_normalizer
 
 BLANK = "<blank>"
@@ -53,18 +54,17 @@ def read_units(path: str | os.PathLike) -> dict[str, int]:
     path = os.fspath(path)
     table: dict[str, int] = {}
     seen_ids: set[int] = set()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
-                raise ValueError(f"{path}:{lineno}: expected 'symbol id', got {line.rstrip()!r}")
-            symbol, idx = fields[0], int(fields[1])
-            if symbol in table or idx in seen_ids:
-                raise ValueError(f"{path}:{lineno}: duplicate symbol or id in {line.rstrip()!r}")
-            table[symbol] = idx
-            seen_ids.add(idx)
+    for lineno, line in utf8_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 2 or not fields[1].lstrip("-").isdigit():
+            raise ValueError(f"{path}:{lineno}: expected 'symbol id', got {line.rstrip()!r}")
+        symbol, idx = fields[0], int(fields[1])
+        if symbol in table or idx in seen_ids:
+            raise ValueError(f"{path}:{lineno}: duplicate symbol or id in {line.rstrip()!r}")
+        table[symbol] = idx
+        seen_ids.add(idx)
     return table
 
 
@@ -84,8 +84,7 @@ def write_units(path: str | os.PathLike, symbols: Sequence[str]) -> None:
 def read_non_lang_syms(path: str | os.PathLike) -> list[str]:
     """One non-language symbol (e.g. `<noise>`) per line; blank lines ignored."""
     path = os.fspath(path)
-    with open(path, encoding="utf-8") as f:
-        syms = [line.strip() for line in f if line.strip()]
+    syms = [line.strip() for _, line in utf8_lines(path) if line.strip()]
     for sym in syms:
         if len(sym.split()) != 1:
             raise ValueError(f"{path}: non-language symbol {sym!r} contains whitespace")
