@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import sys
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -25,6 +26,7 @@ from wenet_eff import build_model
 from wenet_eff.config import register_schema, resolve_vocab_size, save_config
 from wenet_eff.data.dataset import build_dataloader
 from wenet_eff.data.tokenizer import build_tokenizer
+from wenet_eff.nn.subsampling import subsampled_frames
 from wenet_eff.train.dist import cleanup_distributed, init_distributed
 from wenet_eff.train.stability import TrainingDiverged
 from wenet_eff.train.trainer import Trainer
@@ -51,11 +53,13 @@ def train(cfg: DictConfig) -> None:
     if ctx.is_main:
         save_config(cfg, Path(cfg.train.exp_dir) / "train.yaml")
     tokenizer = build_tokenizer(cfg.tokenizer)
+    # utterances CTC cannot align to the encoder's frames are skipped, not trained as loss 0
+    ctc_frames = partial(subsampled_frames, cfg.model.encoder.input_layer)
     train_loader, train_set = build_dataloader(
-        cfg.data, cfg.data.train_data, tokenizer, True, ctx.rank, ctx.world_size
+        cfg.data, cfg.data.train_data, tokenizer, True, ctx.rank, ctx.world_size, ctc_frames
     )
     cv_loader, _ = build_dataloader(
-        cfg.data, cfg.data.cv_data, tokenizer, False, ctx.rank, ctx.world_size
+        cfg.data, cfg.data.cv_data, tokenizer, False, ctx.rank, ctx.world_size, ctc_frames
     )
     seed_everything(cfg.train.seed)  # the same initial weights on every rank
     model = build_model(cfg)

@@ -6,7 +6,10 @@ read audio -> sample-rate check / resample -> speed perturb -> tokenize -> lengt
 Bad utterances never raise: each is skipped, logged with its key, and counted by reason in
 the `skipped` field of the next batch. Text with tokens outside units.txt is such a skip
 (`unknown_token`) in training; outside training it is kept with those tokens as `<unk>` and
-counted as `unknown_token_mapped`, so decoding never depends on the reference text.
+counted as `unknown_token_mapped`, so decoding never depends on the reference text. Given the
+model's subsampling (`ctc_frames`), a transcript CTC cannot align to its encoder frames (more
+labels, plus a blank between each repeated pair, than frames) is skipped as `ctc_infeasible`:
+its CTC loss is infinite, which the loss's zero_infinity would turn into a silent 0.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,6 +128,9 @@ class Dataset(IterableDataset):
         train: enables list shuffling, dither, speed perturbation, spec augmentation and the
             shuffle buffer, and skips text with unknown tokens (otherwise mapped to `<unk>`).
         rank, world_size: this process's DDP share of the sources (`rank::world_size`).
+        ctc_frames: the encoder frames a number of fbank frames gives (the model's
+            subsampling, `nn.subsampling.subsampled_frames`); when given, utterances CTC cannot
+            align are skipped as `ctc_infeasible`.
     """
 
     def __init__(
@@ -135,6 +141,7 @@ class Dataset(IterableDataset):
         train: bool,
         rank: int = 0,
         world_size: int = 1,
+        ctc_frames: Callable[[int], int] | None = None,
     ) -> None:
         super().__init__()
         if data_cfg.data_type not in DATA_TYPES:
@@ -154,6 +161,7 @@ class Dataset(IterableDataset):
         self.unk_policy = "error" if train else "map"
         self.rank = rank
         self.world_size = world_size
+        self.ctc_frames = ctc_frames
         self.epoch = 0
         if data_cfg.data_type == "raw":
             self.sources: list = read_data_list(list_file)
@@ -258,7 +266,16 @@ class Dataset(IterableDataset):
             rng=np_rng,
         )
         if self.train:
-            feats = self._augment(feats, rng)
+            feats = self._augment(feats, rng)  # SpecTrim may shorten it: check CTC after
+        if self.ctc_frames is not None:
+            frames, labels = self.ctc_frames(feats.shape[0]), _ctc_labels(ids)
+            if frames < labels:
+                skips(
+                    utt.key,
+                    "ctc_infeasible",
+                    f"{len(ids)} tokens need {labels} encoder frames, the audio gives {frames}",
+                )
+                return None
         return Example(utt.key, feats, torch.tensor(ids, dtype=torch.int64))
 
     def _augment(self, feats: torch.Tensor, rng: random.Random) -> torch.Tensor:
@@ -271,6 +288,12 @@ class Dataset(IterableDataset):
             conf = cfg.spec_aug_conf
             feats = spec_aug(feats, conf.num_t_mask, conf.num_f_mask, conf.max_t, conf.max_f, rng)
         return feats
+
+
+def _ctc_labels(ids: list[int]) -> int:
+    """The fewest frames a CTC alignment of `ids` takes: one per label, plus a blank between
+    two equal neighbours."""
+    return len(ids) + sum(a == b for a, b in zip(ids, ids[1:], strict=False))
 
 
 def _length_violation(frames: int, tokens: int, cfg: DataConfig | DictConfig) -> str | None:
@@ -301,10 +324,11 @@ def build_dataset(
     train: bool,
     rank: int | None = None,
     world_size: int | None = None,
+    ctc_frames: Callable[[int], int] | None = None,
 ) -> Dataset:
     """A `Dataset`; rank/world_size default to torch.distributed's when it is initialised."""
     rank, world_size = _rank_world(rank, world_size)
-    return Dataset(data_cfg, list_file, tokenizer, train, rank, world_size)
+    return Dataset(data_cfg, list_file, tokenizer, train, rank, world_size, ctc_frames)
 
 
 def build_dataloader(
@@ -314,9 +338,11 @@ def build_dataloader(
     train: bool,
     rank: int | None = None,
     world_size: int | None = None,
+    ctc_frames: Callable[[int], int] | None = None,
 ) -> tuple[DataLoader, Dataset]:
-    """(DataLoader yielding the dataset's batches as they are, the Dataset for `set_epoch`)."""
-    dataset = build_dataset(data_cfg, list_file, tokenizer, train, rank, world_size)
+    """(DataLoader yielding the dataset's batches as they are, the Dataset for `set_epoch`);
+    see `Dataset` for the arguments."""
+    dataset = build_dataset(data_cfg, list_file, tokenizer, train, rank, world_size, ctc_frames)
     workers = data_cfg.num_workers
     loader = DataLoader(
         dataset,

@@ -24,6 +24,15 @@ _CONV_LAYOUTS = {
 _SEPARABLE = {"dwconv2d"}
 
 
+def subsampled_frames(input_layer: str, frames: int) -> int:
+    """Encoder frames from `frames` fbank frames through front end `input_layer`: the frames
+    `Conv2dSubsampling.forward`'s mask keeps (each Conv2d, unpadded, drops kernel - 1 frames
+    and keeps every stride-th)."""
+    for kernel, stride in _CONV_LAYOUTS[input_layer]:
+        frames = max(0, (frames - kernel) // stride + 1)
+    return frames
+
+
 class Conv2dSubsampling(nn.Module):
     """Strided Conv2d + ReLU stack, a linear map to d_model, then positional encoding.
 

@@ -377,7 +377,8 @@ class Trainer:
             f"loss. Check data.train_data ({data.train_data}): that its audio paths exist "
             f"(missing_file, bad_audio), that tokenizer.units ({tok.units}) and "
             f"tokenizer.normalize ({tok.normalize}) fit its transcripts (unknown_token, "
-            "empty_text), and that data.filter fits its lengths (too_long, too_short)."
+            "empty_text), and that data.filter fits its lengths (too_long, too_short; "
+            "ctc_infeasible: more tokens than the subsampled audio has frames)."
         )
 
     def _save(self, name: str, epoch: int, tag: str, cv: dict, train: dict | None = None) -> None:
