@@ -1,4 +1,5 @@
-"""End to end: the mini recipe's stages -1..16 on a tiny corpus with a tiny model.
+"""End to end: the mini recipe's stages (-1..12 and its own 20-22) on a tiny corpus with a tiny
+model.
 
 Synthesises ~80 utterances with the real TTS engines, prepares real test prompts, computes
 CMVN and units, trains for a few epochs, averages, decodes with all four modes on both test sets
@@ -30,7 +31,8 @@ needs_tts = pytest.mark.skipif(
 
 
 def _run(s0: Path, *args: str) -> str:
-    env = {**os.environ, "MAIN_ROOT": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("MAIN_ROOT", None)  # path.sh finds the repository through the copy's tools link
     proc = subprocess.run(
         ["bash", "run.sh", *args], cwd=s0, env=env, capture_output=True, text=True, timeout=600
     )
@@ -56,7 +58,7 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
                                   "data.batch_size=8", "optim.lr=0.002",
                                   "train.log_interval=5"]),
     ]  # fmt: skip
-    log = _run(s0, "--stage", "-1", "--stop_stage", "7", *opts)
+    _run(s0, "--stage", "-1", "--stop_stage", "5", *opts)
 
     for split in ("train", "dev", "test", "test_real"):
         assert (s0 / "data" / split / "data.list").stat().st_size > 0
@@ -85,9 +87,10 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
             wer = (exp / test_set / "lm" / mode / "wer").read_text()
             assert re.search(r"^Overall -> \d+\.\d\d % N=", wer, re.M)
             assert f"| lm/{mode} |" in table
-    # stages 6-7: the export (fp32 .pt2 only, checked against PyTorch) and the C++ runtime;
-    # AOTInductor compiles take minutes here, so the int8 and ONNX exports are left to
-    # tests/runtime
+    # stages 6-7, a run of their own (each run has 10 minutes): the export (fp32 .pt2 only,
+    # checked against PyTorch) and the C++ runtime; AOTInductor compiles take minutes here, so
+    # the int8 and ONNX exports are left to tests/runtime
+    log = _run(s0, "--stage", "6", "--stop_stage", "7", *opts)
     assert not (exp / "runtime_int8").exists()
     rt = exp / "runtime_fp32"
     meta = json.loads((rt / "meta.json").read_text())
@@ -114,7 +117,7 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
 
     # streaming fine-tuning (stage 8) and decoding per chunk size (stage 9)
     log = _run(s0, "--stage", "8", "--stop_stage", "9", *opts, "--ft_steps", "6",
-               "--ft_warmup", "2", "--decoding_chunks", "4 -1", "--average_num", "1",
+               "--ft_warmup", "2", "--decoding_chunks", "4 -1", "--ft_average_num", "1",
                "--init_checkpoint", "exp/mini_moe/avg_2.pt")  # fmt: skip
     streaming = s0 / "exp" / "mini_moe_streaming"
     assert "weights initialised from exp/mini_moe/avg_2.pt" in log
@@ -125,29 +128,25 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     for name in ("chunk4", "full"):
         assert (streaming / "test" / name / "attention_rescoring" / "wer").exists()
 
-    # QAT fine-tuning (stage 10), packing and decoding the packed model (stage 11)
-    log = _run(s0, "--stage", "10", "--stop_stage", "11", *opts, "--qat_configs", "qat_int4",
-               "--qat_steps", "6", "--qat_warmup", "2", "--average_num", "1",
-               "--init_checkpoint", "exp/mini_moe/avg_2.pt")  # fmt: skip
+    # QAT and 2:4 sparse fine-tuning (stage 10); packing the QAT model, folding the sparse one
+    # with the N:M check, decoding both, size and sparsity tables (stage 11)
+    log = _run(s0, "--stage", "10", "--stop_stage", "11", *opts, "--compress_configs",
+               "qat_int4 sparse_2_4", "--compress_steps", "6", "--compress_warmup", "2",
+               "--ft_average_num", "1", "--init_checkpoint", "exp/mini_moe/avg_2.pt")  # fmt: skip
     qat = s0 / "exp" / "mini_moe_qat_int4"
     assert (qat / "packed.pt").stat().st_size < (exp / "avg_2.pt").stat().st_size / 5
     assert (qat / "test" / "attention_rescoring" / "wer").exists()
     table = (exp / "compress_table.md").read_text()
     assert "4-bit sym channel ste" in table and "float32" in table
     assert (exp / "compress_wer_vs_size.png").stat().st_size > 0
-
-    # 2:4 sparse fine-tuning (stage 12), folding with the N:M check, decoding (stage 13)
-    log = _run(s0, "--stage", "12", "--stop_stage", "13", *opts, "--sparse_configs",
-               "sparse_2_4", "--sparse_steps", "6", "--sparse_warmup", "2", "--average_num", "1",
-               "--init_checkpoint", "exp/mini_moe/avg_2.pt")  # fmt: skip
     sparse = s0 / "exp" / "mini_moe_sparse_2_4"
     report = json.loads((sparse / "folded.pt.sparsity.json").read_text())["total"]
     assert report["nm_ok"] and report["sparsity"] == 0.5
     assert (sparse / "test" / "attention_rescoring" / "wer").exists()
     assert "| 2:4 SR-STE | 50.0% | yes |  |" in (exp / "sparse_table.md").read_text()
 
-    # a held-out voice: S3-Router masks vs fine-tuning all weights (stages 14-15)
-    log = _run(s0, "--stage", "14", "--stop_stage", "15", *opts, "--adapt_voices", "flite-awb",
+    # a held-out voice: S3-Router masks vs fine-tuning all weights (stages 20-21)
+    log = _run(s0, "--stage", "20", "--stop_stage", "21", *opts, "--adapt_voices", "flite-awb",
                "--num_adapt", "8", "--num_adapt_dev", "3", "--num_adapt_test", "5",
                "--adapt_steps", "4", "--adapt_warmup", "1", "--average_num", "1",
                "--init_checkpoint", "exp/mini_moe/avg_2.pt")  # fmt: skip
@@ -160,8 +159,8 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     table = (exp / "adapt_table.md").read_text()
     assert "S3-Router mask (keep 0.9)" in table and "fine-tune all weights" in table
 
-    # the stability lr sweep (stage 16): two variants x two learning rates, a few updates each
-    log = _run(s0, "--stage", "16", "--stop_stage", "16", *opts, "--sweep_variants",
+    # the stability lr sweep (stage 22): two variants x two learning rates, a few updates each
+    log = _run(s0, "--stage", "22", "--stop_stage", "22", *opts, "--sweep_variants",
                "none qk_norm_cap", "--sweep_lrs", "0.002 3.0", "--sweep_steps", "4",
                "--sweep_warmup", "1")  # fmt: skip
     sweep = json.loads((s0 / "exp" / "lr_sweep" / "sweep.json").read_text())
@@ -169,8 +168,8 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     assert len(sweep["runs"]) == 4 and (s0 / "exp" / "lr_sweep" / "linear_norms.png").exists()
     assert "highest learning rate without divergence" in log
 
-    # tables and plots of every experiment (stage 17), with the RTF of the runtime stage
-    _run(s0, "--stage", "17", "--stop_stage", "17", *opts)
+    # tables and plots of every experiment (stage 12), with the RTF of the runtime stage
+    _run(s0, "--stage", "12", "--stop_stage", "12", *opts)
     tables = json.loads((s0 / "exp" / "tables" / "tables.json").read_text())
     wer = json.loads((exp / "wer_table.json").read_text())["results"]
     md = (s0 / "exp" / "tables" / "tables.md").read_text()

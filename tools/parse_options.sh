@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Kaldi-style command-line options for recipe scripts. Source it after setting the defaults:
 #
 #   stage=0

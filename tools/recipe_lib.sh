@@ -1,21 +1,18 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2154  # options: set in tools/recipe_defaults.sh, checked in recipe_stages.sh
 # Stage helpers shared by the recipes (recipes/<corpus>/s0/run.sh). Source it after
-# tools/parse_options.sh; the functions read the recipe's option variables:
-#   stage stop_stage force                 which stages run; --force true redoes outputs
-#   model train_config train_opts max_epoch data_type list_name tokenizer_opts
-#   num_nodes node_rank master_addr master_port num_gpus nproc train_engine deepspeed_config
-#   beam_size decode_batch_size ctc_weight reverse_weight num_decoding_left_chunks average_num
-#   init_checkpoint runtime_precisions runtime_int8 runtime_formats runtime_chunk_size
-#   runtime_left_chunks runtime_chunks runtime_threads
-#   token_type nbpe dict bpe_prefix normalize nj num_utts_per_shard (stages 2-3; nj also caps
-#   the export processes of stage 6)
-#   lm_order lm_path lm_weight word_bonus lm_beam_size lm_min_token_logp lm_modes (the word LM)
-# and MAIN_ROOT (path.sh).
+# tools/parse_options.sh; the functions read the options of tools/recipe_defaults.sh (which
+# tools/recipe_stages.sh checks are set), the variables recipe_stages.sh derives from them
+# (dict bpe_prefix tokenizer_opts list_name init_checkpoint) and MAIN_ROOT (path.sh).
 
-# True when stage $1 is in [stage, stop_stage]. On the nodes other than node 0 of a multi-node
-# run only the training stages ($train_stages) run: the others write shared files.
+# True when stage $1 is in [stage, stop_stage]; then prints its line of the stage tables
+# (shared_stages of tools/recipe_defaults.sh, corpus_stages of run.sh). On the nodes other than
+# node 0 of a multi-node run only the training stages ($train_stages) run: the others write
+# shared files.
 run_stage() {
   [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
-  [ "${node_rank:-0}" -eq 0 ] || [[ " ${train_stages:-4} " == *" $1 "* ]]
+  [ "$node_rank" -eq 0 ] || [[ " $train_stages " == *" $1 "* ]] || return 1
+  { shared_stages; corpus_stages; } | awk -v n="$1" '$1 == n { $1 = "stage " n ":"; print }'
 }
 
 # True when the stage must (re)make $1: it is missing or --force true; else says it is kept.
@@ -31,9 +28,9 @@ needs() {
 launcher() {
   local procs=$nproc
   [ "$num_gpus" -gt 0 ] && procs=$num_gpus
-  if [ "${num_nodes:-1}" -gt 1 ]; then
+  if [ "$num_nodes" -gt 1 ]; then
     echo "torchrun --nnodes=$num_nodes --node_rank=$node_rank --nproc_per_node=$procs" \
-      "--rdzv_id=${rdzv_id:-wenet_eff} --rdzv_backend=c10d" \
+      "--rdzv_id=$rdzv_id --rdzv_backend=c10d" \
       "--rdzv_endpoint=$master_addr:$master_port"
   elif [ "$procs" -gt 1 ] || [ "$train_engine" = deepspeed ]; then
     # on CPU, one thread per process: small matrices scale better over processes than threads
@@ -80,6 +77,46 @@ finetune_each() {
   done
 }
 
+# The compression that the training config $1 enables: "quant", "sparsity", both or nothing.
+compress_kinds() {
+  if [ ! -f "$1" ]; then
+    echo "$1 is missing: run stage 10 (compression fine-tuning) for this config first" >&2
+    return 1
+  fi
+  python -c 'import sys, yaml
+compress = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))["compress"]
+print(" ".join(kind for kind in ("quant", "sparsity") if compress[kind]["enabled"]))' "$1"
+}
+
+# Stage 11 for the compression run $1 (${dir}_<config>) with the compression $2
+# (compress_kinds): average $ft_average_num checkpoints; fold the masks of a sparse run
+# (bin.masks checks N:M); pack a quantized run (its real storage); decode the folded or packed
+# model (the averaged one of a float control) on $compress_test_sets with $compress_modes.
+compress_decode() {
+  local exp=$1 kinds=$2 checkpoint extra="" test_set
+  average "$exp" "$ft_average_num"
+  checkpoint=$exp/avg_${ft_average_num}.pt
+  if [[ " $kinds " == *" sparsity "* ]]; then
+    if needs "$exp/folded.pt"; then
+      python -m wenet_eff.bin.masks fold --config "$exp/train.yaml" --checkpoint "$checkpoint" \
+        --out "$exp/folded.pt"
+    fi
+    extra="--config $exp/folded.yaml"
+  fi
+  if [[ " $kinds " == *" quant "* ]]; then  # sparse + quantized: N:M storage in the packed file
+    if needs "$exp/packed.pt"; then
+      python -m wenet_eff.bin.pack --config "$exp/train.yaml" --checkpoint "$checkpoint" \
+        --out "$exp/packed.pt"
+    fi
+    checkpoint=$exp/packed.pt extra=""
+  elif [ -n "$extra" ]; then
+    checkpoint=$exp/folded.pt
+  fi
+  for test_set in $compress_test_sets; do
+    decode_and_score "$checkpoint" "$test_set" "$exp/$test_set" "$compress_modes" -1 "$extra"
+  done
+}
+
 # Decode data/$2 with checkpoint $1 into $3/<mode>/ for the modes $4, chunk size $5, and score;
 # $6: extra recognize options (e.g. "--config x.yaml", "--masks m.pt").
 decode_and_score() {
@@ -95,7 +132,7 @@ decode_and_score() {
       --num_decoding_left_chunks "$num_decoding_left_chunks" $extra
   fi
   for mode in $modes; do
-    python tools/compute_wer.py --char="${wer_char:-0}" --v=1 "data/$test_set/text" \
+    python tools/compute_wer.py --char="$wer_char" --v=1 "data/$test_set/text" \
       "$result_dir/$mode/text" > "$result_dir/$mode/wer"
     echo "$result_dir/$mode/wer: $(grep '^Overall' "$result_dir/$mode/wer")"
   done
@@ -106,10 +143,10 @@ decode_and_score() {
 make_dict() {
   if needs "$dict"; then
     if [ "$token_type" = bpe ]; then
-      python tools/make_units.py --token_type bpe --nbpe "$nbpe" --normalize "${normalize:-english}" \
+      python tools/make_units.py --token_type bpe --nbpe "$nbpe" --normalize "$normalize" \
         --bpe_model_prefix "$bpe_prefix" data/train/text "$dict"
     else
-      python tools/make_units.py --token_type char --normalize "${normalize:-english}" \
+      python tools/make_units.py --token_type char --normalize "$normalize" \
         data/train/text "$dict"
     fi
   fi
@@ -130,13 +167,13 @@ make_shards() {
 
 # The word LM: $lm_path (an ARPA file from elsewhere) or, when lm_order > 0, an n-gram LM of the
 # training transcripts that build_lm (stage 2) writes; neither: decoding without an LM.
-use_lm() { [ -n "${lm_path:-}" ] || [ "${lm_order:-0}" -gt 0 ]; }
-lm_arpa() { echo "${lm_path:-data/lm/${lm_order:-0}gram.arpa}"; }
+use_lm() { [ -n "$lm_path" ] || [ "$lm_order" -gt 0 ]; }
+lm_arpa() { echo "${lm_path:-data/lm/${lm_order}gram.arpa}"; }
 build_lm() {
-  if [ -n "${lm_path:-}" ] || [ "${lm_order:-0}" -le 0 ]; then return 0; fi
+  if [ -n "$lm_path" ] || [ "$lm_order" -le 0 ]; then return 0; fi
   if needs "$(lm_arpa)"; then
     python -m wenet_eff.bin.train_lm --text data/train/text --order "$lm_order" \
-      --normalize "${normalize:-english}" --arpa "$(lm_arpa)" --dev_text data/dev/text
+      --normalize "$normalize" --arpa "$(lm_arpa)" --dev_text data/dev/text
   fi
 }
 
@@ -152,7 +189,7 @@ decode_test_sets() {
     if use_lm; then
       decode_and_score "$exp/avg_${average_num}.pt" "$test_set" "$exp/$test_set/lm" "$lm_modes" \
         -1 "--lm $(lm_arpa) --lm_weight $lm_weight --word_bonus $word_bonus \
-        --beam_size ${lm_beam_size:-$beam_size} ${lm_min_token_logp:+--min_token_logp $lm_min_token_logp}"
+        --beam_size $lm_beam_size ${lm_min_token_logp:+--min_token_logp $lm_min_token_logp}"
     fi
   done
   if use_lm; then
@@ -207,7 +244,7 @@ experiment_tables() {
 runtime_precisions_here() {
   local precision
   for precision in $runtime_precisions; do
-    if [ "$precision" = int8 ] && [ "${runtime_int8:-auto}" = auto ] && ! python -c \
+    if [ "$precision" = int8 ] && [ "$runtime_int8" = auto ] && ! python -c \
       "import sys; from wenet_eff.export.int8 import fast_int8_matmul as f; sys.exit(not f())"; then
       echo "  int8 skipped: this CPU has no int8 dot-product instructions (AVX-512 VNNI," \
         "AVX-VNNI, AMX), where int8 GEMMs are slower than fp32 (--runtime_int8 always runs it)" >&2
@@ -223,9 +260,10 @@ runtime_precisions_here() {
 # caps it; each process holds a copy of the model).
 export_runtime() {
   local exp=$1 precision out int8_flag
-  case " ${runtime_formats:-pt2 onnx} " in
+  case " $runtime_formats " in
     *" pt2 "*) ;;
-    *) echo "export_runtime: --runtime_formats '$runtime_formats' lacks pt2, which decoder_main runs" >&2
+    *) echo "export_runtime: --runtime_formats '$runtime_formats' lacks pt2, which decoder_main" \
+      "runs (stage 7)" >&2
       return 1 ;;
   esac
   for precision in $(runtime_precisions_here); do
@@ -237,7 +275,7 @@ export_runtime() {
       python -m wenet_eff.bin.export --config "$exp/train.yaml" \
         --checkpoint "$exp/avg_${average_num}.pt" --out_dir "$out" \
         --chunk_size "$runtime_chunk_size" --num_left_chunks "$runtime_left_chunks" $int8_flag \
-        --formats ${runtime_formats:-pt2 onnx} --jobs "$(( ${nj:-1} < 3 ? ${nj:-1} : 3 ))" --check
+        --formats $runtime_formats --jobs "$(( nj < 3 ? nj : 3 ))" --check
     fi
   done
 }
@@ -274,7 +312,7 @@ runtime_decode() {
             || { tail -n 20 "$result/log" >&2; rm -f "$result/rtf.json"; return 1; }
           tail -1 "$result/log"
         fi
-        python tools/compute_wer.py --char="${wer_char:-0}" --v=1 "data/$test_set/text" \
+        python tools/compute_wer.py --char="$wer_char" --v=1 "data/$test_set/text" \
           "$result/text" > "$result/wer"
       done
     done

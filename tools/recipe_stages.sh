@@ -1,16 +1,24 @@
-# Stages 1-13 shared by the corpus recipes (librispeech, aishell, wenetspeech): sourced by their
-# run.sh after stage 0 (data prep into data/train, data/dev and data/<test_set>) with the
-# options of tools/recipe_lib.sh set, plus token_type, nbpe, test_sets, decode_modes,
-# streaming_dir, decoding_chunks, qat_configs, sparse_configs, compress_steps, compress_lr,
-# compress_warmup, compress_modes, ft_steps, ft_lr, ft_warmup, nj, num_utts_per_shard, normalize (english | chinese | none: text normalisation of the units and
-# the tokenizer) and wer_char (1: score characters, for Chinese).
-#
-#   1 global CMVN   2 units (char or sentencepiece BPE), word LM   3 shards   4 training
-#   5 average + decode + WER table   6 export to the runtime   7 C++ runtime WER + RTF
-#   8 streaming fine-tuning   9 decode per chunk size   10 QAT + sparse fine-tuning
-#   11 pack + decode QAT models   12 fold + decode sparse models   13 tables + plots
+# shellcheck shell=bash
+# Stages 1-12 of every recipe (the table: shared_stages in tools/recipe_defaults.sh). run.sh
+# sources it after its stage 0 (data prep into data/train, data/dev and data/<test_set>), with
+# tools/recipe_defaults.sh, tools/parse_options.sh and tools/recipe_lib.sh sourced before. It
+# reads these options of recipe_defaults.sh (a missing one stops here, named) and MAIN_ROOT.
+: "${MAIN_ROOT:?}" "${stage:?}" "${stop_stage:?}" "${force:?}" "${nj:?}" "${test_sets:?}"
+: "${data_type:?}" "${num_utts_per_shard:?}" "${token_type:?}" "${nbpe:?}" "${normalize:?}"
+: "${wer_char:?}" "${model:?}" "${dir:?}" "${train_config:?}" "${train_opts?}" "${max_epoch:?}"
+: "${num_nodes:?}" "${node_rank:?}" "${master_addr:?}" "${master_port:?}" "${rdzv_id:?}"
+: "${train_stages:?}" "${num_gpus:?}" "${nproc:?}" "${train_engine:?}" "${deepspeed_config:?}"
+: "${average_num:?}" "${decode_modes:?}" "${beam_size:?}" "${decode_batch_size:?}"
+: "${ctc_weight:?}" "${reverse_weight:?}" "${num_decoding_left_chunks:?}"
+: "${lm_order:?}" "${lm_path?}" "${lm_weight:?}" "${word_bonus:?}" "${lm_beam_size:?}"
+: "${lm_min_token_logp?}" "${lm_modes:?}" "${init_checkpoint?}" "${streaming_dir?}"
+: "${ft_steps:?}" "${ft_lr:?}" "${ft_warmup:?}" "${ft_average_num:?}" "${decoding_chunks:?}"
+: "${streaming_test_sets?}" "${streaming_modes:?}" "${compress_configs?}" "${compress_steps:?}"
+: "${compress_lr:?}" "${compress_warmup:?}" "${compress_test_sets?}" "${compress_modes:?}"
+: "${runtime_precisions:?}" "${runtime_int8:?}" "${runtime_formats:?}" "${runtime_chunk_size:?}"
+: "${runtime_left_chunks:?}" "${runtime_chunks?}" "${runtime_threads:?}" "${tables_bench?}"
 
-[ -n "$runtime_chunks" ] || runtime_chunks="-1 $runtime_chunk_size"
+# Derived from the options (recipe_lib.sh and the recipe's own later stages read these too)
 if [ "$token_type" = bpe ]; then
   dict=data/dict/units_bpe${nbpe}.txt
   bpe_prefix=data/dict/bpe${nbpe}
@@ -22,100 +30,113 @@ else
 fi
 tokenizer_opts="$tokenizer_opts tokenizer.normalize=$normalize"
 if [ "$data_type" = shard ]; then list_name=shards.list; else list_name=data.list; fi
-streaming_dir=${streaming_dir:-${dir}_streaming}
 init_checkpoint=${init_checkpoint:-$dir/avg_${average_num}.pt}
+streaming_dir=${streaming_dir:-${dir}_streaming}
+streaming_test_sets=${streaming_test_sets:-$test_sets}
+compress_test_sets=${compress_test_sets:-$test_sets}
+runtime_chunks=${runtime_chunks:-"-1 $runtime_chunk_size"}
 
 if run_stage 1; then
-  echo "stage 1: global CMVN of train"
   if needs data/train/global_cmvn; then
     python tools/compute_cmvn_stats.py --num_workers "$nj" \
       --in_data_list data/train/data.list --out_cmvn data/train/global_cmvn
   fi
+  echo "  wrote data/train/global_cmvn"
 fi
 
 if run_stage 2; then
-  echo "stage 2: dictionary ($token_type${bpe_prefix:+, $nbpe pieces})"
+  echo "  $token_type${bpe_prefix:+, $nbpe pieces}"
   make_dict
+  echo "  wrote $dict${bpe_prefix:+, $bpe_prefix.model} (and the LM when --lm_order > 0)"
 fi
 
 if run_stage 3; then
-  echo "stage 3: training lists (data_type=$data_type)"
+  echo "  data_type=$data_type: training on data/{train,dev}/$list_name"
   make_shards
 fi
 
 if run_stage 4; then
-  echo "stage 4: training $dir ($model, $train_engine, nodes=$num_nodes, gpus=$num_gpus)"
+  echo "  $dir: $model ($train_config), $train_engine, nodes=$num_nodes, gpus=$num_gpus," \
+    "cpu processes=$nproc"
   if needs "$dir/final.pt"; then
     train_model "$dir" ""
   fi
   if [ "$node_rank" -eq 0 ]; then python tools/plot_training.py "$dir"; fi
+  echo "  wrote $dir/{train.yaml,N.pt,N.yaml,final.pt,training_curves.png}"
 fi
 
 if run_stage 5; then
-  echo "stage 5: average $average_num checkpoints, decode $test_sets, score"
   decode_test_sets "$dir"
+  echo "  wrote $dir/avg_${average_num}.pt, $dir/<test_set>/[lm/]<mode>/{text,wer}," \
+    "$dir/wer_table.{md,json}"
 fi
 
 if run_stage 6; then
-  echo "stage 6: export $dir/avg_${average_num}.pt to the C++ runtime ($runtime_precisions)"
   export_runtime "$dir"
+  echo "  wrote $dir/runtime_<precision>/ (--runtime_precisions $runtime_precisions)"
 fi
 
 if run_stage 7; then
-  echo "stage 7: C++ runtime on $test_sets, chunk sizes $runtime_chunks"
+  echo "  chunk sizes $runtime_chunks"
   runtime_decode "$dir" "$test_sets"
+  echo "  wrote $dir/runtime_<precision>/<test_set>/chunk<N>/{text,wer,rtf.json}," \
+    "$dir/runtime_table.{md,json}"
 fi
 
 if run_stage 8; then
-  echo "stage 8: streaming fine-tuning of $init_checkpoint into $streaming_dir"
   if needs "$streaming_dir/final.pt"; then
     finetune "$streaming_dir" "$ft_steps" "$ft_lr" "$ft_warmup" train=streaming_finetune
   fi
+  if [ "$node_rank" -eq 0 ]; then python tools/plot_training.py "$streaming_dir"; fi
+  echo "  wrote $streaming_dir/{train.yaml,N.pt,final.pt,training_curves.png}"
 fi
 
 if run_stage 9; then
-  echo "stage 9: decode $streaming_dir at chunk sizes $decoding_chunks"
   average "$streaming_dir" "$ft_average_num"
-  decode_chunks "$streaming_dir/avg_${ft_average_num}.pt" "$test_sets" "$decode_modes"
+  decode_chunks "$streaming_dir/avg_${ft_average_num}.pt" "$streaming_test_sets" "$streaming_modes"
+  echo "  wrote $streaming_dir/<test_set>/{chunkN,full}/<mode>/{text,wer}," \
+    "$streaming_dir/wer_table.{md,json}"
 fi
 
 if run_stage 10; then
-  echo "stage 10: QAT and sparse fine-tuning of $init_checkpoint: $qat_configs $sparse_configs"
-  finetune_each "$qat_configs $sparse_configs" "$compress_steps" "$compress_lr" "$compress_warmup"
+  echo "  ${dir}_<config> for $compress_configs"
+  finetune_each "$compress_configs" "$compress_steps" "$compress_lr" "$compress_warmup"
+  echo "  wrote ${dir}_<config>/{train.yaml,N.pt,final.pt}"
 fi
 
 if run_stage 11; then
-  echo "stage 11: pack the QAT models, decode the packed files"
-  for config in $qat_configs; do
+  read -r table_set _ <<< "$compress_test_sets"
+  float_dir=$dir  # the WER the tables compare against: the float control run when there is one
+  [ -d "${dir}_none/$table_set" ] && float_dir=${dir}_none
+  quant_dirs=()
+  sparse_dirs=()
+  for config in $compress_configs; do
     exp=${dir}_$config
-    average "$exp" "$ft_average_num"
-    if needs "$exp/packed.pt"; then
-      python -m wenet_eff.bin.pack --config "$exp/train.yaml" \
-        --checkpoint "$exp/avg_${ft_average_num}.pt" --out "$exp/packed.pt"
-    fi
-    for test_set in $test_sets; do
-      decode_and_score "$exp/packed.pt" "$test_set" "$exp/$test_set" "$compress_modes" -1
-    done
+    kinds=$(compress_kinds "$exp/train.yaml")
+    compress_decode "$exp" "$kinds"
+    case " $kinds " in
+      *" sparsity "*) sparse_dirs+=("$exp") ;;
+      *" quant "*) quant_dirs+=("$exp") ;;
+      *) float_dir=$exp ;;
+    esac
   done
+  mkdir -p "$dir"  # holds the tables also when --init_checkpoint came from elsewhere
+  if [ "${#quant_dirs[@]}" -gt 0 ]; then
+    python tools/compress_table.py --float_dir "$float_dir" --test_set "$table_set" \
+      --modes "$compress_modes" "${quant_dirs[@]}" > "$dir/compress_table.md"
+    cat "$dir/compress_table.md"
+  fi
+  if [ "${#sparse_dirs[@]}" -gt 0 ]; then
+    python tools/sparse_table.py --float_dir "$float_dir" --test_set "$table_set" \
+      --modes "$compress_modes" --json "$dir/sparse_table.json" "${sparse_dirs[@]}" \
+      > "$dir/sparse_table.md"
+    cat "$dir/sparse_table.md"
+  fi
+  echo "  wrote ${dir}_<config>/{packed.pt,folded.pt,<test_set>/}, $dir/compress_table.md" \
+    "($float_dir/compress_table.json, compress_wer_vs_size.png), $dir/sparse_table.{md,json}"
 fi
 
 if run_stage 12; then
-  echo "stage 12: fold the sparse masks (N:M checked), decode the folded models"
-  for config in $sparse_configs; do
-    exp=${dir}_$config
-    average "$exp" "$ft_average_num"
-    if needs "$exp/folded.pt"; then
-      python -m wenet_eff.bin.masks fold --config "$exp/train.yaml" \
-        --checkpoint "$exp/avg_${ft_average_num}.pt" --out "$exp/folded.pt"
-    fi
-    for test_set in $test_sets; do
-      decode_and_score "$exp/folded.pt" "$test_set" "$exp/$test_set" "$compress_modes" -1 \
-        "--config $exp/folded.yaml"
-    done
-  done
-fi
-
-if run_stage 13; then
-  echo "stage 13: tables and plots (params, size, RTF, WER) of the experiments under exp/"
-  experiment_tables "$test_sets"
+  experiment_tables "$test_sets" "$tables_bench"
+  echo "  wrote exp/tables/{tables.md,tables.json,wer_vs_rtf.png,wer_vs_size.png}"
 fi

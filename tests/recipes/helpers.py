@@ -43,7 +43,8 @@ def write_librispeech_subset(subset: Path, utts: dict[str, str], voices: dict[st
 
 def run_recipe(recipe: str, work: Path, *args: str) -> tuple[Path, str]:
     """Copy recipes/<recipe>/s0 (run.sh, path.sh, local/, conf/; tools/ linked) into work/s0
-    once and run `run.sh args` there. Returns the copy and stdout + stderr (asserts exit 0)."""
+    once and run `run.sh args` there; path.sh finds the repository through the tools link.
+    Returns the copy and stdout + stderr (asserts exit 0)."""
     s0 = work / "s0"
     if not s0.exists():
         s0.mkdir(parents=True)
@@ -51,7 +52,8 @@ def run_recipe(recipe: str, work: Path, *args: str) -> tuple[Path, str]:
             src = REPO / "recipes" / recipe / "s0" / name
             (shutil.copytree if src.is_dir() else shutil.copy)(src, s0 / name)
         (s0 / "tools").symlink_to(REPO / "tools")
-    env = {**os.environ, "MAIN_ROOT": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("MAIN_ROOT", None)
     proc = subprocess.run(
         ["bash", "run.sh", *args], cwd=s0, env=env, capture_output=True, text=True, timeout=600
     )

@@ -11,32 +11,34 @@
 #   bash run.sh --stage 4 --stop_stage 7 --model paper_moe_1b --train_config conf/train_paper.yaml \
 #     --dir exp/paper_moe_1b
 #   bash run.sh --stage 8 --stop_stage 9                          # streaming fine-tuning of $dir
-#   bash run.sh --stage 10 --stop_stage 12                        # QAT int4/int2, 2:4 sparsity
-#   bash run.sh --stage 13                                        # tables and plots of all exp dirs
+#   bash run.sh --stage 10 --stop_stage 11                        # QAT int4/int2, 2:4 sparsity
+#   bash run.sh --stage 12                                        # tables and plots of all exp dirs
 #
 # Every stage is restartable: outputs that exist are kept (--force true redoes them), and
 # training resumes from the newest checkpoint.
 set -euo pipefail
 . ./path.sh
 
+corpus_stages() { :; }  # none: stage 0 is the data preparation, 1-12 the shared stages
+
 . tools/recipe_defaults.sh
 corpus_dir=/data/LibriSpeech
 train_subsets="train-clean-100 train-clean-360 train-other-500"
 dev_subsets="dev-clean dev-other"
 test_subsets="test-clean test-other dev-clean dev-other"
+test_sets=""            # default: the data dirs of --test_subsets (test-clean -> test_clean)
 token_type=bpe
 nbpe=5000
-help_message="Usage: $0 [--corpus_dir DIR] [--train_subsets '...'] [--dev_subsets '...']
-  [--test_subsets '...']
-$common_help"
+help_message=$(recipe_help)
 . tools/parse_options.sh
 . tools/recipe_lib.sh
 
 # data dir names: dev-clean -> dev_clean
 data_name() { echo "${1//-/_}"; }
-test_sets=""
-for subset in $test_subsets; do test_sets="$test_sets $(data_name "$subset")"; done
-test_sets=${test_sets# }
+if [ -z "$test_sets" ]; then
+  for subset in $test_subsets; do test_sets="$test_sets $(data_name "$subset")"; done
+  test_sets=${test_sets# }
+fi
 
 # Concatenate the Kaldi data dirs $2... into $1 (sorted by key).
 combine_data() {
@@ -50,7 +52,7 @@ combine_data() {
 }
 
 if run_stage 0; then
-  echo "stage 0: data prep from $corpus_dir ($train_subsets | $dev_subsets | $test_subsets)"
+  echo "  from $corpus_dir ($train_subsets | $dev_subsets | $test_subsets)"
   for subset in $train_subsets $dev_subsets $test_subsets; do
     out=data/$(data_name "$subset")
     if needs "$out/data.list"; then
@@ -66,7 +68,7 @@ if run_stage 0; then
   if needs data/dev/data.list; then
     combine_data data/dev $(for s in $dev_subsets; do echo "data/$(data_name "$s")"; done)
   fi
-  echo "stage 0 wrote data/{train,dev,${test_sets// /,}}/{wav.scp,text,utt2dur,data.list}"
+  echo "  wrote data/{train,dev,${test_sets// /,}}/{wav.scp,text,utt2dur,data.list}"
 fi
 
 . tools/recipe_stages.sh

@@ -2,7 +2,7 @@
 # WenetSpeech recipe: U2++ Conformer on characters, from a local copy of the corpus in its
 # official layout ($corpus_dir/WenetSpeech.json and $corpus_dir/audio/.../*.opus); nothing is
 # downloaded. Segments (begin/end in the JSON) become data.list entries with start/end and are
-# packed into shards. Stages 1-13 are tools/recipe_stages.sh (as in the LibriSpeech recipe);
+# packed into shards. Stages 1-12 are tools/recipe_stages.sh (as in the LibriSpeech recipe);
 # WER is scored on characters (CER).
 #
 #   bash run.sh --corpus_dir /data/wenetspeech --train_subset M  # stages 0-7 on the M subset
@@ -13,6 +13,8 @@
 set -euo pipefail
 . ./path.sh
 
+corpus_stages() { :; }  # none: stage 0 is the data preparation, 1-12 the shared stages
+
 . tools/recipe_defaults.sh
 corpus_dir=/data/wenetspeech
 train_subset=S          # S (100 h) | M (1,000 h) | L (10,000 h)
@@ -21,13 +23,12 @@ normalize=chinese
 wer_char=1
 max_epoch=30
 average_num=10
-help_message="Usage: $0 [--corpus_dir DIR] [--train_subset S|M|L] [--test_sets '...']
-$common_help"
+help_message=$(recipe_help)
 . tools/parse_options.sh
 . tools/recipe_lib.sh
 
 if run_stage 0; then
-  echo "stage 0: data prep from $corpus_dir/WenetSpeech.json (train subset $train_subset)"
+  echo "  from $corpus_dir/WenetSpeech.json (train subset $train_subset)"
   train_set=train_$(echo "$train_subset" | tr '[:upper:]' '[:lower:]')
   if needs "data/$train_set/data.list" || needs data/test_meeting/data.list; then
     python local/prepare_wenetspeech.py --subsets "$train_subset DEV TEST_NET TEST_MEETING" \
@@ -45,7 +46,7 @@ if run_stage 0; then
     exit 1
   fi
   ln -sfn "$train_set" data/train
-  echo "stage 0 wrote data/{$train_set,dev,test_net,test_meeting}/{wav.scp,segments,text," \
+  echo "  wrote data/{$train_set,dev,test_net,test_meeting}/{wav.scp,segments,text," \
     "utt2dur,data.list}, data/train -> $train_set"
 fi
 
