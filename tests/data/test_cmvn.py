@@ -74,6 +74,16 @@ def test_dimension_mismatch_rejected():
         ('{"mean_stat": [1.0, 2.0], "var_stat": [2.0], "frame_num": 3}', "equal-length"),
         ('{"mean_stat": [1.0], "var_stat": [2.0], "frame_num": 0}', "positive"),
         ('{"mean_stat": ["a"], "var_stat": [2.0], "frame_num": 3}', "numeric"),
+        (
+            '{"mean_stat": [1.0, NaN], "var_stat": [2.0, 2.0], "frame_num": 3}',
+            r"mean_stat\[1\] is nan",
+        ),
+        ('{"mean_stat": [1.0], "var_stat": [Infinity], "frame_num": 3}', r"var_stat\[0\] is inf"),
+        (
+            '{"mean_stat": [-Infinity], "var_stat": [1.0], "frame_num": 3}',
+            r"mean_stat\[0\] is -inf",
+        ),
+        ('{"mean_stat": [1e300], "var_stat": [1e300], "frame_num": 1}', "overflow float32"),
     ],
 )
 def test_malformed_file_names_the_file(tmp_path, content, match):

@@ -83,10 +83,25 @@ class CmvnStats:
             )
         if not frames > 0 or not math.isfinite(frames):
             raise ValueError(f"{source}: frame_num must be a positive number, got {frames}")
+        redo = "recompute it (tools/compute_cmvn_stats.py) from the training features"
+        for name, values in (("mean_stat", mean), ("var_stat", var)):
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                raise ValueError(
+                    f"{source}: {name}[{bad[0]}] is {values[bad[0]]} ({bad.size} of {values.size} "
+                    f"values not finite): every normalised feature would be NaN or inf; {redo}"
+                )
         stats = cls(mean.shape[0])
         stats.mean_stat[:] = mean
         stats.var_stat[:] = var
         stats.frame_num = int(frames)
+        with np.errstate(over="ignore", invalid="ignore"):
+            normalised = [t.numpy() for t in stats.mean_istd()]
+        if not all(np.isfinite(t).all() for t in normalised):
+            raise ValueError(
+                f"{source}: the mean or 1/std of its statistics overflow float32 (|mean| or "
+                f"var_stat / frame_num beyond 3.4e38); {redo}"
+            )
         return stats
 
     def write(self, path: str | os.PathLike) -> None:
