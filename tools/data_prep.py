@@ -2,7 +2,8 @@
 
 A Kaldi data dir written line by line (`wav.scp`, `text`, `utt2dur` [, `segments`]), audio
 durations read from file headers, checks that name a missing corpus file, and the count of the
-utterances a script skipped (by reason, with a few keys, reported on stderr).
+utterances a script skipped (by reason, with a few keys, reported on stderr). Keys with
+whitespace are refused (`key_problem`): the scripts skip them as `bad_key` before writing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import soundfile as sf
+
+from wenet_eff.data.sources import key_problem
 
 
 def require(path: str, kind: str = "file", hint: str = "") -> str:
@@ -68,7 +71,12 @@ class DataDirWriter:
         self.seconds = 0.0
 
     def add_recording(self, recording: str, path: str) -> None:
-        """A `wav.scp` line (use with segments=True; `add` writes it otherwise)."""
+        """A `wav.scp` line (use with segments=True; `add` writes it otherwise).
+
+        Raises:
+            ValueError: `key_problem` refuses `recording`.
+        """
+        _check_key(recording)
         self._files["wav.scp"].write(f"{recording} {path}\n")
 
     def add(
@@ -79,7 +87,12 @@ class DataDirWriter:
         path: str | None = None,
         segment: tuple[str, float, float] | None = None,
     ) -> None:
-        """One utterance: its audio `path`, or a `segment` (recording, start, end) of one."""
+        """One utterance: its audio `path`, or a `segment` (recording, start, end) of one.
+
+        Raises:
+            ValueError: `key_problem` refuses `key` (skip such keys as `bad_key` before).
+        """
+        _check_key(key)
         if segment is None:
             self._files["wav.scp"].write(f"{key} {path}\n")
         else:
@@ -105,6 +118,11 @@ class DataDirWriter:
         return f"{self.out_dir}: {self.num_utts} utterances, {self.seconds / 3600:.3f} h"
 
 
+def _check_key(key: str) -> None:
+    if problem := key_problem(key):
+        raise ValueError(f"DataDirWriter: {problem}")
+
+
 class Skipped:
     """Counts skipped utterances by reason, keeping the first few keys of each to name."""
 
@@ -120,8 +138,10 @@ class Skipped:
         self.examples[reason].extend(keys[: self.num_examples - len(self.examples[reason])])
 
     def report(self, prog: str) -> None:
-        """`prog: N utterances skipped (reason), e.g. k1, k2` on stderr, for each reason seen."""
+        """`prog: N utterances skipped (reason), e.g. k1, k2` on stderr, for each reason seen
+        (a key that is not one token quoted)."""
         for reason, count in self.counts.items():
             if count:
-                print(f"{prog}: {count} utterances skipped ({reason}), e.g. "
-                      f"{', '.join(self.examples[reason])}", file=sys.stderr)  # fmt: skip
+                keys = [repr(k) if key_problem(k) else k for k in self.examples[reason]]
+                print(f"{prog}: {count} utterances skipped ({reason}), e.g. {', '.join(keys)}",
+                      file=sys.stderr)  # fmt: skip

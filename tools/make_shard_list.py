@@ -5,9 +5,10 @@ Usage: make_shard_list.py --num_utts_per_shard 1000 --num_threads 2 [--resample 
 
 Each shard `shards_dir/shards_000000000.tar` holds, per utterance, `KEY.txt` (UTF-8 transcript)
 then `KEY.wav` (mono 16-bit PCM; a segment with `start`/`end` is cut out; resampled to
-`--resample` Hz unless 0). Utterances whose audio cannot be read are left out, counted and
-named on stderr. `shards.list` gets one tar path per line (as `shards_dir` was given).
-Tars are written to a temporary name and renamed, so a crash never leaves half a shard.
+`--resample` Hz unless 0). Utterances whose audio cannot be read, or whose key holds whitespace
+(it would split in the text and result files), are left out, counted and named on stderr.
+`shards.list` gets one tar path per line (as `shards_dir` was given). Tars are written to a
+temporary name and renamed, so a crash never leaves half a shard.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from wenet_eff.data.audio import AudioError, load_audio, resample
-from wenet_eff.data.sources import read_data_list
+from wenet_eff.data.sources import key_problem, read_data_list
 
 
 def _add_member(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
@@ -55,6 +56,9 @@ def write_shard(entries: list[dict], tar_path: str, sample_rate: int) -> list[st
     mtime = time.time()
     with tarfile.open(tmp, "w") as tar:
         for entry in entries:
+            if problem := key_problem(entry["key"]):
+                skipped.append(problem)
+                continue
             try:
                 wav_bytes = encode_wav(entry, sample_rate)
             except AudioError as exc:

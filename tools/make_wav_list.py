@@ -6,8 +6,8 @@ Usage: make_wav_list.py [--num_threads 2] [--resample 16000] data.list wav_dir o
 An entry that already is a whole `.wav` file at the rate is kept as it is. Any other (FLAC,
 Opus, ..., a segment with `start`/`end`, another sample rate) is written to `wav_dir/KEY.wav`
 (mono 16-bit PCM at `--resample` Hz, the segment cut out; written to a temporary name and
-renamed) and listed with that path. Utterances whose audio cannot be read are left out,
-counted and named on stderr.
+renamed) and listed with that path. Utterances whose audio cannot be read, or whose key holds
+whitespace (it would split in the result file), are left out, counted and named on stderr.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from make_shard_list import encode_wav
 from tqdm import tqdm
 
 from wenet_eff.data.audio import AudioError
-from wenet_eff.data.sources import read_data_list
+from wenet_eff.data.sources import key_problem, read_data_list
 
 
 def _usable_as_is(entry: dict, sample_rate: int) -> bool:
@@ -37,7 +37,9 @@ def _usable_as_is(entry: dict, sample_rate: int) -> bool:
 
 
 def convert(entry: dict, wav_dir: str, sample_rate: int) -> dict | str:
-    """The entry, with its audio as a WAV file; or "key: reason" when it cannot be read."""
+    """The entry, with its audio as a WAV file; or "key: reason" when it cannot be used."""
+    if problem := key_problem(entry["key"]):
+        return problem
     if _usable_as_is(entry, sample_rate):
         return entry
     try:

@@ -42,7 +42,7 @@ from wenet_eff.data.features import compute_fbank, num_frames
 from wenet_eff.data.sources import (
     Utterance,
     iter_shard,
-    raw_utterance,
+    raw_utterances,
     read_data_list,
     read_shard_list,
 )
@@ -211,7 +211,7 @@ class Dataset(IterableDataset):
 
     def _utterances(self, sources: list, skips: SkipCounter) -> Iterator[Utterance]:
         if self.cfg.data_type == "raw":
-            return (raw_utterance(entry) for entry in sources)
+            return raw_utterances(sources, skips)
         return (utt for tar_path in sources for utt in iter_shard(tar_path, skips))
 
     def _process(

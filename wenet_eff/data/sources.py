@@ -17,6 +17,24 @@ AUDIO_EXTENSIONS = {"wav", "flac", "mp3", "ogg", "opus", "m4a", "wma"}
 
 # on_skip(key, reason, detail): how sources report an unusable utterance or shard.
 SkipFn = Callable[[str, str, str], None]
+BAD_KEY = "bad_key"  # the skip reason of a key that `key_problem` refuses
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` cannot name an utterance, or None when it can.
+
+    A key is the first field of every `key value` file downstream (Kaldi `text` and `wav.scp`,
+    recognize's results, compute_wer), split at whitespace; so a key must be non-empty and hold
+    no whitespace (what `str.isspace` calls whitespace: space, tab, U+3000, ...).
+    """
+    if not key:
+        return "empty key; every utterance needs one"
+    if any(char.isspace() for char in key):
+        return (
+            f"key {key!r} contains whitespace, which splits it in text, wav.scp and result "
+            "files; rename the utterance"
+        )
+    return None
 
 
 @dataclass
@@ -84,17 +102,25 @@ def read_shard_list(path: str | os.PathLike) -> list[str]:
     return [line.strip() for _, line in utf8_lines(path) if line.strip()]
 
 
-def raw_utterance(entry: dict) -> Utterance:
-    """The Utterance of a validated `data.list` entry."""
-    return Utterance(entry["key"], entry["txt"], entry["wav"], entry.get("start"), entry.get("end"))
+def raw_utterances(entries: list[dict], on_skip: SkipFn) -> Iterator[Utterance]:
+    """The Utterances of validated `data.list` entries; a key that `key_problem` refuses is
+    reported as `bad_key`."""
+    for entry in entries:
+        if problem := key_problem(entry["key"]):
+            on_skip(entry["key"], BAD_KEY, problem)
+        else:
+            yield Utterance(
+                entry["key"], entry["txt"], entry["wav"], entry.get("start"), entry.get("end")
+            )
 
 
 def iter_shard(tar_path: str, on_skip: SkipFn) -> Iterator[Utterance]:
     """Stream the utterances of one tar shard (`KEY.wav` + `KEY.txt` members, adjacent).
 
     A shard that is missing, not a tar, or truncated is reported once as `bad_shard` (key: the
-    shard path) after the utterances read before the damage. An entry without audio is
-    `missing_file`, without text `missing_text`, with non-UTF-8 text `bad_text`.
+    shard path) after the utterances read before the damage. An entry whose key `key_problem`
+    refuses is `bad_key`, without audio `missing_file`, without text `missing_text`, with
+    non-UTF-8 text `bad_text`.
     """
     key, parts = None, {}
     try:
@@ -116,7 +142,9 @@ def iter_shard(tar_path: str, on_skip: SkipFn) -> Iterator[Utterance]:
 
 def _shard_entry(key: str, parts: dict[str, bytes], on_skip: SkipFn) -> Iterator[Utterance]:
     audio = [ext for ext in parts if ext in AUDIO_EXTENSIONS]
-    if not audio:
+    if problem := key_problem(key):
+        on_skip(key, BAD_KEY, problem)
+    elif not audio:
         on_skip(key, "missing_file", "shard entry has no audio member")
     elif "txt" not in parts:
         on_skip(key, "missing_text", "shard entry has no .txt member")

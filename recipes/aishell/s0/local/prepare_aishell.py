@@ -7,9 +7,9 @@ separated by spaces). Writes DATA_DIR/{train,dev,test}/{wav.scp,text,utt2dur}, s
 texts lose their spaces (character units, as in WeNet's AISHELL recipe), wav.scp holds absolute
 paths and utt2dur comes from the wav headers.
 
-Skipped and counted on stderr: audio without a transcript line (no_text), a transcript line
-whose audio is in no split (no_audio), an empty transcript (empty_text), an unreadable wav
-(bad_audio).
+Skipped and counted on stderr: a wav whose name holds whitespace (bad_key: keys are one
+token), audio without a transcript line (no_text), a transcript line whose audio is in no split
+(no_audio), an empty transcript (empty_text), an unreadable wav (bad_audio).
 
 Usage: prepare_aishell.py [--nj 8] /data/aishell data    # /data/aishell holds data_aishell/
 """
@@ -22,6 +22,8 @@ import os
 import sys
 
 from data_prep import DataDirWriter, Skipped, audio_durations, require
+
+from wenet_eff.data.sources import key_problem
 
 PROG = "prepare_aishell"
 SPLITS = ("train", "dev", "test")
@@ -71,7 +73,10 @@ def main() -> None:
         wavs = find_wavs(os.path.join(root, "wav"))
     except FileNotFoundError as exc:
         sys.exit(f"{PROG}: {exc}")
-    skipped = Skipped("no_text", "no_audio", "empty_text", "bad_audio")
+    skipped = Skipped("bad_key", "no_text", "no_audio", "empty_text", "bad_audio")
+    for split, split_wavs in wavs.items():
+        skipped.add("bad_key", [key for key in split_wavs if key_problem(key)])
+        wavs[split] = {key: path for key, path in split_wavs.items() if not key_problem(key)}
     with_audio = {key for split_wavs in wavs.values() for key in split_wavs}
     skipped.add("no_audio", [key for key in texts if key not in with_audio])
     summaries = []

@@ -6,8 +6,9 @@ OUT_DIR/{wav.scp,text,utt2dur,utt2spk,spk2utt}, sorted by key; wav.scp holds abs
 utt2dur comes from the FLAC headers (nothing is decoded), and the speaker of an utterance is
 <reader>-<chapter> (Kaldi's LibriSpeech convention: a chapter is one recording session).
 
-Skipped and counted on stderr: a transcript line without its flac (no_audio), a flac without a
-transcript line (no_text), an empty transcript (empty_text), an unreadable flac (bad_audio).
+Skipped and counted on stderr: a flac whose name holds whitespace (bad_key: keys are one token),
+a transcript line without its flac (no_audio), a flac without a transcript line (no_text), an
+empty transcript (empty_text), an unreadable flac (bad_audio).
 
 Usage: prepare_librispeech.py [--nj 8] /data/LibriSpeech/dev-clean data/dev_clean
 """
@@ -21,6 +22,8 @@ import sys
 
 from data_prep import DataDirWriter, Skipped, audio_durations, require
 from kaldi_files import write_table
+
+from wenet_eff.data.sources import key_problem
 
 PROG = "prepare_librispeech"
 
@@ -42,13 +45,15 @@ def read_subset(subset_dir: str, skipped: Skipped) -> tuple[dict[str, str], dict
     for path in transcripts:
         with open(path, encoding="utf-8") as f:
             for line in f:
-                key, _, text = line.strip().partition(" ")
-                if key:
-                    texts[key] = " ".join(text.split())
+                fields = line.split()
+                if fields:
+                    texts[fields[0]] = " ".join(fields[1:])
     flacs = {
         os.path.basename(path)[: -len(".flac")]: os.path.abspath(path)
         for path in sorted(glob.glob(os.path.join(subset_dir, "*", "*", "*.flac")))
     }
+    skipped.add("bad_key", [key for key in flacs if key_problem(key)])
+    flacs = {key: path for key, path in flacs.items() if not key_problem(key)}
     skipped.add("no_audio", [key for key in texts if key not in flacs])
     skipped.add("no_text", [key for key in flacs if key not in texts])
     skipped.add("empty_text", [key for key in flacs if texts.get(key) == ""])
@@ -62,7 +67,7 @@ def main() -> None:
     parser.add_argument("subset_dir", help="e.g. /data/LibriSpeech/dev-clean")
     parser.add_argument("out_dir", help="e.g. data/dev_clean")
     args = parser.parse_args()
-    skipped = Skipped("no_audio", "no_text", "empty_text", "bad_audio")
+    skipped = Skipped("bad_key", "no_audio", "no_text", "empty_text", "bad_audio")
     try:
         require(args.subset_dir, "dir", "a LibriSpeech subset, e.g. /data/LibriSpeech/dev-clean")
         texts, flacs = read_subset(args.subset_dir, skipped)

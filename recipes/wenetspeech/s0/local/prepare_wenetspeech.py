@@ -14,9 +14,10 @@ wav.scp maps aid -> absolute opus path (a recording is listed where one of its s
 segments `sid aid begin end` (seconds), utt2dur end - begin. Texts are kept as they are
 (whitespace runs collapsed).
 
-Skipped and counted on stderr (a segment once, whatever subsets it is in): a recording whose
-file is missing (no_audio, e.g. a partial download), end <= begin or begin < 0 (bad_times),
-end after the recording's duration (beyond_audio), an empty text (empty_text).
+Skipped and counted on stderr (a segment once, whatever subsets it is in): a segment whose sid
+or recording aid holds whitespace (bad_key: keys are one token), a recording whose file is
+missing (no_audio, e.g. a partial download), end <= begin or begin < 0 (bad_times), end after
+the recording's duration (beyond_audio), an empty text (empty_text).
 
 Usage: prepare_wenetspeech.py --subsets "S DEV TEST_NET TEST_MEETING" /data/WenetSpeech data
 """
@@ -32,6 +33,8 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from data_prep import DataDirWriter, Skipped, require
+
+from wenet_eff.data.sources import key_problem
 
 PROG = "prepare_wenetspeech"
 SUBSET_DIRS = {
@@ -165,6 +168,9 @@ def _add_audio(
         return
     aid, duration = audio["aid"], float(audio["duration"])
     path = os.path.abspath(os.path.join(corpus_dir, audio["path"]))
+    if key_problem(aid):
+        skipped.add("bad_key", [segment["sid"] for segment, _ in wanted])
+        return
     if not os.path.isfile(path):
         skipped.add("no_audio", [segment["sid"] for segment, _ in wanted])
         return
@@ -172,7 +178,9 @@ def _add_audio(
     for segment, labels in wanted:
         sid, text = segment["sid"], " ".join(segment["text"].split())
         begin, end = round(float(segment["begin_time"]), 3), round(float(segment["end_time"]), 3)
-        if end <= begin or begin < 0:
+        if key_problem(sid):
+            skipped.add("bad_key", sid)
+        elif end <= begin or begin < 0:
             skipped.add("bad_times", sid)
         elif end > duration + END_TOLERANCE:
             skipped.add("beyond_audio", sid)
@@ -200,7 +208,7 @@ def main() -> None:
     unknown = [label for label in labels if label not in SUBSET_DIRS]
     if unknown or not labels:
         sys.exit(f"{PROG}: unknown --subsets {unknown or '(none)'}; known: {' '.join(SUBSET_DIRS)}")
-    skipped = Skipped("no_audio", "bad_times", "beyond_audio", "empty_text")
+    skipped = Skipped("bad_key", "no_audio", "bad_times", "beyond_audio", "empty_text")
     try:
         require(args.corpus_dir, "dir", "the WenetSpeech release: WenetSpeech.json and audio/")
         summaries = prepare(args.corpus_dir, labels, args.data_dir, skipped)
