@@ -5,8 +5,9 @@ Usage: make_wav_list.py [--num_threads 2] [--resample 16000] data.list wav_dir o
 
 An entry that already is a whole `.wav` file at the rate is kept as it is. Any other (FLAC,
 Opus, ..., a segment with `start`/`end`, another sample rate) is written to `wav_dir/KEY.wav`
-(mono 16-bit PCM at `--resample` Hz, the segment cut out; written to a temporary name and
-renamed) and listed with that path. Utterances whose audio cannot be read, or whose key holds
+(mono 16-bit PCM at `--resample` Hz, the segment cut out, several channels averaged and counted;
+written to a temporary name and renamed) and listed with that path. A multi-channel WAV kept as it
+is, decoder_main downmixes the same way. Utterances whose audio cannot be read, or whose key holds
 whitespace (it would split in the result file), are left out, counted and named on stderr.
 """
 
@@ -36,14 +37,15 @@ def _usable_as_is(entry: dict, sample_rate: int) -> bool:
     return info.samplerate == sample_rate and info.format == "WAV"
 
 
-def convert(entry: dict, wav_dir: str, sample_rate: int) -> dict | str:
-    """The entry, with its audio as a WAV file; or "key: reason" when it cannot be used."""
+def convert(entry: dict, wav_dir: str, sample_rate: int, downmixed: list[str]) -> dict | str:
+    """The entry, with its audio as a WAV file; or "key: reason" when it cannot be used. The
+    key of an entry whose audio had several channels (averaged) is appended to `downmixed`."""
     if problem := key_problem(entry["key"]):
         return problem
     if _usable_as_is(entry, sample_rate):
         return entry
     try:
-        data = encode_wav(entry, sample_rate)
+        data = encode_wav(entry, sample_rate, lambda _: downmixed.append(entry["key"]))
     except AudioError as exc:
         return f"{entry['key']}: {exc}"
     path = os.path.join(wav_dir, f"{entry['key']}.wav")
@@ -66,9 +68,10 @@ def main() -> None:
     args = parser.parse_args()
     entries = read_data_list(args.data_list)
     os.makedirs(args.wav_dir, exist_ok=True)
+    downmixed: list[str] = []
     with ThreadPoolExecutor(args.num_threads) as pool:
         jobs = pool.map(convert, entries, [args.wav_dir] * len(entries),
-                        [args.resample] * len(entries))  # fmt: skip
+                        [args.resample] * len(entries), [downmixed] * len(entries))  # fmt: skip
         results = list(tqdm(jobs, total=len(entries), desc="wav", unit="utt"))
     kept = [r for r in results if isinstance(r, dict)]
     skipped = [r for r in results if isinstance(r, str)]
@@ -86,6 +89,9 @@ def main() -> None:
     )
     for message in skipped[:10]:
         print(f"  skipped {message}", file=sys.stderr)
+    if downmixed:
+        print(f"  downmixed {len(downmixed)} multi-channel files to mono (channels averaged), "
+              f"e.g. {', '.join(downmixed[:5])}", file=sys.stderr)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -78,9 +78,10 @@ def test_shards_round_trip_keys_texts_durations(tmp_path):
     ]
     data_list = d / "data.list"
     data_list.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    paths, skipped = make_shards(read_data_list(data_list), str(d / "shards"), 2, 2, 16000)
+    paths, skipped, downmixed = make_shards(read_data_list(data_list), str(d / "shards"), 2, 2,
+                                            16000)  # fmt: skip
     assert [Path(p).name for p in paths] == ["shards_000000000.tar", "shards_000000001.tar"]
-    assert len(skipped) == 1 and skipped[0].startswith("bad: ")
+    assert len(skipped) == 1 and skipped[0].startswith("bad: ") and downmixed == []
     members = {}
     for path in paths:
         with tarfile.open(path) as tar:

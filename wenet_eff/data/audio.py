@@ -1,9 +1,20 @@
-"""Audio I/O: read wav/flac (whole file or a segment) as float32 mono, resample, speed perturb."""
+"""Audio I/O: read wav/flac (whole file or a segment) as float32 mono, resample, speed perturb.
+
+Multi-channel audio is downmixed to mono by averaging its channels (as `sox -c 1` and
+`ffmpeg -ac 1` do; the C++ runtime's reader does the same), so a recording whose first channel
+is silent is not read as silence. A WAV whose data chunk is cut short (its header declares more
+audio than the file holds: a partial copy or an interrupted write) is refused as
+`truncated_audio`, as the C++ runtime refuses it, rather than read in part against the whole
+transcript.
+"""
 
 from __future__ import annotations
 
 import io
 import os
+import struct
+from collections.abc import Callable
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -14,6 +25,14 @@ MISSING_FILE = "missing_file"
 BAD_AUDIO = "bad_audio"
 EMPTY_AUDIO = "empty_audio"
 SAMPLE_RATE_TOO_LOW = "sample_rate_too_low"
+TRUNCATED_AUDIO = "truncated_audio"
+
+# A WAV data chunk size of 0xFFFFFFFF is what a writer to a pipe leaves (it cannot seek back to
+# fill it in): the data runs to the end of the file.
+_UNKNOWN_WAV_SIZE = 0xFFFFFFFF
+
+# on_downmix(num_channels): told when a multi-channel file was averaged to mono.
+DownmixFn = Callable[[int], None]
 
 
 class AudioError(Exception):
@@ -26,7 +45,10 @@ class AudioError(Exception):
 
 
 def load_audio(
-    path: str | os.PathLike, start: float | None = None, end: float | None = None
+    path: str | os.PathLike,
+    start: float | None = None,
+    end: float | None = None,
+    on_downmix: DownmixFn | None = None,
 ) -> tuple[np.ndarray, int]:
     """Read an audio file (anything libsndfile reads: wav, flac, ...) as float32 mono.
 
@@ -34,28 +56,74 @@ def load_audio(
         path: the audio file.
         start: segment start in seconds (None: beginning of the file).
         end: segment end in seconds (None: end of the file). Only the segment's frames are read.
+        on_downmix: called with the number of channels when a multi-channel file is averaged.
 
     Returns:
-        (wav (N,) float32 in [-1, 1], first channel of a multi-channel file; sample rate in Hz).
+        (wav (N,) float32 in [-1, 1], the mean of the channels of a multi-channel file;
+        sample rate in Hz).
 
     Raises:
-        AudioError: the file is missing, unreadable, corrupt, empty, or the segment is empty.
+        AudioError: the file is missing, unreadable, corrupt, truncated, empty, or the segment
+            is empty.
     """
     label = os.fspath(path)
     if not os.path.isfile(label):
         raise AudioError(label, MISSING_FILE, "no such audio file")
-    return _read(label, label, start, end)
+    with open(label, "rb") as f:
+        _check_wav_length(f, label)
+    return _read(label, label, start, end, on_downmix)
 
 
 def load_audio_bytes(
-    data: bytes, name: str, start: float | None = None, end: float | None = None
+    data: bytes,
+    name: str,
+    start: float | None = None,
+    end: float | None = None,
+    on_downmix: DownmixFn | None = None,
 ) -> tuple[np.ndarray, int]:
     """Like `load_audio` for an encoded file held in memory (e.g. a tar shard member `name`)."""
-    return _read(io.BytesIO(data), name, start, end)
+    stream = io.BytesIO(data)
+    _check_wav_length(stream, name)
+    return _read(stream, name, start, end, on_downmix)
+
+
+def _check_wav_length(f: BinaryIO, label: str) -> None:
+    """Refuse a RIFF/WAVE file whose data chunk declares more bytes than the file holds (other
+    formats pass: libsndfile reports their damage itself). Leaves `f` at its start.
+
+    Raises:
+        AudioError: (truncated_audio) naming both durations.
+    """
+    size = f.seek(0, io.SEEK_END)
+    f.seek(0)
+    header = f.read(12)
+    byte_rate, pos = 0, 12
+    while header[:4] == b"RIFF" and header[8:12] == b"WAVE" and pos + 8 <= size:
+        f.seek(pos)
+        chunk, chunk_size = struct.unpack("<4sI", f.read(8))
+        if chunk == b"fmt " and len(fmt := f.read(12)) == 12:
+            byte_rate = struct.unpack("<I", fmt[8:12])[0]  # bytes per second
+        elif chunk == b"data":
+            held = size - pos - 8
+            if chunk_size > held and chunk_size != _UNKNOWN_WAV_SIZE and byte_rate > 0:
+                raise AudioError(
+                    label,
+                    TRUNCATED_AUDIO,
+                    f"truncated WAV: its header says {chunk_size / byte_rate:.2f} s, the file "
+                    f"holds {held / byte_rate:.2f} s (a partial copy or an interrupted write; "
+                    "copy or write it again)",
+                )
+            break
+        pos += 8 + chunk_size + (chunk_size & 1)
+    f.seek(0)
 
 
 def _read(
-    source: str | io.BytesIO, label: str, start: float | None, end: float | None
+    source: str | io.BytesIO,
+    label: str,
+    start: float | None,
+    end: float | None,
+    on_downmix: DownmixFn | None,
 ) -> tuple[np.ndarray, int]:
     try:
         with sf.SoundFile(source) as f:
@@ -75,7 +143,12 @@ def _read(
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
         raise AudioError(label, BAD_AUDIO, f"cannot decode audio ({exc})") from exc
-    wav = np.ascontiguousarray(data[:, 0])
+    if data.shape[1] > 1:
+        wav = data.mean(axis=1, dtype=np.float32)
+        if on_downmix is not None:
+            on_downmix(data.shape[1])
+    else:
+        wav = np.ascontiguousarray(data[:, 0])
     if wav.size == 0:
         raise AudioError(label, EMPTY_AUDIO, "no samples could be read")
     if not np.isfinite(wav).all():

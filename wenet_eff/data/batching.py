@@ -18,7 +18,8 @@ IGNORE_ID = -1  # target padding, ignored by the losses
 # Counted next to the skip reasons but for utterances that were kept (e.g. decoding text with
 # characters outside units.txt); consumers summing skips should leave these out.
 UNKNOWN_TOKEN_MAPPED = "unknown_token_mapped"
-INFORMATIONAL_REASONS = frozenset({UNKNOWN_TOKEN_MAPPED})
+DOWNMIXED = "downmixed"  # multi-channel audio averaged to mono (data.audio)
+INFORMATIONAL_REASONS = frozenset({UNKNOWN_TOKEN_MAPPED, DOWNMIXED})
 
 
 @dataclass

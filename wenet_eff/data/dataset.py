@@ -6,7 +6,8 @@ read audio -> sample-rate check / resample -> speed perturb -> tokenize -> lengt
 Bad utterances never raise: each is skipped, logged with its key, and counted by reason in
 the `skipped` field of the next batch. Text with tokens outside units.txt is such a skip
 (`unknown_token`) in training; outside training it is kept with those tokens as `<unk>` and
-counted as `unknown_token_mapped`, so decoding never depends on the reference text. Given the
+counted as `unknown_token_mapped`, so decoding never depends on the reference text; audio with
+several channels is kept, averaged to mono, and counted as `downmixed`. Given the
 model's subsampling (`ctc_frames`), a transcript CTC cannot align to its encoder frames (more
 labels, plus a blank between each repeated pair, than frames) is skipped as `ctc_infeasible`:
 its CTC loss is infinite, which the loss's zero_infinity would turn into a silent 0.
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from wenet_eff.data.audio import AudioError, speed_perturb, to_sample_rate
 from wenet_eff.data.augment import spec_aug, spec_sub, spec_trim
 from wenet_eff.data.batching import (
+    DOWNMIXED,
     UNKNOWN_TOKEN_MAPPED,
     Example,
     SkipCounter,
@@ -241,7 +243,9 @@ class Dataset(IterableDataset):
         np_rng: np.random.Generator,
     ) -> Example | None:
         cfg = self.cfg
-        wav, sr = utt.load()
+        wav, sr = utt.load(
+            lambda channels: skips.note(utt.key, DOWNMIXED, f"{channels} channels averaged")
+        )
         wav = to_sample_rate(wav, sr, cfg.sample_rate, cfg.min_sample_rate, utt.source)
         if self.train and cfg.speed_perturb:
             wav = speed_perturb(wav, cfg.sample_rate, rng.choice(list(cfg.speeds)))

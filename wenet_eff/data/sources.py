@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wenet_eff.data.audio import load_audio, load_audio_bytes
+from wenet_eff.data.audio import DownmixFn, load_audio, load_audio_bytes
 from wenet_eff.data.text_file import utf8_lines
 
 AUDIO_EXTENSIONS = {"wav", "flac", "mp3", "ogg", "opus", "m4a", "wma"}
@@ -52,11 +52,11 @@ class Utterance:
         """What audio errors name: the audio file (raw) or the key (shard member)."""
         return self.key if isinstance(self.wav, bytes) else self.wav
 
-    def load(self) -> tuple[np.ndarray, int]:
-        """(wav (N,) float32, sample rate); raises AudioError."""
+    def load(self, on_downmix: DownmixFn | None = None) -> tuple[np.ndarray, int]:
+        """(wav (N,) float32, sample rate), as `load_audio` reads it; raises AudioError."""
         if isinstance(self.wav, bytes):
-            return load_audio_bytes(self.wav, self.source, self.start, self.end)
-        return load_audio(self.wav, self.start, self.end)
+            return load_audio_bytes(self.wav, self.source, self.start, self.end, on_downmix)
+        return load_audio(self.wav, self.start, self.end, on_downmix)
 
 
 def read_data_list(path: str | os.PathLike) -> list[dict]:

@@ -1,0 +1,136 @@
+"""Audio that used to be read wrong without a word: multi-channel files are averaged to mono and
+counted (`downmixed`), never reduced to a first channel that may be silent; a WAV whose data
+chunk is cut short is refused as `truncated_audio` with both durations, never read in part
+against its whole transcript. The same in the dataset and in the tools that copy audio."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from wenet_eff.data.audio import AudioError, load_audio, load_audio_bytes
+from wenet_eff.data.dataset import Dataset
+
+REPO = Path(__file__).resolve().parents[2]
+SR = 16000
+
+
+def stereo_silent_left(path: Path, seconds: float = 0.8) -> np.ndarray:
+    """A 16-bit stereo wav whose channel 0 is silent and channel 1 a tone; returns (N, 2)."""
+    t = np.arange(round(seconds * SR)) / SR
+    data = np.stack([np.zeros_like(t), 0.5 * np.sin(2 * np.pi * 440 * t)], axis=1)
+    sf.write(path, data, SR, subtype="PCM_16")
+    return sf.read(path, dtype="float32")[0]
+
+
+def truncated_wav(path: Path, declared: float = 2.83, held: float = 1.41) -> Path:
+    """A 16-bit mono wav whose header declares `declared` s and whose data stops after `held` s."""
+    t = np.arange(round(declared * SR)) / SR
+    buffer = io.BytesIO()
+    sf.write(buffer, 0.3 * np.sin(2 * np.pi * 300 * t), SR, format="WAV", subtype="PCM_16")
+    path.write_bytes(buffer.getvalue()[: 44 + 2 * round(held * SR)])
+    return path
+
+
+@pytest.mark.parametrize("from_bytes", [False, True])
+def test_multichannel_is_averaged_and_reported(tmp_path, from_bytes):
+    data = stereo_silent_left(tmp_path / "st.wav")
+    calls = []
+    if from_bytes:
+        wav, sr = load_audio_bytes((tmp_path / "st.wav").read_bytes(), "st", None, None,
+                                   calls.append)  # fmt: skip
+    else:
+        wav, sr = load_audio(tmp_path / "st.wav", on_downmix=calls.append)
+    assert sr == SR and calls == [2]
+    np.testing.assert_allclose(wav, (data[:, 0] + data[:, 1]) / 2, atol=1e-7)
+    assert np.abs(wav).max() > 0.2  # not the silent channel 0
+    sf.write(tmp_path / "mono.wav", data[:, 1], SR, subtype="PCM_16")
+    load_audio(tmp_path / "mono.wav", on_downmix=calls.append)
+    assert calls == [2]
+
+
+@pytest.mark.parametrize("from_bytes", [False, True])
+def test_truncated_wav_is_refused_with_both_durations(tmp_path, from_bytes):
+    path = truncated_wav(tmp_path / "cut.wav")
+    assert sf.info(path).duration == pytest.approx(1.41)  # libsndfile reads the part held
+    with pytest.raises(AudioError) as info:
+        if from_bytes:
+            load_audio_bytes(path.read_bytes(), "utt7")
+        else:
+            load_audio(path, start=0.1, end=0.5)  # a segment of a damaged file too
+    assert info.value.reason == "truncated_audio"
+    message = str(info.value)
+    assert ("utt7" if from_bytes else str(path)) in message
+    assert "header says 2.83 s, the file holds 1.41 s" in message
+
+
+def test_wav_written_to_a_pipe_reads_to_the_end(tmp_path):
+    """A data size 0xFFFFFFFF (what a writer to a pipe leaves) means: up to the end of the file."""
+    wav = truncated_wav(tmp_path / "a.wav", 1.0, 1.0).read_bytes()
+    streamed = wav[:4] + b"\xff\xff\xff\xff" + wav[8:40] + b"\xff\xff\xff\xff" + wav[44:]
+    samples, _ = load_audio_bytes(streamed, "piped")
+    assert samples.shape == (SR,)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_dataset_counts_downmixed_and_skips_truncated(corpus, make_cfg, caplog, train):
+    stereo_silent_left(corpus.root / "stereo.wav")
+    truncated_wav(corpus.root / "cut.wav")
+    entries = corpus.entries[:3] + [
+        {"key": "stereo", "wav": str(corpus.root / "stereo.wav"), "txt": "the fox"},
+        {"key": "cut", "wav": str(corpus.root / "cut.wav"), "txt": "the lazy dog"},
+    ]
+    ds = Dataset(make_cfg(), str(corpus.write_list(entries)), corpus.tokenizer, train=train)
+    with caplog.at_level(logging.WARNING):
+        batches = list(ds.iterate())
+    keys = sorted(k for b in batches for k in b["keys"])
+    assert keys == sorted([*corpus.keys[:3], "stereo"])
+    skipped = sum((Counter(b["skipped"]) for b in batches), Counter())
+    assert skipped == Counter({"downmixed": 1, "truncated_audio": 1})
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("cut" in m and "truncated_audio" in m and "2.83 s" in m for m in messages)
+    assert any("stereo" in m and "downmixed" in m for m in messages)
+
+
+def _run_tool(name: str, *args: object) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'tools'}:{REPO}"}
+    cmd = [sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
+
+
+def test_make_shard_list_downmixes_counts_and_skips_truncated(tmp_path):
+    data = stereo_silent_left(tmp_path / "stereo.wav")
+    truncated_wav(tmp_path / "cut.wav")
+    entries = [{"key": k, "wav": str(tmp_path / f"{k}.wav"), "txt": "A"} for k in ("stereo", "cut")]
+    (tmp_path / "data.list").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    proc = _run_tool("make_shard_list", tmp_path / "data.list", tmp_path / "shards",
+                     tmp_path / "shards.list")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "downmixed 1 multi-channel files to mono (channels averaged), e.g. stereo" in proc.stderr
+    assert "skipped cut: " in proc.stderr and "header says 2.83 s" in proc.stderr
+    with tarfile.open(tmp_path / "shards" / "shards_000000000.tar") as tar:
+        assert tar.getnames() == ["stereo.txt", "stereo.wav"]
+        mono, _ = sf.read(io.BytesIO(tar.extractfile("stereo.wav").read()), dtype="float32")
+    np.testing.assert_allclose(mono, data.mean(axis=1), atol=1 / 32768)
+
+
+def test_make_wav_list_counts_downmixed_conversions(tmp_path):
+    t = np.arange(8000) / 8000
+    sf.write(tmp_path / "st8k.wav", np.stack([0 * t, np.sin(2 * np.pi * 300 * t)], 1), 8000)
+    entry = {"key": "st8k", "wav": str(tmp_path / "st8k.wav"), "txt": "A"}
+    (tmp_path / "data.list").write_text(json.dumps(entry) + "\n")
+    proc = _run_tool("make_wav_list", tmp_path / "data.list", tmp_path / "wav", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert "downmixed 1 multi-channel files to mono (channels averaged), e.g. st8k" in proc.stderr
+    assert sf.info(tmp_path / "wav" / "st8k.wav").channels == 1
