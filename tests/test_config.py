@@ -1,12 +1,17 @@
 """A saved train.yaml composes with Hydra as a packaged config does: the same overrides, the
-same result, the same errors."""
+same result, the same errors; values that would train something meaningless are refused by
+key."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
 import wenet_eff
-from wenet_eff.config import save_config
+from wenet_eff.config import check_values, save_config
 
 
 @pytest.fixture
@@ -15,6 +20,11 @@ def saved(tmp_path):
     overrides = ["compress=qat_int2_subchannel", "compress.quant.clip=search"]
     save_config(wenet_eff.load_config("mini", overrides), path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return wenet_eff.load_config("mini")
 
 
 def test_a_group_replaces_its_node_and_keys_win_whatever_their_order(saved):
@@ -73,3 +83,44 @@ def test_a_saved_config_composes_back_to_itself(saved):
 def test_bad_overrides_name_themselves(saved, packaged, override, message):
     with pytest.raises(ValueError, match=message):
         wenet_eff.load_config("mini" if packaged else saved, [override])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["data.batch_size=0"], "data.batch_size=0 (must be >= 1)"),
+        (["model.encoder.num_blocks=0"], "model.encoder.num_blocks=0 (must be >= 1)"),
+        (["model.encoder.output_size=-8"], "model.encoder.output_size=-8 (must be >= 1)"),
+        (["model.vocab_size=-1"], "model.vocab_size=-1 (must be >= 0)"),
+        (["data.max_frames_in_batch=0"], "data.max_frames_in_batch=0 (must be >= 1)"),
+        (["optim.lr=0"], "optim.lr=0.0 (must be > 0)"),
+        (["model.ctc_weight=1.5"], "model.ctc_weight=1.5 (must be <= 1)"),
+        (["train.accum_grad=0"], "train.accum_grad=0 (must be >= 1)"),
+        (
+            ["model.encoder.output_size=30", "model.decoder.attention_heads=3"],
+            "model.encoder.output_size=30 (must be divisible by model.encoder.attention_heads=4)",
+        ),
+        (
+            ["data.filter.min_length=500", "data.filter.max_length=400"],
+            "data.filter.min_length=500 (must be <= data.filter.max_length=400)",
+        ),
+        (  # every bad value at once, each named
+            ["data.batch_size=0", "model.encoder.attention_heads=0"],
+            "model.encoder.attention_heads=0 (must be >= 1); data.batch_size=0 (must be >= 1)",
+        ),
+    ],
+)
+def test_meaningless_values_name_their_key(mini, overrides, message):
+    cfg = copy.deepcopy(mini)
+    for override in overrides:
+        key, value = override.split("=")
+        OmegaConf.update(cfg, key, yaml.safe_load(value))
+    with pytest.raises(ValueError) as info:
+        check_values(cfg)
+    assert str(info.value) == f"config values out of range: {message}"
+
+
+@pytest.mark.parametrize("packaged", [False, True])
+def test_loading_a_config_checks_its_values(saved, packaged):
+    with pytest.raises(ValueError, match=r"model\.encoder\.num_blocks=0 \(must be >= 1\)"):
+        wenet_eff.load_config("mini" if packaged else saved, ["model.encoder.num_blocks=0"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import operator
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,7 +177,8 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
     Returns:
         A struct-mode DictConfig of the `Config` schema.
     Raises:
-        ValueError: an unknown key (named, with the file or the override) or group option.
+        ValueError: an unknown key (named, with the file or the override) or group option, or
+            a value outside its range (`check_values`).
     """
     overrides = list(overrides or [])
     path = Path(name_or_path)
@@ -192,14 +194,108 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
 
             raw = wenet_to_config(raw, path.parent)
         _store_saved(raw)
-        return _compose(SAVED, overrides, f"config {path}")
+        return check_values(_compose(SAVED, overrides, f"config {path}"))
     name = str(name_or_path)
     if name not in packaged_models():
         raise ValueError(
             f"unknown config '{name}': not a file and not a packaged model "
             f"(choose from {', '.join(packaged_models())})"
         )
-    return _compose("train", [f"model={name}", *overrides], f"config '{name}'")
+    return check_values(_compose("train", [f"model={name}", *overrides], f"config '{name}'"))
+
+
+# Numbers the schema types but cannot bound: outside these a run would start and train
+# something meaningless (no encoder blocks, batches of one utterance, a zero learning rate).
+# Each rule is "key comparison bound"; 0 stays allowed where it means "off" or "from the data".
+BOUNDS = (
+    "model.input_dim >= 1",
+    "model.vocab_size >= 0",  # 0: the number of units in tokenizer.units
+    "model.encoder.output_size >= 1",
+    "model.encoder.attention_heads >= 1",
+    "model.encoder.linear_units >= 1",
+    "model.encoder.num_blocks >= 1",
+    "model.encoder.cnn_module_kernel >= 1",
+    "model.encoder.max_pos_len >= 1",
+    "model.encoder.n_expert >= 1",
+    "model.decoder.attention_heads >= 1",
+    "model.decoder.linear_units >= 1",
+    "model.decoder.num_blocks >= 1",
+    "model.decoder.r_num_blocks >= 0",  # 0: no right-to-left decoder
+    "model.decoder.max_pos_len >= 1",
+    "model.decoder.n_expert >= 1",
+    "model.ctc_weight >= 0",
+    "model.ctc_weight <= 1",
+    "model.reverse_weight >= 0",
+    "model.reverse_weight <= 1",
+    "model.lsm_weight >= 0",
+    "model.lsm_weight < 1",
+    "data.sample_rate >= 1",
+    "data.num_mel_bins >= 1",
+    "data.frame_length >= 1",
+    "data.frame_shift >= 1",
+    "data.dither >= 0",
+    "data.batch_size >= 1",
+    "data.max_frames_in_batch >= 1",
+    "data.shuffle_size >= 1",
+    "data.sort_size >= 1",
+    "data.num_workers >= 0",
+    "data.prefetch >= 1",
+    "data.filter.max_length >= 1",
+    "data.filter.min_length >= 0",
+    "data.filter.token_max_length >= 1",
+    "data.filter.token_min_length >= 0",
+    "optim.lr > 0",
+    "optim.weight_decay >= 0",
+    "optim.warmup_steps >= 0",
+    "optim.total_steps >= 0",
+    "train.max_epoch >= 1",
+    "train.max_steps >= 0",
+    "train.accum_grad >= 1",
+    "train.log_interval >= 1",
+    "train.save_interval >= 0",
+    "train.keep_checkpoints >= 0",
+    "train.expert_parallel >= 1",
+    "train.max_nan_steps >= 1",
+    "train.monitor_interval >= 0",
+    "train.guard.window >= 1",
+    "train.guard.patience >= 1",
+    "train.guard.spike_factor > 1",
+    "train.guard.lr_factor > 0",
+    "train.guard.lr_factor <= 1",
+)
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+def check_values(cfg: DictConfig) -> DictConfig:
+    """Refuse values outside `BOUNDS` and sizes that do not fit together, naming every key.
+
+    Returns:
+        `cfg`, unchanged.
+    Raises:
+        ValueError: listing each bad `key=value` and what it must be.
+    """
+    bad = []
+    for rule in BOUNDS:
+        key, op, bound = rule.split()
+        value = OmegaConf.select(cfg, key)
+        if not _COMPARE[op](value, float(bound)):
+            bad.append(f"{key}={value} (must be {op} {bound})")
+    enc, dec, lengths = cfg.model.encoder, cfg.model.decoder, cfg.data.filter
+    for part, heads in (("encoder", enc.attention_heads), ("decoder", dec.attention_heads)):
+        if heads >= 1 and enc.output_size % heads:
+            bad.append(
+                f"model.encoder.output_size={enc.output_size} (must be divisible by "
+                f"model.{part}.attention_heads={heads})"
+            )
+    for low, high in (("min_length", "max_length"), ("token_min_length", "token_max_length")):
+        if lengths[low] > lengths[high]:
+            bad.append(
+                f"data.filter.{low}={lengths[low]} (must be <= data.filter.{high}={lengths[high]})"
+            )
+    if bad:
+        raise ValueError(f"config values out of range: {'; '.join(bad)}")
+    return cfg
+
 
 
 # A saved config (a resolved train.yaml) is composed as the option `_saved` of each group whose

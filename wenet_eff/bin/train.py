@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig
 
 from wenet_eff import build_model
-from wenet_eff.config import register_schema, resolve_vocab_size, save_config
+from wenet_eff.config import check_values, register_schema, resolve_vocab_size, save_config
 from wenet_eff.data.dataset import build_dataloader
 from wenet_eff.data.tokenizer import build_tokenizer
 from wenet_eff.nn.subsampling import subsampled_frames
@@ -43,6 +43,7 @@ def seed_everything(seed: int) -> None:
 
 def train(cfg: DictConfig) -> None:
     """Resolve the config, write `exp_dir/train.yaml`, build data and model, and train."""
+    check_values(cfg)
     for key in ("train_data", "cv_data"):
         if not cfg.data[key]:
             raise ValueError(f"data.{key} is empty: set it to a data.list (or shard list)")

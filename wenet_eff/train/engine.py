@@ -261,10 +261,7 @@ class DeepSpeedEngine(Engine):
 def build_engine(cfg: DictConfig, model: torch.nn.Module, ctx: DistContext) -> Engine:
     """The engine `train.train_engine` and `train.expert_parallel` ask for, around `model`
     (with the weights training starts from already loaded)."""
-    size = cfg.train.expert_parallel
-    if size < 1:
-        raise ValueError(f"train.expert_parallel={size} must be >= 1")
-    if size > 1:
+    if cfg.train.expert_parallel > 1:
         return ExpertParallelEngine(cfg, model, ctx)
     if cfg.train.train_engine == "deepspeed":
         return DeepSpeedEngine(cfg, model, ctx)

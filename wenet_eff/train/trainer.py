@@ -109,9 +109,6 @@ class Trainer:
         ctx: DistContext,
     ) -> None:
         tcfg = cfg.train
-        for key in ("accum_grad", "log_interval"):
-            if tcfg[key] < 1:
-                raise ValueError(f"train.{key}={tcfg[key]} must be >= 1")
         if tcfg.dtype not in ("fp32", "bf16"):
             raise ValueError(f"train.dtype: '{tcfg.dtype}' is not one of fp32, bf16")
         self.cfg, self.tcfg, self.ctx = cfg, tcfg, ctx
