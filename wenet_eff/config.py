@@ -297,7 +297,6 @@ def check_values(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-
 # A saved config (a resolved train.yaml) is composed as the option `_saved` of each group whose
 # option is one whole node (NODE_GROUPS: group -> the node it fills), in the order of
 # conf/train.yaml's defaults; its other nodes are the primary config itself. An override
