@@ -23,8 +23,7 @@ import json
 import sys
 
 import numpy as np
-from compute_wer import align, count, tokenize
-from kaldi_files import read_table
+from compute_wer import align, count, read_scored_files, tokenize
 
 
 def utterance_errors(refs: dict, hyps: dict, char: bool, cs: bool) -> list[tuple[int, int]]:
@@ -78,7 +77,9 @@ def paired_bootstrap(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--char", type=int, default=0, choices=(0, 1), help="1: CER")
+    parser.add_argument(
+        "--char", type=int, default=0, choices=(0, 1), help="1: split CJK (Lo) characters"
+    )
     parser.add_argument("--cs", type=int, default=0, choices=(0, 1), help="1: case sensitive")
     parser.add_argument("--num_samples", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
@@ -89,18 +90,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.num_samples < 1:
         parser.error(f"--num_samples must be >= 1 (got {args.num_samples})")
-    refs = read_table(args.ref, allow_empty=True)
     char, cs = bool(args.char), bool(args.cs)
     scores = []
     for path in (args.hyp_a, args.hyp_b):
-        hyps = read_table(path, allow_empty=True)
+        try:
+            refs, hyps = read_scored_files(args.ref, path)
+        except ValueError as exc:
+            sys.exit(f"compare_wer: {exc}")
         extra = len(hyps.keys() - refs.keys())
         if extra:
             print(f"compare_wer: {extra} hypotheses in {path} have no reference", file=sys.stderr)
         scores.append(utterance_errors(refs, hyps, char, cs))
     result = paired_bootstrap(*scores, num_samples=args.num_samples, seed=args.seed)
     result.update(ref=args.ref, hyp_a=args.hyp_a, hyp_b=args.hyp_b)
-    unit = "CER" if char else "WER"
+    unit = "error rate" if char else "WER"  # --char=1: characters of Chinese, words of English
     low, high = result["ci95"]
     print(f"A: {args.hyp_a}  {unit} {result['wer_a']:.2f} %")
     print(f"B: {args.hyp_b}  {unit} {result['wer_b']:.2f} %")

@@ -2,8 +2,8 @@
 
 Usage: compute_wer.py [--char=1] [--v=1] [--cs=0] ref_text hyp_text > wer
 
-Both files hold `key text` lines. For every reference utterance (in reference order) it prints,
-with --v=1 (the default):
+Both files hold `key text` lines (key and text split at the first whitespace run: spaces or
+tabs). For every reference utterance (in reference order) it prints, with --v=1 (the default):
 
     utt: KEY
     WER: 25.00 % N=4 C=3 S=1 D=0 I=0
@@ -12,8 +12,15 @@ with --v=1 (the default):
 
 and at the end `Overall -> X.XX % N=.. C=.. S=.. D=.. I=..`. A reference key missing from the
 hypotheses counts as all deletions (their number is printed); hypothesis keys without a
-reference are ignored and counted on stderr. --char=1 scores characters (spaces dropped), i.e.
-CER; --cs=0 (default) upper-cases both sides first.
+reference are ignored and counted on stderr. An empty reference file, a reference line with no
+text, or references none of whose keys is in the hypotheses (files without keys) are errors.
+
+Tokens are WeNet's (tools/compute-wer.py): words split at whitespace, or with --char=1 each
+"letter, other" character (Unicode category Lo: CJK ideographs, kana, Hangul, ...) on its own
+while any other run of characters stays whole up to whitespace or a non-ASCII character, so
+Chinese is scored by character and English by word; with --char=1 the punctuation of
+`CHAR_PUNCTUATION` is dropped where a token would start. In both modes `<...>` tags (`<unk>`,
+`<noise>`) are removed and --cs=0 (default) upper-cases both sides first.
 
 The alignment is a Levenshtein alignment with unit costs. Among equally cheap alignments it
 keeps the common prefix and suffix as matches and, walking back from the end, prefers a
@@ -24,6 +31,7 @@ jiwer) makes, so the S/D/I counts agree with jiwer, not only the error total.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass
@@ -67,11 +75,50 @@ class ErrorCounts:
         return f"{self.rate:.2f} % N={self.n} C={self.c} S={self.s} D={self.d} I={self.i}"
 
 
+# WeNet's list: with --char=1 these are dropped where a token would start (a word's trailing
+# ASCII punctuation stays part of the word, as in WeNet)
+CHAR_PUNCTUATION = frozenset("!,?、。！，；？：「」︰『』《》")
+_SPACES = " \t\r\n"
+
+
+def _split_chars(text: str) -> list[str]:
+    """WeNet's --char=1 tokens of `text`: each Lo character alone; any other run up to a space,
+    a non-ASCII character or, for a run starting with `<`, its closing `>` (so `<unk><noise>`
+    is two tokens); spaces, unassigned code points and `CHAR_PUNCTUATION` between tokens dropped."""
+    tokens = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        category = unicodedata.category(char)
+        if char in CHAR_PUNCTUATION or category in ("Zs", "Cn") or char in _SPACES:
+            i += 1
+        elif category == "Lo":
+            tokens.append(char)
+            i += 1
+        else:
+            stop = ">" if char == "<" else " "
+            j = i + 1
+            while j < len(text) and ord(text[j]) < 128 and text[j] not in _SPACES + stop:
+                j += 1
+            if j < len(text) and text[j] == ">":
+                j += 1
+            tokens.append(text[i:j])
+            i = j
+    return tokens
+
+
+def _strip_tags(token: str) -> str:
+    """`token` without its `<...>` spans (an unclosed `<` removes the rest), as WeNet scores."""
+    return re.sub(r"<[^>]*(>|$)", "", token)
+
+
 def tokenize(text: str, char: bool = False, case_sensitive: bool = False) -> list[str]:
-    """Words, or with `char` the non-space characters, of `text` (upper-cased unless told)."""
+    """The scored tokens of `text`: words, or with `char` WeNet's --char=1 split (see the module
+    docstring); upper-cased unless `case_sensitive`, `<...>` tags removed."""
+    tokens = _split_chars(text) if char else text.split()
     if not case_sensitive:
-        text = text.upper()
-    return [ch for ch in text if not ch.isspace()] if char else text.split()
+        tokens = [token.upper() for token in tokens]
+    return [kept for token in tokens if (kept := _strip_tags(token))]
 
 
 def align(ref: list[str], hyp: list[str]) -> list[Pair]:
@@ -148,16 +195,40 @@ def format_alignment(pairs: list[Pair]) -> tuple[str, str]:
     return " ".join(labs).rstrip(), " ".join(recs).rstrip()
 
 
+def read_scored_files(ref_path: str, hyp_path: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(references, hypotheses) as {key: text}; a hypothesis may be empty, a reference not.
+
+    Raises:
+        ValueError: naming the file (and line): a reference line without text, an empty
+            reference file, or no reference key among the hypotheses' keys.
+    """
+    refs = read_table(ref_path)
+    if not refs:
+        raise ValueError(f"{ref_path}: no `key text` line: nothing to score against")
+    hyps = read_table(hyp_path, allow_empty=True)
+    if not refs.keys() & hyps.keys():
+        raise ValueError(
+            f"none of the {len(refs)} keys of {ref_path} (e.g. {next(iter(refs))!r}) is a key "
+            f"of {hyp_path} ({len(hyps)} lines): both must be `key text` files of the same "
+            "utterances"
+        )
+    return refs, hyps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--char", type=int, default=0, choices=(0, 1), help="1: CER")
+    parser.add_argument(
+        "--char", type=int, default=0, choices=(0, 1), help="1: split CJK (Lo) characters"
+    )
     parser.add_argument("--v", type=int, default=1, choices=(0, 1), help="1: per-utterance")
     parser.add_argument("--cs", type=int, default=0, choices=(0, 1), help="1: case sensitive")
     parser.add_argument("ref")
     parser.add_argument("hyp")
     args = parser.parse_args()
-    refs = read_table(args.ref, allow_empty=True)
-    hyps = read_table(args.hyp, allow_empty=True)
+    try:
+        refs, hyps = read_scored_files(args.ref, args.hyp)
+    except ValueError as exc:
+        sys.exit(f"compute_wer: {exc}")
     total = ErrorCounts()
     missing = 0
     for key, ref_text in refs.items():
