@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
     wenet_eff::DecodeOptions opts;
     opts.chunk_size = std::stoi(Get(flags, "chunk_size", "0"));
     opts.num_left_chunks = std::stoi(Get(flags, "num_left_chunks", "0"));
-    opts.mode = Get(flags, "mode", opts.mode);
+    opts.mode = wenet_eff::ParseDecodeMode(Get(flags, "mode", "attention_rescoring"));
     opts.beam_size = std::stoi(Get(flags, "beam_size", "10"));
     opts.ctc_weight = std::stod(Get(flags, "ctc_weight", "0.3"));
     opts.reverse_weight = std::stod(Get(flags, "reverse_weight", "0.5"));
@@ -254,7 +254,7 @@ int main(int argc, char** argv) {
                   "chunk_size %d, mode %s\nRTF: %.4f",
                   decoded, skipped, audio_seconds, decode_seconds, threads,
                   opts.chunk_size == 0 ? model->meta().chunk_size : opts.chunk_size,
-                  opts.mode.c_str(), rtf);
+                  wenet_eff::DecodeModeName(opts.mode), rtf);
     std::cerr << line << "\n";
     std::string rtf_json = Get(flags, "rtf_json", "");
     if (!rtf_json.empty() && decoded > 0) {  // none decoded: no figures to keep

@@ -161,7 +161,7 @@ PYBIND11_MODULE(wenet_eff_runtime, m) {
              wenet_eff::DecodeOptions o;
              o.chunk_size = chunk_size;
              o.num_left_chunks = num_left_chunks;
-             o.mode = mode;
+             o.mode = wenet_eff::ParseDecodeMode(mode);
              o.beam_size = beam_size;
              o.ctc_weight = ctc_weight;
              o.reverse_weight = reverse_weight;

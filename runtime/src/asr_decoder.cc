@@ -43,12 +43,7 @@ DecodeOptions Checked(const AsrModel& model, DecodeOptions o) {
   } else if (!model.has_full_encoder()) {
     throw std::invalid_argument("chunk_size -1: the model directory has no encoder_full.pt2");
   }
-  if (o.mode != "attention_rescoring" && o.mode != "ctc_prefix_beam_search" &&
-      o.mode != "ctc_greedy_search")
-    throw std::invalid_argument("mode '" + o.mode +
-                                "' unknown (attention_rescoring, ctc_prefix_beam_search, "
-                                "ctc_greedy_search)");
-  if (o.mode == "attention_rescoring" && !model.has_decoder())
+  if (o.mode == DecodeMode::kAttentionRescoring && !model.has_decoder())
     throw std::invalid_argument("attention_rescoring: the model directory has no decoder.pt2");
   if (o.beam_size < 1) throw std::invalid_argument("beam_size must be >= 1");
   if (!(o.endpoint.blank_threshold >= 0 && o.endpoint.blank_threshold <= 1))
@@ -189,7 +184,7 @@ void AsrDecoder::Consume(const at::Tensor& log_probs, const at::Tensor& encoder_
   at::Tensor logp = log_probs.contiguous();
   const float* data = logp.data_ptr<float>();
   auto t0 = std::chrono::steady_clock::now();
-  if (options_.mode == "ctc_greedy_search")
+  if (options_.mode == DecodeMode::kCtcGreedySearch)
     greedy_.Advance(data, frames, vocab);
   else
     beam_.Advance(data, frames, vocab);
@@ -199,7 +194,7 @@ void AsrDecoder::Consume(const at::Tensor& log_probs, const at::Tensor& encoder_
 }
 
 std::vector<int> AsrDecoder::Best() const {
-  if (options_.mode == "ctc_greedy_search") return greedy_.Best().tokens;
+  if (options_.mode == DecodeMode::kCtcGreedySearch) return greedy_.Best().tokens;
   std::vector<CtcHypothesis> nbest = beam_.NBest();
   return nbest.empty() ? std::vector<int>() : nbest[0].tokens;
 }
@@ -218,7 +213,7 @@ void AsrDecoder::CloseSegment(int end_frame) {
   for (const auto& out : encoder_out_) frames += out.size(1);
   std::vector<CtcHypothesis> nbest;
   int64_t width = 1;
-  if (options_.mode == "attention_rescoring") {
+  if (options_.mode == DecodeMode::kAttentionRescoring) {
     nbest = beam_.NBest();
     for (const auto& h : nbest) width = std::max<int64_t>(width, h.tokens.size());
   }

@@ -16,6 +16,7 @@
 
 #include "asr_model.h"
 #include "ctc_search.h"
+#include "decode_mode.h"
 #include "endpoint.h"
 #include "fbank.h"
 
@@ -24,7 +25,7 @@ namespace wenet_eff {
 struct DecodeOptions {
   int chunk_size = 0;        // encoder frames per step; -1 full context; 0: the exported chunk
   int num_left_chunks = 0;   // must equal the exported one (0: take it)
-  std::string mode = "attention_rescoring";  // | ctc_prefix_beam_search | ctc_greedy_search
+  DecodeMode mode = DecodeMode::kAttentionRescoring;  // ParseDecodeMode of the flag
   int beam_size = 10;
   double ctc_weight = 0.3;      // weight of the CTC score in rescoring
   double reverse_weight = 0.5;  // weight of the right-to-left decoder in rescoring
