@@ -53,6 +53,32 @@ def build_entries(
     return entries, missing
 
 
+def read_kaldi_dir(
+    wav_scp: str, text: str, segments: str | None = None
+) -> tuple[list[dict], dict[str, list[str]]]:
+    """`build_entries` of the Kaldi files `wav_scp`, `text` [and `segments`].
+
+    Raises:
+        ValueError: wav.scp holds pipes (`cmd |`), or a table is malformed (file:line).
+    """
+    wavs = read_table(wav_scp)
+    pipes = [key for key, wav in wavs.items() if wav.rstrip().endswith("|")]
+    if pipes:
+        raise ValueError(
+            f"{wav_scp}: {len(pipes)} entries are pipes (e.g. {pipes[0]}); write the audio to "
+            "files first"
+        )
+    return build_entries(wavs, read_table(text), segments)
+
+
+def report_missing(prog: str, missing: dict[str, list[str]]) -> None:
+    """`prog: N utterances left out (reason), e.g. k1, k2` on stderr, for each reason seen."""
+    for reason, keys in missing.items():
+        if keys:
+            print(f"{prog}: {len(keys)} utterances left out ({reason}), e.g. "
+                  f"{', '.join(keys[:5])}", file=sys.stderr)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--segments", help="Kaldi segments file (utt recording start end)")
@@ -60,18 +86,13 @@ def main() -> None:
     parser.add_argument("text")
     parser.add_argument("data_list")
     args = parser.parse_args()
-    wavs = read_table(args.wav_scp)
-    pipes = [key for key, wav in wavs.items() if wav.rstrip().endswith("|")]
-    if pipes:
-        sys.exit(f"{args.wav_scp}: {len(pipes)} entries are pipes (e.g. {pipes[0]}); "
-                 "write the audio to files first")  # fmt: skip
-    entries, missing = build_entries(wavs, read_table(args.text), args.segments)
+    try:
+        entries, missing = read_kaldi_dir(args.wav_scp, args.text, args.segments)
+    except ValueError as exc:
+        sys.exit(f"make_raw_list: {exc}")
     with open(args.data_list, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(entry, ensure_ascii=False) + "\n" for entry in entries)
-    for reason, keys in missing.items():
-        if keys:
-            print(f"make_raw_list: {len(keys)} utterances left out ({reason}), e.g. "
-                  f"{', '.join(keys[:5])}", file=sys.stderr)  # fmt: skip
+    report_missing("make_raw_list", missing)
     print(f"{args.data_list}: {len(entries)} utterances", file=sys.stderr)
 
 

@@ -153,14 +153,19 @@ make_dict() {
   build_lm
 }
 
-# Stage 3: shards of data/{train,dev}/data.list when data_type=shard.
+# Stage 3: shards of data/{train,dev} (wav.scp, text and, where there is one, segments: the
+# utterances of data.list) when data_type=shard.
 make_shards() {
-  local x
+  local x segments
   [ "$data_type" = shard ] || return 0
   for x in train dev; do
     if needs "data/$x/shards.list"; then
+      segments=""
+      [ -f "data/$x/segments" ] && segments="--segments data/$x/segments"
+      # shellcheck disable=SC2086  # segments is empty or one option
       python tools/make_shard_list.py --num_utts_per_shard "$num_utts_per_shard" \
-        --num_threads "$nj" "data/$x/data.list" "data/$x/shards" "data/$x/shards.list"
+        --num_threads "$nj" $segments "data/$x/wav.scp" "data/$x/text" "data/$x/shards" \
+        "data/$x/shards.list"
     fi
   done
 }

@@ -112,10 +112,12 @@ def _run_tool(name: str, *args: object) -> subprocess.CompletedProcess:
 def test_make_shard_list_downmixes_counts_and_skips_truncated(tmp_path):
     data = stereo_silent_left(tmp_path / "stereo.wav")
     truncated_wav(tmp_path / "cut.wav")
-    entries = [{"key": k, "wav": str(tmp_path / f"{k}.wav"), "txt": "A"} for k in ("stereo", "cut")]
-    (tmp_path / "data.list").write_text("".join(json.dumps(e) + "\n" for e in entries))
-    proc = _run_tool("make_shard_list", tmp_path / "data.list", tmp_path / "shards",
-                     tmp_path / "shards.list")  # fmt: skip
+    (tmp_path / "wav.scp").write_text(
+        "".join(f"{k} {tmp_path / k}.wav\n" for k in ("stereo", "cut"))
+    )
+    (tmp_path / "text").write_text("stereo A\ncut A\n")
+    proc = _run_tool("make_shard_list", tmp_path / "wav.scp", tmp_path / "text",
+                     tmp_path / "shards", tmp_path / "shards.list")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "downmixed 1 multi-channel files to mono (channels averaged), e.g. stereo" in proc.stderr
     assert "skipped cut: " in proc.stderr and "header says 2.83 s" in proc.stderr

@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from make_raw_list import build_entries
 from make_shard_list import make_shards
@@ -96,20 +97,75 @@ def test_shards_round_trip_keys_texts_durations(tmp_path):
         assert abs(info.duration - seconds) < 0.002, key
 
 
-def test_shard_list_cli_writes_one_path_per_line(tmp_path):
-    d = _kaldi_dir(tmp_path)
-    (d / "data.list").write_text(json.dumps({"key": "r1", "wav": str(d / "r1.wav"), "txt": "HI"}))
-    subprocess.run(
-        [
-            sys.executable,
-            str(TOOLS / "make_shard_list.py"),
-            "--num_utts_per_shard",
-            "5",
-            d / "data.list",
-            d / "shards",
-            d / "shards.list",
-        ],  # fmt: skip
-        capture_output=True,
-        check=True,
-    )
-    assert (d / "shards.list").read_text() == f"{d / 'shards' / 'shards_000000000.tar'}\n"
+def _tool(script: str, *args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(TOOLS / script), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def _members(tar_path: str) -> list[tuple[str, bytes]]:
+    with tarfile.open(tar_path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+
+
+def test_make_shard_list_as_wenet_aishell_calls_it(spoken_dir, tmp_path):
+    """`make_shard_list.py --num_utts_per_shard N --num_threads 16 wav.scp text
+    $(realpath shards) data.list`: per utterance KEY.txt then KEY.wav (16 kHz mono 16-bit),
+    N per tar, the list of absolute tar paths."""
+    d = spoken_dir.root
+    shards = tmp_path / "shards"
+    _tool("make_shard_list.py", "--num_utts_per_shard", 2, "--num_threads", 16,
+          d / "wav.scp", d / "text", shards.resolve(), tmp_path / "data.list")  # fmt: skip
+    paths = (tmp_path / "data.list").read_text().splitlines()
+    assert paths == [str(shards / f"shards_00000000{i}.tar") for i in (0, 1)]
+    members = [m for path in paths for m in _members(path)]
+    assert [name for name, _ in members] == [
+        f"{key}.{ext}" for key in spoken_dir.texts for ext in ("txt", "wav")
+    ]
+    for name, data in members:
+        key, ext = name.split(".")
+        if ext == "txt":
+            assert data.decode("utf-8") == spoken_dir.texts[key]
+            continue
+        wav, sr = sf.read(io.BytesIO(data), dtype="float32")
+        assert sf.info(io.BytesIO(data)).subtype == "PCM_16" and sr == 16000 and wav.ndim == 1
+        np.testing.assert_allclose(wav, spoken_dir.audio[key], atol=1 / 32768)
+
+
+def test_make_shard_list_as_wenet_wenetspeech_calls_it(spoken_dir, tmp_path):
+    """`--resample 16000 --num_utts_per_shard 1000 --num_threads 32 --segments segments wav.scp
+    text shards data.list`, plus `--prefix`: each segment cut out of its recording."""
+    d = spoken_dir.root / "seg"
+    _tool("make_shard_list.py", "--resample", 16000, "--num_utts_per_shard", 1000,
+          "--num_threads", 32, "--prefix", "dev", "--segments", d / "segments", d / "wav.scp",
+          d / "text", tmp_path / "shards", tmp_path / "data.list")  # fmt: skip
+    (path,) = (tmp_path / "data.list").read_text().splitlines()
+    assert Path(path).name == "dev_000000000.tar"
+    wavs = {name: data for name, data in _members(path) if name.endswith(".wav")}
+    assert list(wavs) == ["u1.wav", "u2.wav", "u3.wav"]
+    for key, (start, end) in spoken_dir.segments.items():
+        info = sf.info(io.BytesIO(wavs[f"{key}.wav"]))
+        assert abs(info.duration - (end - start)) < 0.001, key
+
+
+def test_make_raw_list_as_wenet_calls_it(spoken_dir, tmp_path):
+    """`make_raw_list.py wav.scp text data.list` and with `--segments segments`: JSON lines
+    {"key", "wav", "txt"} (+ "start", "end" in seconds)."""
+    d = spoken_dir.root
+    _tool("make_raw_list.py", d / "wav.scp", d / "text", tmp_path / "data.list")
+    lines = [json.loads(line) for line in (tmp_path / "data.list").read_text().splitlines()]
+    assert lines == [
+        {"key": k, "wav": str(d / f"{k}.wav"), "txt": t} for k, t in spoken_dir.texts.items()
+    ]
+    seg = d / "seg"
+    _tool("make_raw_list.py", "--segments", seg / "segments", seg / "wav.scp", seg / "text",
+          tmp_path / "seg.list")  # fmt: skip
+    lines = [json.loads(line) for line in (tmp_path / "seg.list").read_text().splitlines()]
+    assert [(x["key"], x["wav"], x["txt"]) for x in lines] == [
+        (k, str(seg / "rec.wav"), t) for k, t in spoken_dir.texts.items()
+    ]
+    for line in lines:
+        start, end = spoken_dir.segments[line["key"]]
+        assert line["start"] == pytest.approx(start, abs=1e-4)
+        assert line["end"] == pytest.approx(end, abs=1e-4)
