@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -14,6 +15,8 @@ namespace {
 constexpr uint16_t kFormatPcm = 1;
 constexpr uint16_t kFormatFloat = 3;
 constexpr uint16_t kFormatExtensible = 0xFFFE;
+// The data chunk size a writer to a pipe leaves (it cannot seek back): data runs to the end.
+constexpr uint32_t kUnknownSize = 0xFFFFFFFF;
 // Bytes 2..15 of the KSDATAFORMAT_SUBTYPE_* GUIDs; bytes 0..1 hold the format code.
 constexpr unsigned char kSubformatTail[14] = {0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80,
                                               0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71};
@@ -71,7 +74,7 @@ Format ParseFormat(const std::string& path, const unsigned char* p, uint32_t siz
   return f;
 }
 
-// Channel-0 sample at p (first bytes of a frame), scaled to [-1, 1].
+// The sample at p, scaled to [-1, 1] for integer PCM (float data as stored).
 float DecodeSample(const Format& f, const unsigned char* p) {
   if (f.code == kFormatFloat) {
     if (f.bytes_per_sample == 4) {
@@ -102,8 +105,8 @@ float DecodeSample(const Format& f, const unsigned char* p) {
 }  // namespace
 
 // Walks the chunk list (each chunk: 4-byte id, little-endian 32-bit size, body padded to an even
-// length), parses "fmt " and locates "data" in whichever order they come, then decodes channel 0
-// of the data chunk in blocks.
+// length), parses "fmt " and locates "data" in whichever order they come, then decodes the data
+// chunk in blocks, averaging the channels of each frame.
 WavData ReadWav(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) Fail(path, "cannot open file (missing or unreadable)");
@@ -120,7 +123,7 @@ WavData ReadWav(const std::string& path) {
   bool have_format = false, have_data = false;
   Format format;
   int64_t data_offset = 0;
-  uint32_t data_size = 0;
+  int64_t data_size = 0, data_held = 0;  // bytes the header declares, bytes the file holds
   int64_t pos = 12;
   while ((!have_format || !have_data) && pos + 8 <= file_size) {
     unsigned char chunk[8];
@@ -128,7 +131,12 @@ WavData ReadWav(const std::string& path) {
     if (!in.read(reinterpret_cast<char*>(chunk), 8)) Fail(path, "read error in chunk header");
     const uint32_t size = ReadLe(chunk + 4, 4);
     const int64_t body = pos + 8;
-    if (body + size > file_size) {
+    if (std::memcmp(chunk, "data", 4) == 0) {  // checked against the file below
+      data_offset = body;
+      data_held = file_size - body;
+      data_size = size == kUnknownSize ? data_held : size;
+      have_data = true;
+    } else if (body + size > file_size) {
       Fail(path, "truncated: chunk '" + std::string(reinterpret_cast<char*>(chunk), 4) +
                      "' declares " + std::to_string(size) + " bytes but only " +
                      std::to_string(file_size - body) + " remain");
@@ -138,20 +146,22 @@ WavData ReadWav(const std::string& path) {
       if (!in.read(reinterpret_cast<char*>(fmt.data()), size)) Fail(path, "read error in fmt");
       format = ParseFormat(path, fmt.data(), size);
       have_format = true;
-    } else if (std::memcmp(chunk, "data", 4) == 0) {
-      data_offset = body;
-      data_size = size;
-      have_data = true;
     }
-    pos = body + size + (size & 1);
+    pos = body + static_cast<int64_t>(size) + (size & 1);
   }
   if (!have_format) Fail(path, "no fmt chunk");
   if (!have_data) Fail(path, "no data chunk");
-  if (data_size % format.block_align != 0) {
-    Fail(path, "truncated data (" + std::to_string(data_size) + " bytes is not a whole number of " +
-                   std::to_string(format.block_align) + "-byte frames)");
+  if (data_size > data_held) {
+    const double bytes_per_second = static_cast<double>(format.sample_rate) * format.block_align;
+    char problem[256];
+    std::snprintf(problem, sizeof(problem),
+                  "truncated WAV (truncated_audio): its header says %.2f s, the file holds %.2f s "
+                  "(a partial copy or an interrupted write; copy or write it again)",
+                  data_size / bytes_per_second, data_held / bytes_per_second);
+    Fail(path, problem);
   }
-  const size_t num_frames = data_size / format.block_align;
+  // A trailing partial frame is dropped, as libsndfile (the Python loader) drops it.
+  const size_t num_frames = static_cast<size_t>(data_size / format.block_align);
   if (num_frames == 0) Fail(path, "empty (no samples)");
 
   WavData wav;
@@ -167,7 +177,12 @@ WavData ReadWav(const std::string& path) {
       Fail(path, "read error in data");
     }
     for (size_t i = 0; i < n; ++i) {
-      float v = DecodeSample(format, block.data() + i * format.block_align);
+      const unsigned char* frame = block.data() + i * format.block_align;
+      float v = 0;  // summed in channel order, then divided: numpy's float32 mean
+      for (int c = 0; c < format.num_channels; ++c) {
+        v += DecodeSample(format, frame + c * format.bytes_per_sample);
+      }
+      if (format.num_channels > 1) v /= static_cast<float>(format.num_channels);
       if (format.code == kFormatFloat) {
         // Float files may hold any value: reject NaN/inf and clip to full scale, as the Python
         // loader (wenet_eff/data/audio.py) does, so features match training.

@@ -19,28 +19,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.bad_audio import SR, piped_wav, stereo_silent_left, truncated_wav
 from wenet_eff.data.audio import AudioError, load_audio, load_audio_bytes
 from wenet_eff.data.dataset import Dataset
 
 REPO = Path(__file__).resolve().parents[2]
-SR = 16000
-
-
-def stereo_silent_left(path: Path, seconds: float = 0.8) -> np.ndarray:
-    """A 16-bit stereo wav whose channel 0 is silent and channel 1 a tone; returns (N, 2)."""
-    t = np.arange(round(seconds * SR)) / SR
-    data = np.stack([np.zeros_like(t), 0.5 * np.sin(2 * np.pi * 440 * t)], axis=1)
-    sf.write(path, data, SR, subtype="PCM_16")
-    return sf.read(path, dtype="float32")[0]
-
-
-def truncated_wav(path: Path, declared: float = 2.83, held: float = 1.41) -> Path:
-    """A 16-bit mono wav whose header declares `declared` s and whose data stops after `held` s."""
-    t = np.arange(round(declared * SR)) / SR
-    buffer = io.BytesIO()
-    sf.write(buffer, 0.3 * np.sin(2 * np.pi * 300 * t), SR, format="WAV", subtype="PCM_16")
-    path.write_bytes(buffer.getvalue()[: 44 + 2 * round(held * SR)])
-    return path
 
 
 @pytest.mark.parametrize("from_bytes", [False, True])
@@ -77,9 +60,7 @@ def test_truncated_wav_is_refused_with_both_durations(tmp_path, from_bytes):
 
 def test_wav_written_to_a_pipe_reads_to_the_end(tmp_path):
     """A data size 0xFFFFFFFF (what a writer to a pipe leaves) means: up to the end of the file."""
-    wav = truncated_wav(tmp_path / "a.wav", 1.0, 1.0).read_bytes()
-    streamed = wav[:4] + b"\xff\xff\xff\xff" + wav[8:40] + b"\xff\xff\xff\xff" + wav[44:]
-    samples, _ = load_audio_bytes(streamed, "piped")
+    samples, _ = load_audio(piped_wav(tmp_path / "piped.wav"))
     assert samples.shape == (SR,)
 
 
