@@ -38,7 +38,8 @@ runtime_chunks=${runtime_chunks:-"-1 $runtime_chunk_size"}
 
 if run_stage 1; then
   if needs data/train/global_cmvn; then
-    python tools/compute_cmvn_stats.py --num_workers "$nj" \
+    # the features of $train_config's data settings; data.list: segments are cut out
+    python tools/compute_cmvn_stats.py --num_workers "$nj" --train_config "$train_config" \
       --in_data_list data/train/data.list --out_cmvn data/train/global_cmvn
   fi
   echo "  wrote data/train/global_cmvn"

@@ -168,7 +168,9 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
 
     Args:
         name_or_path: a packaged model name (`mini`, `u2pp_conformer`, ...), a path to one of our
-            resolved `train.yaml` files, or a path to a WeNet `train.yaml`.
+            resolved `train.yaml` files, to a Hydra config with a `defaults` list (a recipe's
+            `conf/train_*.yaml`: composed as `bin.train --config-dir --config-name` composes
+            it), or to a WeNet `train.yaml`.
         overrides: Hydra overrides, as on `bin.train`'s command line: `key=value`, and
             `group=option` for a packaged group (`compress=qat_int4`, `stability=qk_norm`,
             `model/ffn=moe`), also on a saved `train.yaml` (post-training quantization of a
@@ -189,6 +191,8 @@ def load_config(name_or_path: str | os.PathLike, overrides: list[str] | None = N
             raw = yaml.safe_load(f) or {}
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: not a config (expected a YAML mapping: model, data, ...)")
+        if "defaults" in raw:
+            return check_values(_compose(path.stem, overrides, f"config {path}", path.parent))
         if is_wenet_config(raw):
             from wenet_eff.wenet_import import wenet_to_config
 
@@ -336,17 +340,22 @@ def _store_saved(raw: dict) -> None:
     store.store(name=SAVED, node={"defaults": defaults, **rest})
 
 
-def _compose(config_name: str, overrides: list[str], source: str) -> DictConfig:
-    """Hydra's composition of `config_name` with `overrides` over the packaged conf/ groups."""
+def _compose(
+    config_name: str, overrides: list[str], source: str, config_dir: Path = CONF_DIR
+) -> DictConfig:
+    """Hydra's composition of `config_name` (in `config_dir`) with `overrides` over the
+    packaged conf/ groups."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     register_schema()
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
+    # another directory's config names the packaged groups (and train.yaml) in its defaults
+    search = [] if config_dir == CONF_DIR else [f"hydra.searchpath=[file://{CONF_DIR}]"]
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name=config_name, overrides=overrides)
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
+            return compose(config_name=config_name, overrides=[*search, *overrides])
     except Exception as exc:  # Hydra wraps key errors; keep the message, drop the noise
         raise ValueError(f"{source} with overrides {overrides}: {exc}") from exc
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from wenet_eff.wenet_keys import training_config
+
 _ENCODER_KEYS = {
     "output_size", "attention_heads", "linear_units", "num_blocks", "dropout_rate",
     "positional_dropout_rate", "attention_dropout_rate", "input_layer", "normalize_before",
@@ -148,8 +150,5 @@ def wenet_to_config(raw: dict, exp_dir: Path) -> dict:
     if not cmvn_file and (exp_dir / "global_cmvn").exists():
         cmvn_file = str(exp_dir / "global_cmvn")
     out["cmvn"] = {"file": cmvn_file}
-    fbank = (raw.get("dataset_conf", {}) or {}).get("fbank_conf", {}) or {}
-    data = {k: fbank[k] for k in ("num_mel_bins", "frame_length", "frame_shift") if k in fbank}
-    if data:
-        out["data"] = data
-    return out
+    # features, data pipeline, optimizer and trainer: one table (wenet_keys)
+    return {**out, **training_config(raw)}

@@ -1,5 +1,6 @@
 """tools/compute_cmvn_stats.py: statistics equal a direct accumulation; audio is resampled to the
-training rate, and audio below the minimum rate or unreadable is skipped."""
+training rate, and audio below the minimum rate or unreadable is skipped; WeNet's command line
+(a WeNet train.yaml, a wav.scp, segmented or not) and ours (a recipe config, a data.list)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from compute_cmvn_stats import compute_stats
+from compute_cmvn_stats import compute_stats, read_scp
 
 from wenet_eff.data.audio import load_audio, resample
 from wenet_eff.data.cmvn import CmvnStats
 from wenet_eff.data.features import compute_fbank
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = REPO / "tools"
 FBANK = {"num_mel_bins": 80, "frame_length": 25, "frame_shift": 10}
 
 
@@ -69,31 +71,69 @@ def test_audio_is_resampled_to_the_training_rate_and_low_rates_skipped(entries, 
     assert skipped == [] and stats.frame_num == 78
 
 
-def test_cli_with_workers_writes_wenet_json(entries, tmp_path):
+def _cli(*args: object) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, TOOLS / "compute_cmvn_stats.py", *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_cli_with_workers_and_a_recipe_config_writes_wenet_json(entries, tmp_path):
     data_list = tmp_path / "data.list"
     data_list.write_text("".join(json.dumps(e) + "\n" for e in entries))
-    out = subprocess.run(
-        [
-            sys.executable,
-            TOOLS / "compute_cmvn_stats.py",
-            "--num_workers",
-            "2",
-            "--max_utts",
-            "4",
-            "--sample_rate",
-            "16000",
-            "--min_sample_rate",
-            "16000",
-            "--in_data_list",
-            data_list,
-            "--out_cmvn",
-            tmp_path / "global_cmvn",
-        ],  # fmt: skip
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = _cli("--num_workers", 2, "--max_utts", 4, "--train_config",
+               "recipes/mini/s0/conf/train_mini.yaml", "--in_data_list", data_list,
+               "--out_cmvn", tmp_path / "global_cmvn")  # fmt: skip
     cmvn = json.loads((tmp_path / "global_cmvn").read_text())
     assert set(cmvn) == {"mean_stat", "var_stat", "frame_num"}
     assert cmvn["frame_num"] == 182 and len(cmvn["mean_stat"]) == 80
-    assert "from 4 utterances (0 skipped)" in out.stderr
+    assert "(80 mel bins at 16000 Hz) from 4 utterances (0 skipped)" in out.stderr
+
+
+WENET_YAML = """encoder: conformer
+encoder_conf: {output_size: 32, attention_heads: 2}
+dataset_conf:
+  resample_conf: {resample_rate: 16000}
+  fbank_conf: {num_mel_bins: 40, frame_shift: 10, frame_length: 25, dither: 1.0}
+"""
+
+
+def test_cli_as_wenet_recipes_call_it(spoken_dir, tmp_path):
+    """`--num_workers 16 --train_config conf/train.yaml --in_scp wav.scp --out_cmvn
+    global_cmvn` with a WeNet train.yaml: its fbank_conf (40 bins) and resample_conf are used."""
+    conf = tmp_path / "train.yaml"
+    conf.write_text(WENET_YAML)
+    d = spoken_dir.root
+    _cli("--num_workers", 16, "--train_config", conf, "--in_scp", d / "wav.scp",
+         "--out_cmvn", tmp_path / "global_cmvn")  # fmt: skip
+    cmvn = json.loads((tmp_path / "global_cmvn").read_text())
+    utts = [{"key": k, "wav": str(d / f"{k}.wav")} for k in spoken_dir.texts]
+    expected, _ = compute_stats(utts, {**FBANK, "num_mel_bins": 40})
+    assert cmvn["frame_num"] == expected.frame_num and len(cmvn["mean_stat"]) == 40
+    np.testing.assert_allclose(cmvn["mean_stat"], expected.mean_stat, rtol=1e-6)
+    np.testing.assert_allclose(cmvn["var_stat"], expected.var_stat, rtol=1e-6)
+
+
+def test_a_segmented_wav_scp_cuts_the_segments(spoken_dir, tmp_path):
+    """WeNet's segmented wav.scp value `path,start,end` (seconds)."""
+    d, rec = spoken_dir.root, spoken_dir.root / "seg" / "rec.wav"
+    segmented = tmp_path / "wav.scp"
+    segmented.write_text(
+        "".join(f"{k}\t{rec},{s},{e}\n" for k, (s, e) in spoken_dir.segments.items())
+    )
+    cut = read_scp(str(segmented))
+    assert cut == [
+        {"key": k, "wav": str(rec), "start": s, "end": e}
+        for k, (s, e) in spoken_dir.segments.items()
+    ]
+    whole, _ = compute_stats(
+        [{"key": k, "wav": str(d / f"{k}.wav")} for k in spoken_dir.texts], FBANK
+    )
+    stats, skipped = compute_stats(cut, FBANK)
+    assert skipped == [] and abs(stats.frame_num - whole.frame_num) <= 3  # rounding at the cuts
+    np.testing.assert_allclose(
+        stats.mean_stat / stats.frame_num, whole.mean_stat / whole.frame_num, atol=0.05
+    )
+    segmented.write_text(f"u1 {rec},0.5\n")
+    with pytest.raises(ValueError, match="expected 'path' or 'path,start,end'"):
+        read_scp(str(segmented))
