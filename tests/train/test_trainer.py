@@ -222,12 +222,8 @@ def test_resume_after_a_data_order_change_restarts_the_epoch(tmp_path, caplog, c
 def test_init_checkpoint_loads_weights_only(tmp_path):
     source = MeanRegressor()
     ckpt.atomic_save(source.state_dict(), tmp_path / "init.pt")
-    trainer = fit(
-        tmp_path / "exp",
-        [batch("a")],
-        "train.max_epoch=0",
-        f"train.init_checkpoint={tmp_path / 'init.pt'}",
-    )
+    cfg = stand_in_cfg(tmp_path / "exp", f"train.init_checkpoint={tmp_path / 'init.pt'}")
+    trainer = Trainer(cfg, MeanRegressor(), [batch("a")], Epochs(), [batch("a")], DistContext())
     assert torch.equal(trainer.model.w.weight, source.w.weight) and trainer.progress.step == 0
     ckpt.atomic_save({"other.weight": torch.zeros(1)}, tmp_path / "wrong.pt")
     with pytest.raises(ValueError, match="train.init_checkpoint .*wrong.pt does not fit"):
