@@ -366,11 +366,14 @@ def is_wenet_config(raw: dict) -> bool:
 
 
 def save_config(cfg: DictConfig, path: str | os.PathLike) -> None:
-    """Write the fully resolved config (the experiment's `train.yaml`)."""
+    """Write the fully resolved config (the experiment's `train.yaml`) atomically: to a
+    temporary file, synced, then renamed, so a crash leaves the old file or the new one."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(OmegaConf.to_yaml(cfg, resolve=True))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

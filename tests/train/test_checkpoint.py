@@ -3,6 +3,7 @@ RNG round trips."""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 
@@ -11,6 +12,8 @@ import pytest
 import torch
 
 from wenet_eff.train import checkpoint as ckpt
+from wenet_eff.train.dist import DistContext
+from wenet_eff.train.resume import resume_point
 from wenet_eff.weights import load_model_state
 
 
@@ -54,7 +57,22 @@ def test_order_latest_and_prune(tmp_path):
     assert left == ["0.pt", "0.yaml", "1.pt", "1.state.pt", "1.yaml", "avg_2.pt",
                     "step_6.pt", "step_6.yaml"]  # fmt: skip
     (tmp_path / "1.state.pt").unlink()
-    assert ckpt.latest_resumable(tmp_path) is None
+    with pytest.raises(ckpt.NoResumeState, match=r"train.init_checkpoint=.*/1\.pt"):
+        ckpt.latest_resumable(tmp_path)
+
+
+def test_resuming_falls_back_past_checkpoints_without_resume_state(tmp_path, caplog):
+    _write(tmp_path, "0", 4, "epoch")
+    _write(tmp_path, "step_6", 6, "step")
+    _write(tmp_path, "1", 8, "epoch")
+    for name in ("step_6", "1"):
+        (tmp_path / f"{name}.state.pt").unlink()
+    with caplog.at_level(logging.WARNING, logger="wenet_eff.train"):
+        assert resume_point(tmp_path, DistContext()) == "0"
+    assert (
+        "checkpoint(s) step_6, 1 have no resume state (NAME.state.pt missing): resuming from 0, "
+        "the newest that has it; training from there writes them again"
+    ) in caplog.text
 
 
 def test_link_final_replaces_previous(tmp_path):
@@ -125,5 +143,5 @@ def test_damaged_resume_files_name_the_way_back(tmp_path):
     assert ckpt.load_resumable(model, tmp_path, "0") == {"s": 4}
     # a damaged .pt, and no older resume state left to fall back to
     (tmp_path / "0.pt").write_bytes(b"")
-    with pytest.raises(ckpt.UnreadableCheckpoint, match=r"cannot read .*0\.pt.*would start over"):
+    with pytest.raises(ckpt.UnreadableCheckpoint, match=r"cannot read .*0\.pt.*refuses to start"):
         ckpt.load_resumable(model, tmp_path, "0")

@@ -1,8 +1,11 @@
 """`python -m wenet_eff.bin.train` in subprocesses: the experiment directory, rerunning a
-finished run, a real `kill -9` mid-epoch followed by automatic resumption, and a run whose
-every utterance is skipped."""
+finished run, a real `kill -9` mid-epoch followed by automatic resumption (taking over the
+killed run's lock), and a run whose every utterance is skipped."""
 
 from __future__ import annotations
+
+import json
+import os
 
 import pytest
 import torch
@@ -59,8 +62,17 @@ def test_kill_9_mid_epoch_then_rerun_resumes_exactly(reference, corpus, tmp_path
     killed = run_train(args, module="tests.train.hooks", env={"KILL_AT_STEP": "6"})
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert (tmp_path / "step_6.yaml").exists() and not (tmp_path / "1.yaml").exists()
+    # the killed run could not release its lock: the rerun takes it over, naming it
+    holder = json.loads((tmp_path / "train.lock").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(holder["pid"], 0)
     resumed = run_train(args)
     check(resumed)
+    assert (
+        f"taking over the lock of a run that is gone (pid {holder['pid']} on {holder['host']}"
+        in resumed.stderr + resumed.stdout
+    )
+    assert not (tmp_path / "train.lock").exists()
     assert (
         "resuming from step_6: epoch 1, step 6, 2 batches into the epoch"
         in resumed.stderr + resumed.stdout

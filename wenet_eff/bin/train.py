@@ -5,8 +5,14 @@
         cmvn.file=data/train/global_cmvn train.exp_dir=exp/mini train.max_epoch=5
     torchrun --nproc_per_node=2 -m wenet_eff.bin.train ...        # DDP
     ... train.train_engine=deepspeed train.deepspeed_config=conf/ds_stage2.json
+    torchrun ... -m wenet_eff.bin.train --config conf/train.yaml --data_type raw \\
+        --train_data data/train/data.list --cv_data data/dev/data.list --model_dir exp/x  # WeNet's
 
-Rerunning the same command resumes from the newest complete checkpoint in train.exp_dir.
+Rerunning the same command resumes from the newest complete checkpoint in train.exp_dir. One
+run at a time trains into an experiment directory (`exp_dir/train.lock`, train/lock.py), and a
+run that cannot start or resume there (a model that does not fit the checkpoint, a checkpoint
+without its resume state, ...) leaves it as it was: train.yaml is written once the checkpoint
+to resume (or train.init_checkpoint) has been loaded.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ import torch
 from omegaconf import DictConfig
 
 from wenet_eff import build_model
+from wenet_eff.bin.wenet_flags import is_wenet_command, train_config
 from wenet_eff.config import check_values, register_schema, resolve_vocab_size, save_config
 from wenet_eff.data.dataset import build_dataloader
 from wenet_eff.data.tokenizer import build_tokenizer
 from wenet_eff.nn.subsampling import subsampled_frames
-from wenet_eff.train.dist import cleanup_distributed, init_distributed
+from wenet_eff.train.checkpoint import NoResumeState
+from wenet_eff.train.dist import DistContext, cleanup_distributed, init_distributed
+from wenet_eff.train.lock import ExperimentLocked, lock_experiment
 from wenet_eff.train.stability import TrainingDiverged
 from wenet_eff.train.trainer import Trainer
 
@@ -42,7 +51,8 @@ def seed_everything(seed: int) -> None:
 
 
 def train(cfg: DictConfig) -> None:
-    """Resolve the config, write `exp_dir/train.yaml`, build data and model, and train."""
+    """Check the config, lock the experiment directory, build data, model and trainer (which
+    loads the checkpoint to resume), then write `exp_dir/train.yaml` and train."""
     check_values(cfg)
     for key in ("train_data", "cv_data"):
         if not cfg.data[key]:
@@ -50,9 +60,20 @@ def train(cfg: DictConfig) -> None:
     ctx = init_distributed(cfg.train)
     if not ctx.is_main:
         logging.getLogger().setLevel(logging.WARNING)
+    lock = None
+    try:
+        lock = lock_experiment(cfg.train.exp_dir, ctx)
+        _train(cfg, ctx)
+    finally:
+        if lock is not None:
+            lock.release()
+        cleanup_distributed()
+
+
+def _train(cfg: DictConfig, ctx: DistContext) -> None:
+    """Build data, model and trainer; write train.yaml once the trainer has loaded the weights
+    it starts from; train."""
     cfg.model.vocab_size = resolve_vocab_size(cfg)
-    if ctx.is_main:
-        save_config(cfg, Path(cfg.train.exp_dir) / "train.yaml")
     tokenizer = build_tokenizer(cfg.tokenizer)
     # utterances CTC cannot align to the encoder's frames are skipped, not trained as loss 0
     ctc_frames = partial(subsampled_frames, cfg.model.encoder.input_layer)
@@ -76,21 +97,24 @@ def train(cfg: DictConfig) -> None:
             ctx.world_size,
             cfg.train.train_engine,
         )
-    try:
-        Trainer(cfg, model, train_loader, train_set, cv_loader, ctx).fit()
-    finally:
-        cleanup_distributed()
+    trainer = Trainer(cfg, model, train_loader, train_set, cv_loader, ctx)
+    if ctx.is_main:  # the run can start or resume: now it may change the experiment
+        save_config(cfg, Path(cfg.train.exp_dir) / "train.yaml")
+    trainer.fit()
 
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
-    except TrainingDiverged as exc:
+    except (TrainingDiverged, ExperimentLocked, NoResumeState) as exc:
         logger.error("%s", exc)
         sys.exit(1)
 
 
 if __name__ == "__main__":
     register_schema()
-    main()
+    if is_wenet_command(sys.argv[1:]):  # WeNet's flags: --config --model_dir --train_data ...
+        main(train_config(sys.argv[1:]))
+    else:
+        main()

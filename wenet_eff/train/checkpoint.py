@@ -116,13 +116,32 @@ def list_checkpoints(exp_dir: str | os.PathLike) -> list[tuple[str, dict]]:
     return sorted(found, key=lambda item: _order(item[1]))
 
 
+class NoResumeState(RuntimeError):
+    """The experiment directory has checkpoints, but none with its resume state."""
+
+
 def latest_resumable(exp_dir: str | os.PathLike) -> str | None:
-    """Name of the newest complete checkpoint that has resume state, or None."""
+    """Name of the newest complete checkpoint that has resume state; None when there is no
+    complete checkpoint (a new run).
+
+    Raises:
+        NoResumeState: there are checkpoints but none has resume state: this run cannot be
+            continued, and starting it over would overwrite them (the message says how to go
+            on instead).
+    """
     exp = Path(exp_dir)
-    for name, _ in reversed(list_checkpoints(exp)):
-        if has_resume_state(exp, name):
-            return name
-    return None
+    names = [name for name, _ in list_checkpoints(exp)]
+    resumable = [name for name in names if has_resume_state(exp, name)]
+    if names and not resumable:
+        newest = names[-1]
+        raise NoResumeState(
+            f"{exp}: no checkpoint has its resume state ({newest}.state.pt is missing; older "
+            "checkpoints keep only their weights), so this run cannot be continued, and "
+            f"starting over here would overwrite checkpoints {', '.join(names)}. To go on from "
+            f"the weights, train into a new train.exp_dir with train.init_checkpoint="
+            f"{exp / newest}.pt; to start over, delete {exp} or train into a new train.exp_dir."
+        )
+    return resumable[-1] if resumable else None
 
 
 def has_resume_state(exp_dir: str | os.PathLike, name: str) -> bool:
@@ -189,8 +208,8 @@ def load_resumable(
         then = (
             f"a rerun then resumes from checkpoint {older[-1]}"
             if older
-            else "no older checkpoint has resume state, so a rerun would start over: rather "
-            "train into a new train.exp_dir with train.init_checkpoint set to an older N.pt"
+            else "no older checkpoint has resume state, so a rerun refuses to start: train "
+            "into a new train.exp_dir with train.init_checkpoint set to an older N.pt"
         )
         raise UnreadableCheckpoint(
             f"{exc}. Delete {exp / name}.yaml to mark checkpoint {name} incomplete; {then}."

@@ -60,6 +60,22 @@ class EpochState:
     batches: int = 0  # micro-batches trained in this epoch (the same on every rank)
 
 
+def resume_point(exp_dir: Path, ctx: DistContext) -> str | None:
+    """The checkpoint a rerun resumes from: the newest with resume state (a warning names
+    newer ones without it, which training from there writes again), or None in a new
+    experiment; raises `checkpoint.NoResumeState` when no checkpoint has it."""
+    name = ckpt.latest_resumable(exp_dir)
+    names = [n for n, _ in ckpt.list_checkpoints(exp_dir)]
+    newer = names[names.index(name) + 1 :] if name else []
+    if newer and ctx.is_main:
+        logger.warning(
+            "checkpoint(s) %s have no resume state (NAME.state.pt missing): resuming from %s, "
+            "the newest that has it; training from there writes them again",
+            *(", ".join(newer), name),
+        )
+    return name
+
+
 def data_order(cfg: DictConfig, world_size: int) -> dict[str, Any]:
     """The settings that decide which batches each rank's loader yields, in what order.
 

@@ -123,7 +123,7 @@ class Trainer:
         self.window = _Window()
         self.guard = RollbackGuard(tcfg, self.exp_dir, ctx)
 
-        resume_from = ckpt.latest_resumable(self.exp_dir)
+        resume_from = resume.resume_point(self.exp_dir, ctx)
         if resume_from:
             saved = ckpt.load_resumable(self.model, self.exp_dir, resume_from)
         elif tcfg.init_checkpoint:
