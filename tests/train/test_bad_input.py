@@ -1,28 +1,38 @@
 """Bad input to a training run (`bin.train`'s, in this process; torchrun in a subprocess), as a
 careless or hostile user gives it: each run is refused with a message that says what to do and
-leaves the experiment directory as it was.
+leaves the experiment directory as it was, or the bad utterances are skipped and counted.
 
 - a rerun whose model does not fit the checkpoint, or whose newest checkpoint lost its resume
   state: refused, nothing in the directory changes (train.yaml included);
 - a second run into a directory a live run holds (one process or torchrun): refused, naming
   the holder;
-- meaningless config values, NaN in global_cmvn, a non-UTF-8 data.list: refused at start.
+- meaningless config values, NaN in global_cmvn, a non-UTF-8 data.list: refused at start;
+- transcripts CTC cannot align to their audio: counted (`ctc_infeasible`); a cv set without a
+  single usable utterance stops training, and `average_model --val_best` says why it cannot
+  choose.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from tests.train.helpers import run_train
+from wenet_eff.bin import average_model
 from wenet_eff.bin.train import train
 from wenet_eff.config import load_config
+from wenet_eff.train import checkpoint as ckpt
 from wenet_eff.train.checkpoint import NoResumeState
 from wenet_eff.train.lock import ExperimentLock, ExperimentLocked
+from wenet_eff.train.trainer import NothingValidated
 
 RUN = ["train.max_epoch=1", "train.save_interval=2"]  # checkpoints step_2, step_4 and 0
 
@@ -127,3 +137,49 @@ def test_unusable_input_stops_the_run_before_the_experiment_changes(corpus, tmp_
         train(load_config("mini", [*corpus.overrides(exp, *RUN), *bad(tmp_path)]))
     assert message in str(info.value)
     assert not exp.exists() or not list(exp.iterdir())
+
+
+def test_ctc_infeasible_utterances_are_counted_and_an_unusable_cv_set_stops_training(
+    corpus, tmp_path, caplog
+):
+    rng = np.random.default_rng(0)
+    entries = []
+    for i, (seconds, text) in enumerate([(0.6, "red cat")] * 8 + [(0.3, "green dog sun")] * 4):
+        wav = tmp_path / f"u{i}.wav"
+        sf.write(wav, (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
+        entries.append(json.dumps({"key": f"u{i}", "wav": str(wav), "txt": text}) + "\n")
+    # 0.3 s: 6 encoder frames for 14 labels (13, and a blank between the Es); the four such
+    # utterances are the whole cv set
+    train_list, cv_list = tmp_path / "train.list", tmp_path / "cv.list"
+    train_list.write_text("".join(entries[:9]))
+    cv_list.write_text("".join(entries[8:]))
+    exp = tmp_path / "exp"
+    lists = [f"data.train_data={train_list}", f"data.cv_data={cv_list}"]
+    with caplog.at_level(logging.INFO, logger="wenet_eff.train"):
+        with pytest.raises(NothingValidated) as info:
+            train(load_config("mini", [*corpus.overrides(exp, "train.max_epoch=2"), *lists]))
+    assert (
+        "| skipped 1 utterances: ctc_infeasible=1 | cv skipped 4 utterances: ctc_infeasible=4"
+        in caplog.text
+    )
+    assert str(info.value).startswith(
+        "the validation of checkpoint 0 had no cv utterance with a finite loss: the data "
+        f"pipeline skipped 4 utterances: ctc_infeasible=4 of data.cv_data ({cv_list})"
+    )
+    # epoch 0's training is kept; training went no further
+    assert [name for name, _ in ckpt.list_checkpoints(exp)] == ["0"]
+    assert ckpt.read_info(exp / "0.yaml")["cv_loss"] is None
+    assert not (exp / "final.pt").exists() and not (exp / "train.lock").exists()
+
+    dst = exp / "avg_1.pt"
+    with pytest.raises(SystemExit) as info:
+        average_model.main(
+            ["--dst_model", str(dst), "--src_path", str(exp), "--num", "1", "--val_best"]
+        )
+    assert str(info.value.code) == (
+        f"average_model: --val_best: checkpoint(s) 0 in {exp} have no cv_loss (cv_loss: null in "
+        "their yaml: their validation had no cv utterance with a finite loss, see the training "
+        "log). Average the latest instead (no --val_best), or leave them out with "
+        "--min_epoch/--max_epoch."
+    )
+    assert not dst.exists()

@@ -33,9 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    paths = select_checkpoints(
-        args.src_path, args.num, args.val_best, args.min_epoch, args.max_epoch
-    )
+    try:
+        paths = select_checkpoints(
+            args.src_path, args.num, args.val_best, args.min_epoch, args.max_epoch
+        )
+    except (FileNotFoundError, ValueError) as exc:  # nothing to average: say why, no traceback
+        sys.exit(f"average_model: {exc}")
     logger.info("averaging %s", ", ".join(str(p) for p in paths))
     avg = average_checkpoints(paths)
     Path(args.dst_model).parent.mkdir(parents=True, exist_ok=True)

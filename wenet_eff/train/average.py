@@ -50,9 +50,14 @@ def select_checkpoints(
             f"{exp}: no epoch checkpoints (N.pt + N.yaml) with epoch in [{min_epoch}, {max_epoch}]"
         )
     if val_best:
-        missing = [str(path) for _, info, path in epochs if info.get("cv_loss") is None]
+        missing = [path.stem for _, info, path in epochs if info.get("cv_loss") is None]
         if missing:
-            raise ValueError(f"--val_best: no cv_loss in the yaml of {', '.join(missing)}")
+            raise ValueError(
+                f"--val_best: checkpoint(s) {', '.join(missing)} in {exp} have no cv_loss "
+                "(cv_loss: null in their yaml: their validation had no cv utterance with a "
+                "finite loss, see the training log). Average the latest instead (no "
+                "--val_best), or leave them out with --min_epoch/--max_epoch."
+            )
         epochs.sort(key=lambda item: float(item[1]["cv_loss"]))
     else:
         epochs.sort(key=lambda item: item[0], reverse=True)

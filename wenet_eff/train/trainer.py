@@ -14,8 +14,9 @@ Knowing one batch ahead also tells the last micro-batch of an epoch, which close
 
 An epoch that ends without a single micro-batch trained, so without an update (every
 utterance skipped by the data pipeline: wrong units.txt, text normalisation, audio paths),
-stops training with the skip counts. Epochs whose windows were all non-finite are left to
-`train.max_nan_steps`.
+stops training with the skip counts; so does a validation without a single cv utterance with a
+finite loss, once its checkpoint is written (cv_loss null). Epochs whose windows were all
+non-finite are left to `train.max_nan_steps`.
 
 Stability (see stability.py): every `train.monitor_interval` updates the output RMS of every
 weight layer and the max attention logit go to TensorBoard (`stability/...`). With
@@ -68,6 +69,11 @@ logger = logging.getLogger("wenet_eff.train")
 class NothingTrained(TrainingDiverged):
     """An epoch ended without a single optimizer update on any rank: no utterance of it
     reached the model."""
+
+
+class NothingValidated(TrainingDiverged):
+    """A validation had no cv utterance with a finite loss on any rank: training would go on
+    with cv_loss null, which nothing can select checkpoints by."""
 
 
 @dataclass
@@ -239,7 +245,10 @@ class Trainer:
             if saving or stopped:
                 self.progress.train_time_s += time.perf_counter() - mark
                 mark = time.perf_counter()
-                self._save(f"step_{self.progress.step}", epoch, "step", self._cv()[0])
+                name = f"step_{self.progress.step}"
+                cv, cv_skipped = self._cv()
+                self._save(name, epoch, "step", cv)
+                self._check_cv(name, cv, cv_skipped)
             if stopped:
                 break
         if cur.batch is None:
@@ -365,6 +374,20 @@ class Trainer:
         self.progress.epoch = epoch + 1
         self.epoch_state = EpochState()
         self._save(str(epoch), epoch, "epoch", cv, train)
+        self._check_cv(str(epoch), cv, cv_skipped)
+
+    def _check_cv(self, name: str, cv: dict[str, float], skipped: Counter) -> None:
+        """After checkpoint `name` is written: stop (NothingValidated, on every rank alike)
+        when its validation had no cv utterance with a finite loss."""
+        if cv["utts"] > 0:
+            return
+        raise NothingValidated(
+            f"the validation of checkpoint {name} had no cv utterance with a finite loss: the "
+            f"data pipeline skipped {format_skips(skipped)} of data.cv_data "
+            f"({self.cfg.data.cv_data}), the others (if any) had a non-finite loss (logged "
+            f"above). Checkpoint {name} is saved with cv_loss null. Fix data.cv_data (its audio "
+            "paths, its transcripts against tokenizer.units, data.filter) and rerun to resume."
+        )
 
     def _nothing_trained(self, epoch: int, skipped: Counter, train: dict[str, float]) -> str:
         data, tok = self.cfg.data, self.cfg.tokenizer
