@@ -8,7 +8,9 @@
 // "RTF: x" = total decode time / total audio time (threads stated). Unreadable audio or a
 // sample rate other than the model's is reported with the key and skipped (counted).
 // --continuous_decoding true closes a segment at each endpoint (trailing silence, rules as
-// WeNet's) and decodes on; --segments writes each segment's times and text.
+// WeNet's) and decodes on; --segments writes each segment's times and text. --lm fuses a word
+// n-gram LM (ARPA) into the prefix search and --context_path biases it toward phrases, as
+// python -m wenet_eff.bin.recognize does with the same flags.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -41,6 +43,10 @@ const char* kUsage =
     "  [--num_left_chunks N] [--mode attention_rescoring|ctc_prefix_beam_search|"
     "ctc_greedy_search]\n"
     "  [--beam_size 10] [--ctc_weight 0.3] [--reverse_weight 0.5] [--threads 1]\n"
+    "  [--lm FILE.arpa (word n-gram LM fused into the prefix search)] [--lm_weight 0.5]\n"
+    "  [--word_bonus 1.0 (score per word with --lm)]\n"
+    "  [--min_token_logp X (expand only tokens with a log posterior >= X per frame)]\n"
+    "  [--context_path FILE (hotwords: one phrase per line)] [--context_score 3.0 (per token)]\n"
     "  [--warmup 1 (untimed decodes of the first utterance)]\n"
     "  [--continuous_decoding false (streaming: close a segment at each endpoint, go on)]\n"
     "  [--blank_threshold 0.8 (blank posterior of a silent frame)]\n"
@@ -78,7 +84,8 @@ std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
                                  "blank_threshold", "rule1_min_trailing_silence_ms",
                                  "rule2_min_trailing_silence_ms",
                                  "rule3_min_utterance_length_ms", "segments", "result",
-                                 "rtf_json"};
+                                 "rtf_json", "lm", "lm_weight", "word_bonus",
+                                 "min_token_logp", "context_path", "context_score"};
   for (const auto& [name, value] : flags) {
     bool known = false;
     for (const char* k : kKnown) known = known || name == k;
@@ -177,6 +184,24 @@ int main(int argc, char** argv) {
         std::stoi(Get(flags, "rule2_min_trailing_silence_ms", "1000"));
     opts.endpoint.rule3.min_utterance_length_ms =
         std::stoi(Get(flags, "rule3_min_utterance_length_ms", "20000"));
+    if (flags.count("min_token_logp")) opts.min_token_logp = std::stod(flags["min_token_logp"]);
+    if (const std::string path = Get(flags, "lm", ""); !path.empty()) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto lm = std::make_shared<const wenet_eff::NgramLm>(path);
+      opts.lm = std::make_shared<const wenet_eff::WordLmFusion>(
+          lm, wenet_eff::WordPieces(model->symbols(), model->meta().token_join),
+          std::stod(Get(flags, "lm_weight", "0.5")), std::stod(Get(flags, "word_bonus", "1.0")));
+      std::cerr << "LM " << path << ": " << lm->order() << "-gram, " << lm->num_words()
+                << " words, " << lm->MemoryBytes() / 1e6 << " MB, loaded in "
+                << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+                << " s\n";
+    }
+    if (const std::string path = Get(flags, "context_path", ""); !path.empty()) {
+      opts.context = wenet_eff::ContextGraph::FromFile(
+          path, model->symbols(), model->meta().token_join,
+          std::stod(Get(flags, "context_score", "3.0")));
+      std::cerr << "context " << path << ": " << opts.context->num_phrases() << " phrases\n";
+    }
     wenet_eff::AsrDecoder decoder(model, opts);
     std::vector<Utterance> utts = ReadList(flags);
     const int sample_rate = model->meta().sample_rate;

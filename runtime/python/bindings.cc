@@ -2,9 +2,14 @@
 // decoder_main). Import torch first so libtorch is loaded from the same wheel.
 //
 //   fbank(samples, sample_rate, num_mel_bins=80, frame_length_ms=25, frame_shift_ms=10)
-//   ctc_prefix_beam_search(log_probs (T, V) float32, beam_size, blank=0, token_beam=0)
+//   ctc_prefix_beam_search(log_probs (T, V) float32, beam_size, blank=0, token_beam=0,
+//                          lm=None, min_token_logp=None, context=None)
+//   NgramLm(arpa_path); WordLmFusion(lm, pieces, weight, word_bonus); ContextGraph(phrases,
+//   score) (wenet_eff.decode.lm / wenet_eff.decode.context)
 //   ctc_greedy_search(log_probs (T, V) float32, blank=0)
-//   Model(model_dir); Decoder(model, chunk_size=0, num_left_chunks=0, mode=..., ...)
+//   Model(model_dir); Decoder(model, chunk_size=0, num_left_chunks=0, mode=..., ...,
+//           lm=None (ARPA path or NgramLm), lm_weight, word_bonus, min_token_logp,
+//           context_path, context_score)
 //   set_num_threads(n)
 #include <ATen/Parallel.h>
 #include <pybind11/numpy.h>
@@ -13,6 +18,7 @@
 
 #include "asr_decoder.h"
 #include "asr_model.h"
+#include "context_graph.h"
 #include "ctc_search.h"
 #include "endpoint.h"
 #include "fbank.h"
@@ -21,6 +27,9 @@
 namespace py = pybind11;
 using wenet_eff::AsrDecoder;
 using wenet_eff::AsrModel;
+using wenet_eff::ContextGraph;
+using wenet_eff::NgramLm;
+using wenet_eff::WordLmFusion;
 
 namespace {
 
@@ -31,6 +40,15 @@ const float* Rows(const FloatArray& a, int* frames, int* vocab) {
   *frames = static_cast<int>(a.shape(0));
   *vocab = static_cast<int>(a.shape(1));
   return a.data();
+}
+
+// A word of the LM by its text, as wenet_eff.decode.lm.NgramLM.logprob takes it: </s>, a
+// vocabulary word, else <unk>; in the context also <s>.
+int WordId(const NgramLm& lm, const std::string& word, bool context) {
+  if (context && word == "<s>") return lm.bos();
+  if (word == "</s>") return lm.eos();
+  const int id = lm.FindWord(word);
+  return id >= 0 ? id : lm.unk();
 }
 
 py::dict ResultDict(const wenet_eff::DecodeResult& r) {
@@ -92,19 +110,59 @@ PYBIND11_MODULE(wenet_eff_runtime, m) {
       },
       py::arg("path"), "(samples in [-1, 1] of channel 0, sample_rate)");
 
+  py::class_<NgramLm, std::shared_ptr<NgramLm>>(m, "NgramLm")
+      .def(py::init<const std::string&>(), py::arg("arpa_path"),
+           py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("order", &NgramLm::order)
+      .def_property_readonly("num_words", &NgramLm::num_words)
+      .def_property_readonly("counts", &NgramLm::counts)
+      .def_property_readonly("memory_bytes", &NgramLm::MemoryBytes)
+      .def(
+          "log_prob",
+          [](const NgramLm& lm, const std::vector<std::string>& context, const std::string& word) {
+            std::vector<int32_t> ids;
+            for (const auto& w : context) ids.push_back(WordId(lm, w, true));
+            return lm.LogProb(ids.data(), static_cast<int>(ids.size()), WordId(lm, word, false));
+          },
+          py::arg("context"), py::arg("word"),
+          "natural-log P(word | context); words outside the vocabulary are <unk>");
+
+  py::class_<WordLmFusion, std::shared_ptr<WordLmFusion>>(m, "WordLmFusion")
+      .def(py::init([](std::shared_ptr<NgramLm> lm, std::vector<wenet_eff::WordPiece> pieces,
+                       double weight, double word_bonus) {
+             return std::make_shared<WordLmFusion>(lm, std::move(pieces), weight, word_bonus);
+           }),
+           py::arg("lm"), py::arg("pieces"), py::arg("weight"), py::arg("word_bonus"));
+
+  py::class_<ContextGraph, std::shared_ptr<ContextGraph>>(m, "ContextGraph")
+      .def(py::init<const std::vector<std::vector<int>>&, double>(), py::arg("phrases"),
+           py::arg("score"))
+      .def_property_readonly("num_phrases", &ContextGraph::num_phrases);
+
   m.def(
       "ctc_prefix_beam_search",
-      [](const FloatArray& log_probs, int beam_size, int blank, int token_beam) {
+      [](const FloatArray& log_probs, int beam_size, int blank, int token_beam,
+         std::shared_ptr<WordLmFusion> lm, std::optional<double> min_token_logp,
+         std::shared_ptr<ContextGraph> context) {
         int frames, vocab;
         const float* rows = Rows(log_probs, &frames, &vocab);
-        wenet_eff::CtcPrefixBeamSearch search(beam_size, blank, token_beam);
+        wenet_eff::CtcPrefixBeamOptions o;
+        o.beam_size = beam_size;
+        o.blank = blank;
+        o.token_beam = token_beam;
+        o.lm = lm;
+        if (min_token_logp) o.min_token_logp = *min_token_logp;
+        o.context = context;
+        wenet_eff::CtcPrefixBeamSearch search(o);
         search.Advance(rows, frames, vocab);
         py::list out;
         for (const auto& h : search.NBest()) out.append(py::make_tuple(h.tokens, h.score));
         return out;
       },
       py::arg("log_probs"), py::arg("beam_size"), py::arg("blank") = 0,
-      py::arg("token_beam") = 0, "n-best [(tokens, log prob)], best first");
+      py::arg("token_beam") = 0, py::arg("lm") = nullptr, py::arg("min_token_logp") = py::none(),
+      py::arg("context") = nullptr,
+      "n-best [(tokens, score)], best first (score: log prob + the fused scores)");
 
   m.def(
       "ctc_greedy_search",
@@ -157,7 +215,9 @@ PYBIND11_MODULE(wenet_eff_runtime, m) {
                        const std::string& mode, int beam_size, double ctc_weight,
                        double reverse_weight, bool continuous_decoding, float blank_threshold,
                        int rule1_min_trailing_silence_ms, int rule2_min_trailing_silence_ms,
-                       int rule3_min_utterance_length_ms) {
+                       int rule3_min_utterance_length_ms, py::object lm, double lm_weight,
+                       double word_bonus, std::optional<double> min_token_logp,
+                       const std::string& context_path, double context_score) {
              wenet_eff::DecodeOptions o;
              o.chunk_size = chunk_size;
              o.num_left_chunks = num_left_chunks;
@@ -170,6 +230,19 @@ PYBIND11_MODULE(wenet_eff_runtime, m) {
              o.endpoint.rule1.min_trailing_silence_ms = rule1_min_trailing_silence_ms;
              o.endpoint.rule2.min_trailing_silence_ms = rule2_min_trailing_silence_ms;
              o.endpoint.rule3.min_utterance_length_ms = rule3_min_utterance_length_ms;
+             if (!lm.is_none()) {  // a path, or an NgramLm shared by decoders
+               std::shared_ptr<const NgramLm> ngram =
+                   py::isinstance<py::str>(lm)
+                       ? std::make_shared<const NgramLm>(lm.cast<std::string>())
+                       : lm.cast<std::shared_ptr<NgramLm>>();
+               o.lm = std::make_shared<const WordLmFusion>(
+                   ngram, wenet_eff::WordPieces(model->symbols(), model->meta().token_join),
+                   lm_weight, word_bonus);
+             }
+             if (min_token_logp) o.min_token_logp = *min_token_logp;
+             if (!context_path.empty())
+               o.context = ContextGraph::FromFile(context_path, model->symbols(),
+                                                  model->meta().token_join, context_score);
              return std::make_unique<AsrDecoder>(model, o);
            }),
            py::arg("model"), py::arg("chunk_size") = 0, py::arg("num_left_chunks") = 0,
@@ -178,7 +251,10 @@ PYBIND11_MODULE(wenet_eff_runtime, m) {
            py::arg("continuous_decoding") = false, py::arg("blank_threshold") = 0.8f,
            py::arg("rule1_min_trailing_silence_ms") = 5000,
            py::arg("rule2_min_trailing_silence_ms") = 1000,
-           py::arg("rule3_min_utterance_length_ms") = 20000)
+           py::arg("rule3_min_utterance_length_ms") = 20000, py::arg("lm") = py::none(),
+           py::arg("lm_weight") = 0.5, py::arg("word_bonus") = 1.0,
+           py::arg("min_token_logp") = py::none(), py::arg("context_path") = "",
+           py::arg("context_score") = 3.0)
       .def(
           "decode",
           [](AsrDecoder& d, const FloatArray& samples) {

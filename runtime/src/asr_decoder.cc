@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include <ATen/ATen.h>
@@ -46,6 +47,10 @@ DecodeOptions Checked(const AsrModel& model, DecodeOptions o) {
   if (o.mode == DecodeMode::kAttentionRescoring && !model.has_decoder())
     throw std::invalid_argument("attention_rescoring: the model directory has no decoder.pt2");
   if (o.beam_size < 1) throw std::invalid_argument("beam_size must be >= 1");
+  if (o.lm && o.lm->num_pieces() != m.vocab_size)
+    throw std::invalid_argument("the LM fusion has word pieces of " +
+                                std::to_string(o.lm->num_pieces()) + " units, the model " +
+                                std::to_string(m.vocab_size) + " (WordPieces of its units.txt)");
   if (!(o.endpoint.blank_threshold >= 0 && o.endpoint.blank_threshold <= 1))
     throw std::invalid_argument("blank_threshold must be a probability in [0, 1]");
   if (o.endpoint.rule1.min_trailing_silence_ms <= 0 ||
@@ -63,6 +68,16 @@ DecodeOptions Checked(const AsrModel& model, DecodeOptions o) {
   return o;
 }
 
+CtcPrefixBeamOptions SearchOptions(const AsrModel& model, const DecodeOptions& o) {
+  CtcPrefixBeamOptions s;
+  s.beam_size = o.beam_size;
+  s.blank = model.meta().blank;
+  s.min_token_logp = o.min_token_logp;
+  s.lm = o.lm;
+  s.context = o.context;
+  return s;
+}
+
 }  // namespace
 
 AsrDecoder::AsrDecoder(std::shared_ptr<const AsrModel> model, const DecodeOptions& options)
@@ -70,7 +85,7 @@ AsrDecoder::AsrDecoder(std::shared_ptr<const AsrModel> model, const DecodeOption
       options_(Checked(*model_, options)),
       fbank_(FbankOptionsOf(model_->meta())),
       greedy_(model_->meta().blank),
-      beam_(options_.beam_size, model_->meta().blank),
+      beam_(SearchOptions(*model_, options_)),
       endpoint_(options_.endpoint) {
   Reset();
 }
@@ -235,13 +250,17 @@ void AsrDecoder::CloseSegment(int end_frame) {
     const float* l2r = scores[0].data_ptr<float>();
     const float* r2l = scores[1].data_ptr<float>();
     const bool use_right = m.has_right_decoder && options_.reverse_weight > 0;
-    double best_score = -1e300;
+    // in float32 as Python's attention_rescoring computes it; the fused LM and context
+    // scores are added as they are
+    const float l2r_weight = static_cast<float>(1 - options_.reverse_weight);
+    const float r2l_weight = static_cast<float>(options_.reverse_weight);
+    const float ctc_weight = static_cast<float>(options_.ctc_weight);
+    float best_score = -std::numeric_limits<float>::infinity();
     for (int64_t i = 0; i < n; ++i) {
-      double att = use_right ? (1 - options_.reverse_weight) * l2r[i] +
-                                   options_.reverse_weight * r2l[i]
-                             : l2r[i];
-      double total = att + options_.ctc_weight * nbest[i].score;
-      if (total > best_score) {  // first maximum wins, as torch.argmax
+      const float att = use_right ? l2r_weight * l2r[i] + r2l_weight * r2l[i] : l2r[i];
+      const float total = att + ctc_weight * static_cast<float>(nbest[i].ctc) +
+                          static_cast<float>(nbest[i].lm + nbest[i].context);
+      if (i == 0 || total > best_score) {  // first maximum wins, as torch.argmax
         best_score = total;
         best = nbest[i].tokens;
       }

@@ -8,6 +8,7 @@
 // wenet_eff.decode.attention.attention_rescoring.
 #pragma once
 
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,12 @@ struct DecodeOptions {
   int beam_size = 10;
   double ctc_weight = 0.3;      // weight of the CTC score in rescoring
   double reverse_weight = 0.5;  // weight of the right-to-left decoder in rescoring
+  // prefix search: word n-gram LM fusion (WordLmFusion of the model's WordPieces) and context
+  // biasing (hotwords), each built once and shared read-only by every decoder (none: off), and
+  // the per-frame token floor (CtcPrefixBeamOptions)
+  std::shared_ptr<const WordLmFusion> lm;
+  std::shared_ptr<const ContextGraph> context;
+  double min_token_logp = -std::numeric_limits<double>::infinity();
   bool continuous_decoding = false;  // close segments at endpoints (streaming only)
   EndpointConfig endpoint;
 };

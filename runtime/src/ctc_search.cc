@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <stdexcept>
+#include <string>
 
 namespace wenet_eff {
 
@@ -35,8 +37,14 @@ void CtcGreedySearch::Reset() {
   best_ = CtcHypothesis();
 }
 
-CtcPrefixBeamSearch::CtcPrefixBeamSearch(int beam_size, int blank, int token_beam)
-    : beam_size_(beam_size), blank_(blank), token_beam_(token_beam > 0 ? token_beam : beam_size) {
+CtcPrefixBeamSearch::CtcPrefixBeamSearch(const CtcPrefixBeamOptions& options)
+    : opts_(options) {
+  if (opts_.beam_size < 1) throw std::invalid_argument("beam_size must be >= 1");
+  if (opts_.min_token_logp > 0)
+    throw std::invalid_argument("min_token_logp=" + std::to_string(opts_.min_token_logp) +
+                                " is a log probability floor: it must be <= 0 (e.g. -9.2 for "
+                                "p >= 1e-4)");
+  if (opts_.token_beam <= 0) opts_.token_beam = opts_.beam_size;
   Reset();
 }
 
@@ -45,7 +53,14 @@ void CtcPrefixBeamSearch::Reset() {
   nodes_.assign(1, {-1, -1});
   children_.clear();
   beam_.clear();
-  beam_.push_back({0, -1, 0.0, kNegInf});
+  Prefix empty;
+  empty.node = 0;
+  empty.last = -1;
+  empty.pb = 0.0;
+  empty.pnb = kNegInf;
+  if (opts_.lm) empty.lm = opts_.lm->Initial();
+  if (opts_.context) empty.context = opts_.context->Initial();
+  beam_.push_back(empty);
 }
 
 int CtcPrefixBeamSearch::Child(int node, int token) {
@@ -74,8 +89,30 @@ void CtcPrefixBeamSearch::Compact() {
   }
 }
 
+CtcPrefixBeamSearch::Prefix CtcPrefixBeamSearch::Extended(const Prefix& prefix, int node,
+                                                          int token) const {
+  Prefix p = prefix;
+  p.node = node;
+  p.last = token;
+  double delta;
+  if (opts_.lm) {
+    p.lm = opts_.lm->Extend(prefix.lm, token, &delta);
+    p.lm_score = prefix.lm_score + delta;
+  }
+  if (opts_.context) {
+    p.context = opts_.context->Extend(prefix.context, token, &delta);
+    p.context_score = prefix.context_score + delta;
+  }
+  return p;
+}
+
 void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab) {
-  const int k = std::min(token_beam_, vocab);
+  if (opts_.lm && vocab > opts_.lm->num_pieces())
+    throw std::invalid_argument("the LM fusion knows " + std::to_string(opts_.lm->num_pieces()) +
+                                " tokens, the posteriors have " + std::to_string(vocab) +
+                                " (units.txt of another model?)");
+  const int k = std::min(opts_.token_beam, vocab);
+  const float floor = static_cast<float>(opts_.min_token_logp);
   std::vector<int> ids(vocab);
   std::vector<Prefix> next;
   std::unordered_map<int, size_t> index;  // node -> its place in next
@@ -86,13 +123,19 @@ void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab)
     std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [row](int a, int b) {
       return row[a] > row[b] || (row[a] == row[b] && a < b);
     });
+    int n = 1;  // the first n of them reach the floor (the best always counts)
+    while (n < k && row[ids[n]] >= floor) ++n;
     // candidates in first-insertion order, as the Python dict keeps them
     next.clear();
     index.clear();
-    auto accumulate = [&](int node, int last, double pb, double pnb) {
+    // `from` itself (token -1) or `from` followed by `token`
+    auto accumulate = [&](const Prefix& from, int token, double pb, double pnb) {
+      const int node = token < 0 ? from.node : Child(from.node, token);
       auto [it, inserted] = index.try_emplace(node, next.size());
       if (inserted) {
-        next.push_back({node, last, pb, pnb});
+        next.push_back(token < 0 ? from : Extended(from, node, token));
+        next.back().pb = pb;
+        next.back().pnb = pnb;
       } else {
         Prefix& cur = next[it->second];
         cur.pb = LogAddExp(cur.pb, pb);
@@ -101,25 +144,26 @@ void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab)
     };
     for (const Prefix& prefix : beam_) {
       const double total = LogAddExp(prefix.pb, prefix.pnb);
-      for (int j = 0; j < k; ++j) {
+      for (int j = 0; j < n; ++j) {
         const int s = ids[j];
         const double p = row[s];
-        if (s == blank_) {
-          accumulate(prefix.node, prefix.last, total + p, kNegInf);
+        if (s == opts_.blank) {
+          accumulate(prefix, -1, total + p, kNegInf);
         } else if (s == prefix.last) {
-          accumulate(prefix.node, s, kNegInf, prefix.pnb + p);  // repeat
+          accumulate(prefix, -1, kNegInf, prefix.pnb + p);  // repeat
           if (prefix.pb != kNegInf) {  // blank-separated: a new token
-            accumulate(Child(prefix.node, s), s, kNegInf, prefix.pb + p);
+            accumulate(prefix, s, kNegInf, prefix.pb + p);
           }
         } else {
-          accumulate(Child(prefix.node, s), s, kNegInf, total + p);
+          accumulate(prefix, s, kNegInf, total + p);
         }
       }
     }
     std::stable_sort(next.begin(), next.end(), [](const Prefix& a, const Prefix& b) {
-      return LogAddExp(a.pb, a.pnb) > LogAddExp(b.pb, b.pnb);
+      return LogAddExp(a.pb, a.pnb) + (a.lm_score + a.context_score) >
+             LogAddExp(b.pb, b.pnb) + (b.lm_score + b.context_score);
     });
-    if (static_cast<int>(next.size()) > beam_size_) next.resize(beam_size_);
+    if (static_cast<int>(next.size()) > opts_.beam_size) next.resize(opts_.beam_size);
     beam_.swap(next);
     if (nodes_.size() > (1u << 16)) Compact();
   }
@@ -128,7 +172,18 @@ void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab)
 std::vector<CtcHypothesis> CtcPrefixBeamSearch::NBest() const {
   std::vector<CtcHypothesis> out;
   out.reserve(beam_.size());
-  for (const Prefix& p : beam_) out.push_back({Tokens(p.node), LogAddExp(p.pb, p.pnb)});
+  for (const Prefix& p : beam_) {
+    CtcHypothesis h;
+    h.tokens = Tokens(p.node);
+    h.ctc = LogAddExp(p.pb, p.pnb);
+    if (opts_.lm) h.lm = p.lm_score + opts_.lm->Final(p.lm);
+    if (opts_.context) h.context = p.context_score + opts_.context->Final(p.context);
+    h.score = h.ctc + (h.lm + h.context);
+    out.push_back(std::move(h));
+  }
+  std::stable_sort(out.begin(), out.end(), [](const CtcHypothesis& a, const CtcHypothesis& b) {
+    return a.score > b.score;
+  });
   return out;
 }
 
