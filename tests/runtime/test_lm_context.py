@@ -163,3 +163,21 @@ def test_decoder_rejects_bad_lm_and_context_input(runtime, dense_fp32, tmp_path)
         runtime.Decoder(model, context_path=str(tmp_path / "hot.txt"))
     with pytest.raises(ValueError, match="min_token_logp=1.0.* must be <= 0"):
         runtime.Decoder(model, min_token_logp=1.0)
+
+
+def test_runtime_lm_benchmark_small(runtime, tmp_path):
+    """The benchmark's synthetic ARPA is valid (Python reads it with the same counts and
+    scores) and every search setup is timed."""
+    from wenet_eff.bench import runtime_lm
+
+    r = runtime_lm.main(["--ngrams", "3000", "--phrases", "20", "--utts", "2", "--words", "5",
+                         "--repeats", "1", "--work_dir", str(tmp_path),
+                         "--out", str(tmp_path / "r.json")])  # fmt: skip
+    assert r["order"] == 3 and r["ngrams"] == sum(r["counts"]) >= 2990
+    py = NgramLM.read_arpa(r["arpa"])
+    cpp = runtime.NgramLm(r["arpa"])
+    for gram in list(py.prob)[::50]:
+        assert cpp.log_prob(list(gram[:-1]), gram[-1]) == py.logprob(gram[:-1], gram[-1])
+    assert set(r["search"]) == {"plain", "context", "lm", "lm+context"}
+    assert all(s["cpu_ms_per_utt"] > 0 for s in r["search"].values())
+    assert r["phrases"] > 0 and (tmp_path / "r.json").exists()

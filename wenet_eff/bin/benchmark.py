@@ -6,6 +6,7 @@
     python -m wenet_eff.bin.benchmark streaming_latency --config exp/x/train.yaml --checkpoint ...
     python -m wenet_eff.bin.benchmark runtime_rtf \
         --model dense=exp/mini/train.yaml:exp/mini/avg_2.pt --data data/test/data.list
+    python -m wenet_eff.bin.benchmark runtime_lm --ngrams 1000000 --phrases 1000
 
 Each benchmark prints a table and writes JSON (see `--help` of each) with its provenance: this
 command, the git commit, the date and the machine (`wenet_eff.bench.common.write_json`), so
@@ -25,6 +26,7 @@ BENCHMARKS = (
     "compress_size",
     "monitor_overhead",
     "runtime_rtf",
+    "runtime_lm",
 )
 
 
