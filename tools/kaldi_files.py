@@ -10,6 +10,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from wenet_eff.data.text_file import utf8_lines
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -33,20 +35,19 @@ def read_table(path: str | os.PathLike, allow_empty: bool = False) -> dict[str, 
         allow_empty: accept a key with no value (e.g. an empty hypothesis) as "".
 
     Raises:
-        ValueError: a line has no value (unless `allow_empty`) or repeats a key.
+        ValueError: a line is not UTF-8, has no value (unless `allow_empty`) or repeats a key.
     """
     table: dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            key, value = (line.split(maxsplit=1) + [""])[:2]
-            value = value.strip()
-            if not value and not allow_empty:
-                raise ValueError(f"{path}:{lineno}: expected 'key value', got {line.rstrip()!r}")
-            if key in table:
-                raise ValueError(f"{path}:{lineno}: duplicate key {key!r}")
-            table[key] = value
+    for lineno, line in utf8_lines(path):
+        if not line.strip():
+            continue
+        key, value = (line.split(maxsplit=1) + [""])[:2]
+        value = value.strip()
+        if not value and not allow_empty:
+            raise ValueError(f"{path}:{lineno}: expected 'key value', got {line.rstrip()!r}")
+        if key in table:
+            raise ValueError(f"{path}:{lineno}: duplicate key {key!r}")
+        table[key] = value
     return table
 
 
@@ -61,19 +62,18 @@ def write_table(
 def read_segments(path: str | os.PathLike) -> list[Segment]:
     """Kaldi `segments`: `utt_key recording_key start end` (seconds; end -1: to the end)."""
     segments = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = f"{path}:{lineno}"
-            if len(fields) != 4:
-                raise ValueError(f"{where}: expected 'utt recording start end', got {line!r}")
-            try:
-                start, end = float(fields[2]), float(fields[3])
-            except ValueError:
-                raise ValueError(f"{where}: start/end are not numbers: {line.rstrip()!r}") from None
-            if start < 0 or (end != -1 and end <= start):
-                raise ValueError(f"{where}: need 0 <= start < end (or end -1), got {start}, {end}")
-            segments.append(Segment(fields[0], fields[1], start, None if end == -1 else end))
+    for lineno, line in utf8_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{lineno}"
+        if len(fields) != 4:
+            raise ValueError(f"{where}: expected 'utt recording start end', got {line!r}")
+        try:
+            start, end = float(fields[2]), float(fields[3])
+        except ValueError:
+            raise ValueError(f"{where}: start/end are not numbers: {line.rstrip()!r}") from None
+        if start < 0 or (end != -1 and end <= start):
+            raise ValueError(f"{where}: need 0 <= start < end (or end -1), got {start}, {end}")
+        segments.append(Segment(fields[0], fields[1], start, None if end == -1 else end))
     return segments
