@@ -5,6 +5,8 @@
         cmvn.file=data/train/global_cmvn train.exp_dir=exp/mini train.max_epoch=5
     torchrun --nproc_per_node=2 -m wenet_eff.bin.train ...        # DDP
     ... train.train_engine=deepspeed train.deepspeed_config=conf/ds_stage2.json
+    torchrun ... -m wenet_eff.bin.train --config conf/train.yaml --data_type raw \\
+        --train_data data/train/data.list --cv_data data/dev/data.list --model_dir exp/x  # WeNet's
 
 Rerunning the same command resumes from the newest complete checkpoint in train.exp_dir. One
 run at a time trains into an experiment directory (`exp_dir/train.lock`, train/lock.py), and a
@@ -27,6 +29,7 @@ import torch
 from omegaconf import DictConfig
 
 from wenet_eff import build_model
+from wenet_eff.bin.wenet_flags import is_wenet_command, train_config
 from wenet_eff.config import check_values, register_schema, resolve_vocab_size, save_config
 from wenet_eff.data.dataset import build_dataloader
 from wenet_eff.data.tokenizer import build_tokenizer
@@ -111,4 +114,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     register_schema()
-    main()
+    if is_wenet_command(sys.argv[1:]):  # WeNet's flags: --config --model_dir --train_data ...
+        main(train_config(sys.argv[1:]))
+    else:
+        main()
