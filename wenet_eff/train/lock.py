@@ -57,6 +57,8 @@ class ExperimentLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
+        """Take the lock and write this run into the lock file (warning when it names a run
+        that is gone); raises ExperimentLocked when a live run holds it."""
         self.exp_dir.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -79,8 +81,8 @@ class ExperimentLock:
                     "other run trains into %s",
                     *(self.path, exc.strerror, self.exp_dir),
                 )
-            # the holder we waited on may have removed the file before we locked it: ours is
-            # then a lock on a file nobody else opens again, so start over on the new one
+            # between our open and our flock the previous holder may have released the lock,
+            # removing the file: ours is then on a file nobody opens again, so start over
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
@@ -107,6 +109,7 @@ class ExperimentLock:
         self.fd = fd
 
     def release(self) -> None:
+        """Remove the lock file and give the lock up (nothing when not held)."""
         if self.fd is None:
             return
         self.path.unlink(missing_ok=True)  # while still holding it: see acquire
