@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import wenet_eff
 from tests.tiny import tiny_model
-from tests.wenet_layout import BUFFERS, TOTAL_PARAMETERS, wenet_u2pp_layout
+from tests.wenet.reference import u2pp_conformer_layout
 from wenet_eff.model import IGNORE_ID, add_sos_eos, reverse_pad_list
 from wenet_eff.nn.label_smoothing import LabelSmoothingLoss
 
@@ -17,9 +17,9 @@ def _write_cmvn(path: Path, dim: int = 80) -> None:
 
 
 def test_u2pp_conformer_matches_wenet_layout(tmp_path):
-    reference = wenet_u2pp_layout()
-    # the written-out layout is self-consistent with WeNet's parameter count
-    assert sum(math.prod(v) for k, v in reference.items() if k not in BUFFERS) == TOTAL_PARAMETERS
+    wenet = u2pp_conformer_layout()
+    reference, total = wenet["state_dict"], wenet["total_parameters"]
+    assert sum(math.prod(v) for k, v in reference.items() if k not in wenet["buffers"]) == total
     _write_cmvn(tmp_path / "global_cmvn")
     cfg = wenet_eff.load_config(
         "u2pp_conformer", ["model.vocab_size=5002", f"cmvn.file={tmp_path / 'global_cmvn'}"]
@@ -28,7 +28,7 @@ def test_u2pp_conformer_matches_wenet_layout(tmp_path):
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert ours == reference
     assert list(ours) == list(reference)  # WeNet's registration order too
-    assert model.num_params()["total"] == TOTAL_PARAMETERS
+    assert model.num_params()["total"] == total
     # a checkpoint with exactly these keys loads strictly into a fresh model
     clone = wenet_eff.build_model(cfg)
     clone.load_state_dict(model.state_dict(), strict=True)

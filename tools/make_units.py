@@ -5,8 +5,9 @@ Usage: make_units.py --token_type char|bpe [--nbpe 500 --bpe_model_prefix data/d
 
 `text` is a Kaldi `text` file (`key transcript`). Char units are every character of the
 transcripts (`▁` for a word boundary); bpe units come from a sentencepiece model trained on the
-transcripts (written to `<prefix>.model`). Either way the file is `<blank> 0`, `<unk> 1`, ...,
-`<sos/eos>` last, split the way the training tokenizer splits (`wenet_eff.data.tokenizer`).
+transcripts (written to `<prefix>.model`). Either way the file is `<blank> 0`, `<unk> 1`,
+`<sos/eos> 2`, then the tokens (WeNet's current layout), split the way the training tokenizer
+splits (`wenet_eff.data.tokenizer`).
 """
 
 from __future__ import annotations

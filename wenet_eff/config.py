@@ -26,7 +26,7 @@ from wenet_eff.compress import CompressConfig
 from wenet_eff.data.cmvn import CmvnConfig
 from wenet_eff.data.dataset import DataConfig
 from wenet_eff.data.text_file import utf8_lines
-from wenet_eff.data.tokenizer import TokenizerConfig
+from wenet_eff.data.tokenizer import SpecialTokens, TokenizerConfig, read_units
 from wenet_eff.nn.attention import StabilityConfig
 from wenet_eff.nn.decoder import DecoderConfig
 from wenet_eff.nn.encoder import EncoderConfig
@@ -384,3 +384,19 @@ def resolve_vocab_size(cfg: DictConfig) -> int:
     if not cfg.tokenizer.units:
         raise ValueError("model.vocab_size is 0 and tokenizer.units is empty: set one of them")
     return sum(1 for _, line in utf8_lines(cfg.tokenizer.units) if line.strip())
+
+
+def resolve_special_tokens(cfg: DictConfig) -> SpecialTokens:
+    """The ids of `<blank>`, `<unk>`, `<sos>`, `<eos>`: `tokenizer.special_tokens` (WeNet's
+    `tokenizer_conf.special_tokens`), else the symbols of `tokenizer.units`, else WeNet's
+    defaults (blank 0, unk 1, sos = eos = vocab_size - 1); see `SpecialTokens.resolve`."""
+    given = dict(cfg.tokenizer.special_tokens)
+    units = {}
+    if set(given) != {"<blank>", "<unk>", "<sos>", "<eos>"} and cfg.tokenizer.units:
+        if not os.path.isfile(cfg.tokenizer.units):
+            raise FileNotFoundError(
+                f"tokenizer.units: {cfg.tokenizer.units} not found (the special-token ids "
+                "come from it when tokenizer.special_tokens does not name all four)"
+            )
+        units = read_units(cfg.tokenizer.units)
+    return SpecialTokens.resolve(resolve_vocab_size(cfg), given, units)

@@ -19,9 +19,16 @@ from omegaconf import DictConfig
 from wenet_eff import compress
 from wenet_eff.compress.masks import apply_masks, load_masks
 from wenet_eff.compress.pack import is_packed, read_packed, unpack_into
-from wenet_eff.config import load_config, merge_checked, resolve_vocab_size, schema
+from wenet_eff.config import (
+    load_config,
+    merge_checked,
+    resolve_special_tokens,
+    resolve_vocab_size,
+    schema,
+)
 from wenet_eff.data.batching import IGNORE_ID
 from wenet_eff.data.cmvn import load_cmvn
+from wenet_eff.data.tokenizer import SpecialTokens
 from wenet_eff.decode.search import decode_batch
 from wenet_eff.nn.cmvn import GlobalCMVN
 from wenet_eff.nn.ctc import CTC
@@ -66,8 +73,10 @@ class ASRModel(nn.Module):
     """U2++: joint CTC / attention training; CTC prefix search + attention rescoring decoding.
 
     Args:
-        vocab_size: V; `<blank>` is 0 and `<sos/eos>` is V - 1.
-        encoder, decoder, ctc: the parts.
+        vocab_size: V.
+        encoder, decoder, ctc: the parts (the CTC head holds the blank id).
+        special: the special-token ids (`sos` / `eos` start and end the decoder's sequences;
+            `blank` must be the CTC head's).
         ctc_weight: loss = ctc_weight * ctc + (1 - ctc_weight) * att.
         reverse_weight: weight of the right-to-left decoder in the attention loss.
         lsm_weight: label smoothing.
@@ -80,6 +89,7 @@ class ASRModel(nn.Module):
         encoder: ConformerEncoder,
         decoder: BiTransformerDecoder,
         ctc: CTC,
+        special: SpecialTokens,
         ctc_weight: float = 0.3,
         reverse_weight: float = 0.3,
         lsm_weight: float = 0.1,
@@ -90,8 +100,11 @@ class ASRModel(nn.Module):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
             raise ValueError(f"model.ctc_weight={ctc_weight} must be in [0, 1]")
+        if ctc.blank_id != special.blank:
+            raise ValueError(f"the CTC head's blank {ctc.blank_id} is not <blank> {special}")
         self.vocab_size = vocab_size
-        self.sos = self.eos = vocab_size - 1
+        self.special = special
+        self.sos, self.eos = special.sos, special.eos
         self.ignore_id = IGNORE_ID
         self.ctc_weight = ctc_weight
         self.reverse_weight = reverse_weight
@@ -224,6 +237,11 @@ class ASRModel(nn.Module):
             context,
         )
 
+    def text_ids(self) -> torch.Tensor:
+        """(N,) int64: the ids that can stand in a transcript (all but blank, sos and eos)."""
+        special = {self.special.blank, self.sos, self.eos}
+        return torch.tensor([t for t in range(self.vocab_size) if t not in special])
+
     def may_leave_parameters_unused(self) -> bool:
         """Whether a training forward can leave parameters without gradient (the CTC head or the
         decoders at a 0/1 ctc_weight, the right-to-left decoder at reverse_weight 0): DDP then
@@ -243,12 +261,14 @@ class ASRModel(nn.Module):
 
 
 def build_model(cfg: DictConfig) -> ASRModel:
-    """Build the model of `cfg.model` (vocab size resolved from the tokenizer when 0).
+    """Build the model of `cfg.model` (vocab size resolved from the tokenizer when 0; the
+    special-token ids by `resolve_special_tokens`).
 
     Global CMVN statistics are read from `cfg.cmvn.file` when set; the buffers exist either way
     only when a file is given, as in WeNet.
     """
     vocab_size = resolve_vocab_size(cfg)
+    special = resolve_special_tokens(cfg)
     mcfg = cfg.model
     global_cmvn = None
     if cfg.cmvn.file:
@@ -275,7 +295,8 @@ def build_model(cfg: DictConfig) -> ASRModel:
         vocab_size,
         encoder,
         decoder,
-        CTC(vocab_size, d),
+        CTC(vocab_size, d, special.blank),
+        special,
         mcfg.ctc_weight,
         mcfg.reverse_weight,
         mcfg.lsm_weight,

@@ -4,6 +4,8 @@ A WeNet experiment (train.yaml + final.pt + units.txt + global_cmvn) loads with
 `load_config("exp/train.yaml")` and `model.load_state_dict(torch.load("exp/final.pt"))`.
 Only architectures we implement are accepted: a Conformer encoder with relative-position
 attention and the U2++ bidirectional decoder; anything else is a clear error naming the key.
+The special-token ids are WeNet's model's: `tokenizer_conf.special_tokens` (`<sos/eos>` at 2 in
+WeNet's current recipes) or `output_dim - 1` without it, and `ctc_conf.ctc_blank_id`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from wenet_eff.data.tokenizer import SOS_EOS, read_units
 from wenet_eff.wenet_keys import training_config
 
 _ENCODER_KEYS = {
@@ -76,15 +79,34 @@ def _local_file(path: str | None, exp_dir: Path, fallback: str) -> str:
     return str(path or "")
 
 
-def _check_special_tokens(special: dict, vocab_size: int) -> None:
-    """Our models use <blank> 0 and <sos> = <eos> = vocab - 1; other layouts are an error."""
-    expected = {"<blank>": 0, "<unk>": 1, "<sos>": vocab_size - 1, "<eos>": vocab_size - 1}
-    for token, value in special.items():
-        if token in expected and vocab_size > 0 and value != expected[token]:
+def _special_tokens(raw: dict, units_path: str, vocab_size: int) -> dict[str, int]:
+    """The ids WeNet's model uses: `tokenizer_conf.special_tokens` for `<sos>` / `<eos>`
+    (`output_dim - 1` when it names none, as WeNet's ASRModel does), `ctc_conf.ctc_blank_id`
+    for `<blank>` (else special_tokens, else 0), `<unk>` when special_tokens names it."""
+    tok_conf = raw.get("tokenizer_conf", {}) or {}
+    special = dict(tok_conf.get("special_tokens") or {})
+    out = {
+        "<blank>": (raw.get("ctc_conf") or {}).get("ctc_blank_id", special.get("<blank>", 0)),
+        "<sos>": special.get("<sos>", vocab_size - 1),
+        "<eos>": special.get("<eos>", vocab_size - 1),
+    }
+    if "<unk>" in special:
+        out["<unk>"] = special["<unk>"]
+    if "<blank>" in special and special["<blank>"] != out["<blank>"]:
+        raise ValueError(
+            f"WeNet ctc_conf.ctc_blank_id={out['<blank>']} but tokenizer_conf.special_tokens."
+            f"<blank>={special['<blank>']}: the two must agree"
+        )
+    if units_path and Path(units_path).is_file():
+        units = read_units(units_path)
+        if units.get(SOS_EOS, out["<sos>"]) != out["<sos>"] and "<sos>" not in special:
             raise ValueError(
-                f"WeNet tokenizer_conf.special_tokens.{token}={value}: wenet_eff expects "
-                f"{expected[token]} (blank 0, unk 1, sos/eos last)"
+                f"WeNet train.yaml has no tokenizer_conf.special_tokens, so WeNet's model uses "
+                f"<sos> = <eos> = output_dim - 1 = {out['<sos>']}, but {units_path} has "
+                f"{SOS_EOS} {units[SOS_EOS]}: add tokenizer_conf.special_tokens with the ids "
+                "the model was trained with"
             )
+    return out
 
 
 def wenet_to_config(raw: dict, exp_dir: Path) -> dict:
@@ -144,7 +166,7 @@ def wenet_to_config(raw: dict, exp_dir: Path) -> dict:
         tokenizer["non_lang_syms"] = _local_file(
             tok_conf["non_lang_syms_path"], exp_dir, "non_lang_syms.txt"
         )
-    _check_special_tokens(tok_conf.get("special_tokens") or {}, model["vocab_size"])
+    tokenizer["special_tokens"] = _special_tokens(raw, tokenizer["units"], model["vocab_size"])
     out: dict[str, Any] = {"model": model, "tokenizer": tokenizer}
     cmvn_file = _local_file(cmvn_path, exp_dir, "global_cmvn") if cmvn_path else ""
     if not cmvn_file and (exp_dir / "global_cmvn").exists():

@@ -93,7 +93,8 @@ int ModelMeta::SubsampledFrames(int num_feats) const {
 
 AsrModel::AsrModel(const std::string& model_dir) {
   meta_ = ParseMeta(model_dir + "/meta.json");
-  symbols_ = std::make_unique<SymbolTable>(model_dir + "/units.txt");
+  symbols_ = std::make_unique<SymbolTable>(model_dir + "/units.txt",
+                                           std::set<int>{meta_.blank, meta_.sos, meta_.eos});
   if (symbols_->size() != meta_.vocab_size)
     throw std::runtime_error(model_dir + "/units.txt: " + std::to_string(symbols_->size()) +
                              " units, meta.json says vocab_size " +

@@ -3,10 +3,12 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <utility>
 
 namespace wenet_eff {
 
-SymbolTable::SymbolTable(const std::string& path) {
+SymbolTable::SymbolTable(const std::string& path, std::set<int> silent)
+    : silent_(std::move(silent)) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error(path + ": cannot open units file");
   std::string line;
@@ -35,9 +37,13 @@ const std::string& SymbolTable::Symbol(int id) const {
 std::string SymbolTable::Detokenize(const std::vector<int>& ids, const std::string& join) const {
   static const std::string kSpace = "\xe2\x96\x81";  // U+2581 "▁"
   std::string joined;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (i > 0) joined += join;
-    joined += Symbol(ids[i]);
+  bool first = true;
+  for (int id : ids) {
+    const std::string& symbol = Symbol(id);  // checks the range of silent ids too
+    if (silent_.count(id)) continue;
+    if (!first) joined += join;
+    joined += symbol;
+    first = false;
   }
   for (size_t pos = joined.find(kSpace); pos != std::string::npos;
        pos = joined.find(kSpace, pos + 1))

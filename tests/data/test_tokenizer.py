@@ -47,16 +47,45 @@ def bpe(tmp_path_factory):
 
 def test_units_round_trip_and_conventions(tmp_path):
     symbols = char_units_from_texts(["HELLO WORLD"])
-    assert symbols[:2] == ["<blank>", "<unk>"] and symbols[-1] == "<sos/eos>"
-    assert symbols[2:-1] == sorted(set("HELLO WORLD".replace(" ", "▁")))
+    assert symbols[:3] == ["<blank>", "<unk>", "<sos/eos>"]  # WeNet's current layout
+    assert symbols[3:] == sorted(set("HELLO WORLD".replace(" ", "▁")))
     write_units(tmp_path / "units.txt", symbols)
     lines = (tmp_path / "units.txt").read_text(encoding="utf-8").splitlines()
-    assert lines[:2] == ["<blank> 0", "<unk> 1"] and lines[-1] == f"<sos/eos> {len(lines) - 1}"
+    assert lines[:3] == ["<blank> 0", "<unk> 1", "<sos/eos> 2"] and len(lines) == 11
     assert read_units(tmp_path / "units.txt") == {s: i for i, s in enumerate(symbols)}
     tok = CharTokenizer(tmp_path / "units.txt")
-    assert (tok.blank_id, tok.unk_id, tok.sos_eos_id, tok.vocab_size) == (0, 1, 10, 11)
+    assert (tok.blank_id, tok.unk_id, tok.sos_id, tok.eos_id, tok.vocab_size) == (0, 1, 2, 2, 11)
     with pytest.raises(ValueError, match="<blank>"):
         write_units(tmp_path / "bad.txt", ["a", "<unk>", "<sos/eos>"])
+    with pytest.raises(ValueError, match="<sos/eos>"):
+        write_units(tmp_path / "bad.txt", ["<blank>", "<unk>", "A", "<sos/eos>", "B"])
+
+
+# WeNet's two dictionary layouts: <sos/eos> at 2 (current recipes) and last (older releases)
+SOS2 = {"<blank>": 0, "<unk>": 1, "<sos/eos>": 2, "A": 3, "B": 4, SPACE: 5}
+SOSLAST = {"<blank>": 0, "<unk>": 1, "A": 2, "B": 3, SPACE: 4, "<sos/eos>": 5}
+
+
+@pytest.mark.parametrize("units, sos", [(SOS2, 2), (SOSLAST, 5)])
+def test_both_layouts_tokenize_and_leave_special_ids_out_of_text(units, sos):
+    tok = CharTokenizer(units)
+    assert (tok.blank_id, tok.unk_id, tok.sos_id, tok.eos_id) == (0, 1, sos, sos)
+    tokens, ids = tok.tokenize("AB BA")
+    assert ids == [units[t] for t in "AB▁BA".replace("▁", SPACE)]
+    assert tok.detokenize([0, sos, *ids[:2], 0, sos, *ids[2:], sos]) == ("AB BA", tokens)
+
+
+def test_special_tokens_from_the_config_win_and_must_match_the_units():
+    units = {"<blank>": 0, "<unk>": 1, "A": 2, "B": 3}  # no <sos/eos> unit: the config names it
+    tok = CharTokenizer(units, special_tokens={"<sos>": 3, "<eos>": 3})
+    assert (tok.sos_id, tok.eos_id) == (3, 3) and tok.detokenize([2, 3]) == ("A", ["A"])
+    assert CharTokenizer(units).sos_id == 3  # WeNet's default: vocab - 1
+    with pytest.raises(ValueError, match=r"<sos>=3, but units.txt has it at 2"):
+        CharTokenizer(SOS2, special_tokens={"<sos>": 3})
+    with pytest.raises(ValueError, match="unknown special token"):
+        CharTokenizer(SOS2, special_tokens={"<pad>": 3})
+    with pytest.raises(ValueError, match=r"<eos>=9 is outside the vocabulary \[0, 4\)"):
+        CharTokenizer(units, special_tokens={"<eos>": 9})
 
 
 @pytest.mark.parametrize(

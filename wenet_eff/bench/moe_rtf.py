@@ -179,10 +179,13 @@ def model_rtf(name: str, args: argparse.Namespace) -> dict:
     lens = torch.tensor([frames])
     flops = flops_per_second(model, args.seconds, cfg.model.input_dim)
     generator = torch.Generator().manual_seed(1)
+    text_ids = model.text_ids()
     nbest = [
         [
             Hypothesis(
-                torch.randint(2, args.vocab_size - 1, (args.hyp_len,), generator=generator).tolist()
+                text_ids[
+                    torch.randint(len(text_ids), (args.hyp_len,), generator=generator)
+                ].tolist()
             )
             for _ in range(args.nbest)
         ]

@@ -22,12 +22,11 @@ from wenet_eff.train.optim import build_optimizer
 def make_step(args: argparse.Namespace, cfg, model: torch.nn.Module):
     """One training iteration on a fixed synthetic batch of `args` sizes; returns the loss."""
     model.train()
-    vocab = model.vocab_size
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     feats = torch.randn(args.batch_size, args.frames, cfg.model.input_dim)
     feats_lengths = torch.full((args.batch_size,), args.frames)
-    # ids in [1, vocab - 2]: neither blank (0) nor sos/eos (vocab - 1)
-    target = torch.randint(1, vocab - 1, (args.batch_size, args.tokens))
+    text_ids = model.text_ids()  # neither blank nor sos/eos
+    target = text_ids[torch.randint(len(text_ids), (args.batch_size, args.tokens))]
     target_lengths = torch.full((args.batch_size,), args.tokens)
 
     def step() -> float:

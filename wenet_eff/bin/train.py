@@ -30,7 +30,13 @@ from omegaconf import DictConfig
 
 from wenet_eff import build_model
 from wenet_eff.bin.wenet_flags import is_wenet_command, train_config
-from wenet_eff.config import check_values, register_schema, resolve_vocab_size, save_config
+from wenet_eff.config import (
+    check_values,
+    register_schema,
+    resolve_special_tokens,
+    resolve_vocab_size,
+    save_config,
+)
 from wenet_eff.data.dataset import build_dataloader
 from wenet_eff.data.tokenizer import build_tokenizer
 from wenet_eff.nn.subsampling import subsampled_frames
@@ -74,6 +80,8 @@ def _train(cfg: DictConfig, ctx: DistContext) -> None:
     """Build data, model and trainer; write train.yaml once the trainer has loaded the weights
     it starts from; train."""
     cfg.model.vocab_size = resolve_vocab_size(cfg)
+    # written out, so the experiment (and its WeNet export) names the ids it was trained with
+    cfg.tokenizer.special_tokens = resolve_special_tokens(cfg).as_dict()
     tokenizer = build_tokenizer(cfg.tokenizer)
     # utterances CTC cannot align to the encoder's frames are skipped, not trained as loss 0
     ctc_frames = partial(subsampled_frames, cfg.model.encoder.input_layer)

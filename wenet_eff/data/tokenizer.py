@@ -1,9 +1,13 @@
 """Text <-> token ids with WeNet's `units.txt` conventions: character and sentencepiece tokenizers.
 
-`units.txt` holds `symbol id` lines: `<blank> 0`, `<unk> 1`, ..., `<sos/eos>` last. A word
-boundary in character units is the token `▁`. Non-language symbols (`<noise>`, `[laughter]`)
-listed in a file are kept whole: they are swapped for private-use placeholder characters while
-the text is normalised, so normalisation can neither split nor drop them.
+`units.txt` holds `symbol id` lines: `<blank> 0`, `<unk> 1`, `<sos/eos> 2`, then the tokens
+(WeNet's current recipes; older WeNet releases put `<sos/eos>` last, and such files load too).
+The special-token ids are data: `SpecialTokens.resolve` takes them from the config's
+`tokenizer.special_tokens` (WeNet's `tokenizer_conf.special_tokens`), else from the units,
+else WeNet's defaults. A word boundary in character units is the token `▁`. Non-language
+symbols (`<noise>`, `[laughter]`) listed in a file are kept whole: they are swapped for
+private-use placeholder characters while the text is normalised, so normalisation can neither
+split nor drop them.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import sentencepiece as spm
 from omegaconf import DictConfig
@@ -26,6 +30,13 @@ SOS_EOS = "<sos/eos>"
 SPACE = "\u2581"  # "▁", also sentencepiece's word-start mark
 _PLACEHOLDER_BASE = 0xE000  # Unicode private-use area
 UNK_POLICIES = ("error", "map")  # `Tokenizer.tokenize`: raise on, or map to <unk>, unknown tokens
+# WeNet's `tokenizer_conf.special_tokens` keys, and the units.txt symbols that name each
+SPECIAL_SYMBOLS = {
+    "<blank>": (BLANK,),
+    "<unk>": (UNK,),
+    "<sos>": (SOS_EOS, "<sos>"),
+    "<eos>": (SOS_EOS, "<eos>"),
+}
 
 
 @dataclass
@@ -38,6 +49,64 @@ class TokenizerConfig:
     non_lang_syms: str = ""
     split_with_space: bool = False
     normalize: str = "english"  # english | chinese | none
+    # WeNet's name: {<blank>: 0, <unk>: 1, <sos>: 2, <eos>: 2}; a token left out takes its id
+    # from units.txt, else WeNet's default (see SpecialTokens.resolve)
+    special_tokens: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Ids of the special tokens: CTC `blank`, `unk`, and the decoder's `sos` / `eos`."""
+
+    blank: int
+    unk: int
+    sos: int
+    eos: int
+
+    def as_dict(self) -> dict[str, int]:
+        """WeNet's `tokenizer_conf.special_tokens` form."""
+        return {"<blank>": self.blank, "<unk>": self.unk, "<sos>": self.sos, "<eos>": self.eos}
+
+    @classmethod
+    def resolve(
+        cls,
+        vocab_size: int,
+        given: Mapping[str, int] | None = None,
+        units: Mapping[str, int] | None = None,
+        source: str = "tokenizer.special_tokens",
+    ) -> SpecialTokens:
+        """Each id from `given` (the config's special_tokens), else from its symbol in `units`
+        (`<blank>`, `<unk>`, `<sos/eos>`), else WeNet's default (blank 0, unk 1,
+        sos = eos = vocab_size - 1, as WeNet's model does without special_tokens).
+
+        Raises:
+            ValueError: an unknown key, an id outside [0, vocab_size), or `given` and `units`
+                disagreeing (named, with `source`).
+        """
+        given, units = dict(given or {}), dict(units or {})
+        unknown = sorted(set(given) - set(SPECIAL_SYMBOLS))
+        if unknown:
+            raise ValueError(
+                f"{source}: unknown special token(s) {unknown}; wenet_eff knows "
+                f"{list(SPECIAL_SYMBOLS)}"
+            )
+        defaults = {"<blank>": 0, "<unk>": 1, "<sos>": vocab_size - 1, "<eos>": vocab_size - 1}
+        ids = {}
+        for token, symbols in SPECIAL_SYMBOLS.items():
+            in_units = next((units[s] for s in symbols if s in units), None)
+            value = given.get(token, in_units)
+            if token in given and in_units is not None and in_units != given[token]:
+                raise ValueError(
+                    f"{source}.{token}={given[token]}, but units.txt has it at {in_units}: "
+                    "the ids the model was trained with must match the units file"
+                )
+            value = defaults[token] if value is None else int(value)
+            if not 0 <= value < vocab_size:
+                raise ValueError(
+                    f"{source}.{token}={value} is outside the vocabulary [0, {vocab_size})"
+                )
+            ids[token] = value
+        return cls(ids["<blank>"], ids["<unk>"], ids["<sos>"], ids["<eos>"])
 
 
 class UnknownTokenError(ValueError):
@@ -71,7 +140,8 @@ def read_units(path: str | os.PathLike) -> dict[str, int]:
 def write_units(path: str | os.PathLike, symbols: Sequence[str]) -> None:
     """Write `symbols` as `units.txt` with ids 0..n-1 (atomically).
 
-    `symbols` must start with `<blank>`, `<unk>` and end with `<sos/eos>`.
+    `symbols` must start with `<blank>`, `<unk>` and hold `<sos/eos>` at 2 (WeNet's current
+    layout) or last (older WeNet releases).
     """
     _check_conventions(list(symbols), os.fspath(path))
     path = os.fspath(path)
@@ -92,9 +162,10 @@ def read_non_lang_syms(path: str | os.PathLike) -> list[str]:
 
 
 def _check_conventions(symbols: list[str], source: str) -> None:
-    if len(symbols) < 3 or symbols[0] != BLANK or symbols[1] != UNK or symbols[-1] != SOS_EOS:
+    if len(symbols) < 3 or symbols[:2] != [BLANK, UNK] or SOS_EOS not in (symbols[2], symbols[-1]):
         raise ValueError(
-            f"{source}: units must be '{BLANK}' (id 0), '{UNK}' (id 1), ..., '{SOS_EOS}' (last)"
+            f"{source}: units must be '{BLANK}' (id 0), '{UNK}' (id 1), '{SOS_EOS}' (id 2, or "
+            "last), then the tokens"
         )
 
 
@@ -147,14 +218,14 @@ def char_units_from_texts(
     """Character units for `texts`, split exactly as `CharTokenizer` with the same options splits.
 
     Returns:
-        [`<blank>`, `<unk>`, sorted tokens..., `<sos/eos>`], ready for `write_units`.
+        [`<blank>`, `<unk>`, `<sos/eos>`, sorted tokens...], ready for `write_units`.
     """
     segmenter = _Segmenter(normalize, non_lang_syms)
     found: set[str] = set()
     for text in texts:
         found.update(_char_tokens(segmenter(text), split_with_space))
     found -= {BLANK, UNK, SOS_EOS}
-    return [BLANK, UNK, *sorted(found), SOS_EOS]
+    return [BLANK, UNK, SOS_EOS, *sorted(found)]
 
 
 class Tokenizer(ABC):
@@ -162,11 +233,11 @@ class Tokenizer(ABC):
 
     Attributes:
         symbol_table: {symbol: id} from units.txt.
-        vocab_size: number of units; blank_id = 0, unk_id, sos_eos_id = vocab_size - 1.
+        vocab_size: number of units.
+        special: the `SpecialTokens` (blank_id, unk_id, sos_id, eos_id are its ids).
         normalize: the text normaliser `tokenize` applies (e.g. for WER references).
     """
 
-    blank_id = 0
     _join = ""  # between tokens when detokenizing
 
     def __init__(
@@ -174,6 +245,7 @@ class Tokenizer(ABC):
         units: str | os.PathLike | dict[str, int],
         non_lang_syms: Iterable[str] = (),
         normalize: str = "none",
+        special_tokens: Mapping[str, int] | None = None,
     ) -> None:
         source = "units" if isinstance(units, dict) else os.fspath(units)
         self.symbol_table = dict(units) if isinstance(units, dict) else read_units(units)
@@ -181,10 +253,16 @@ class Tokenizer(ABC):
         if [i for _, i in by_id] != list(range(len(by_id))):
             raise ValueError(f"{source}: unit ids must be 0..{len(by_id) - 1} without gaps")
         self.id_to_symbol = [symbol for symbol, _ in by_id]
-        _check_conventions(self.id_to_symbol, source)
         self.vocab_size = len(self.id_to_symbol)
-        self.unk_id = self.symbol_table[UNK]
-        self.sos_eos_id = self.vocab_size - 1
+        if UNK not in self.symbol_table and "<unk>" not in (special_tokens or {}):
+            raise ValueError(f"{source}: no '{UNK}' unit (text outside the units maps to it)")
+        self.special = SpecialTokens.resolve(
+            self.vocab_size, special_tokens, self.symbol_table, f"{source}: special_tokens"
+        )
+        self.blank_id, self.unk_id = self.special.blank, self.special.unk
+        self.sos_id, self.eos_id = self.special.sos, self.special.eos
+        # never text: ids -> text leaves them out wherever the units put them
+        self._silent_ids = {self.blank_id, self.sos_id, self.eos_id}
         self._segment = _Segmenter(normalize, non_lang_syms)
         self.normalize = self._segment.normalize
 
@@ -221,13 +299,15 @@ class Tokenizer(ABC):
         return tokens, [self.symbol_table.get(t, self.unk_id) for t in tokens]
 
     def detokenize(self, ids: Iterable[int]) -> tuple[str, list[str]]:
-        """Token ids -> (text with `▁` as space, stripped; tokens)."""
+        """Token ids -> (text with `▁` as space, stripped; tokens). Blank, sos and eos ids are
+        left out of both."""
         tokens = []
         for i in ids:
             i = int(i)
             if not 0 <= i < self.vocab_size:
                 raise ValueError(f"token id {i} outside the vocabulary [0, {self.vocab_size})")
-            tokens.append(self.id_to_symbol[i])
+            if i not in self._silent_ids:
+                tokens.append(self.id_to_symbol[i])
         return self._tokens_to_text(tokens), tokens
 
     def word_pieces(self) -> list[tuple[bool, str]]:
@@ -259,8 +339,9 @@ class CharTokenizer(Tokenizer):
         non_lang_syms: Iterable[str] = (),
         split_with_space: bool = False,
         normalize: str = "none",
+        special_tokens: Mapping[str, int] | None = None,
     ) -> None:
-        super().__init__(units, non_lang_syms, normalize)
+        super().__init__(units, non_lang_syms, normalize, special_tokens)
         self.split_with_space = split_with_space
         self._join = " " if split_with_space else ""
 
@@ -277,8 +358,9 @@ class BpeTokenizer(Tokenizer):
         units: str | os.PathLike | dict[str, int],
         non_lang_syms: Iterable[str] = (),
         normalize: str = "none",
+        special_tokens: Mapping[str, int] | None = None,
     ) -> None:
-        super().__init__(units, non_lang_syms, normalize)
+        super().__init__(units, non_lang_syms, normalize, special_tokens)
         self.sp = _load_sentencepiece(bpe_model)
 
     def _tokens_to_text(self, tokens: list[str]) -> str:
@@ -332,7 +414,7 @@ def train_bpe(
 
 
 def bpe_units(model: str | os.PathLike, non_lang_syms: Iterable[str] = ()) -> list[str]:
-    """Units for a sentencepiece model: [`<blank>`, `<unk>`, pieces..., syms..., `<sos/eos>`].
+    """Units for a sentencepiece model: [`<blank>`, `<unk>`, `<sos/eos>`, pieces..., syms...].
 
     The model's own control and unknown pieces (`<s>`, `</s>`, `<unk>`) are left out;
     `non_lang_syms` are appended since the tokenizer keeps them out of sentencepiece.
@@ -344,7 +426,7 @@ def bpe_units(model: str | os.PathLike, non_lang_syms: Iterable[str] = ()) -> li
         if not (sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i))
     ]
     extra = [sym for sym in non_lang_syms if sym not in pieces]
-    return [BLANK, UNK, *pieces, *extra, SOS_EOS]
+    return [BLANK, UNK, SOS_EOS, *pieces, *extra]
 
 
 def build_tokenizer(tok_cfg: TokenizerConfig | DictConfig) -> Tokenizer:
@@ -354,10 +436,13 @@ def build_tokenizer(tok_cfg: TokenizerConfig | DictConfig) -> Tokenizer:
     if not os.path.isfile(tok_cfg.units):
         raise FileNotFoundError(f"tokenizer.units: {tok_cfg.units} not found")
     syms = read_non_lang_syms(tok_cfg.non_lang_syms) if tok_cfg.non_lang_syms else []
+    special = dict(tok_cfg.special_tokens)
     if tok_cfg.type == "char":
-        return CharTokenizer(tok_cfg.units, syms, tok_cfg.split_with_space, tok_cfg.normalize)
+        return CharTokenizer(
+            tok_cfg.units, syms, tok_cfg.split_with_space, tok_cfg.normalize, special
+        )
     if tok_cfg.type == "bpe":
         if not tok_cfg.bpe_model:
             raise ValueError("tokenizer.type is bpe but tokenizer.bpe_model is empty")
-        return BpeTokenizer(tok_cfg.bpe_model, tok_cfg.units, syms, tok_cfg.normalize)
+        return BpeTokenizer(tok_cfg.bpe_model, tok_cfg.units, syms, tok_cfg.normalize, special)
     raise ValueError(f"tokenizer.type: unknown type '{tok_cfg.type}' (choose from char, bpe)")

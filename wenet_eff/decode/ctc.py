@@ -1,4 +1,4 @@
-"""CTC decoding: greedy search and prefix beam search (blank = 0)."""
+"""CTC decoding: greedy search and prefix beam search (the blank id is the model's)."""
 
 from __future__ import annotations
 

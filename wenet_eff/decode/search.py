@@ -28,6 +28,7 @@ def decode_batch(
     prefix beam search and kept in rescoring; `min_token_logp` is the prefix search's
     per-frame token floor (see CtcPrefixBeam)."""
     lengths = encoder_mask.squeeze(1).sum(1)
+    blank = model.special.blank
     results: dict[str, list[Hypothesis]] = {}
     ctc_log_probs = model.ctc.log_softmax(encoder_out)
     nbest = None
@@ -36,6 +37,7 @@ def decode_batch(
             ctc_prefix_beam_search(
                 ctc_log_probs[b, : int(lengths[b])],
                 beam_size,
+                blank,
                 lm=lm,
                 min_token_logp=min_token_logp,
                 context=context,
@@ -44,7 +46,7 @@ def decode_batch(
         ]
     for method in methods:
         if method == "ctc_greedy_search":
-            results[method] = ctc_greedy_search(ctc_log_probs, lengths)
+            results[method] = ctc_greedy_search(ctc_log_probs, lengths, blank)
         elif method == "ctc_prefix_beam_search":
             results[method] = [hyps[0] for hyps in nbest]
         elif method == "attention":

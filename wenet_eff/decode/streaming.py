@@ -176,6 +176,7 @@ class StreamingSession:
         self._ctc_log_probs: list[torch.Tensor] = []
         self._beam = CtcPrefixBeam(
             self.beam_size,
+            self.model.special.blank,
             lm=self.lm,
             min_token_logp=self.min_token_logp,
             context=self.context_graph,
@@ -322,7 +323,8 @@ class StreamingSession:
         self._encoder_out.append(encoder_out)
         self._ctc_log_probs.append(log_probs)
         self._beam.advance(log_probs)
-        silent = (log_probs[:, 0].exp() >= self.endpoint_config.blank_threshold).tolist()
+        blank = log_probs[:, self.model.special.blank]
+        silent = (blank.exp() >= self.endpoint_config.blank_threshold).tolist()
         for frame_silent in silent:
             self._trailing_silence = self._trailing_silence + 1 if frame_silent else 0
 

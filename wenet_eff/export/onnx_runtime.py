@@ -43,9 +43,11 @@ def load_units(path: str | Path) -> list[str]:
     return [symbols.get(i, "") for i in range(max(symbols) + 1)]
 
 
-def detokenize(symbols: list[str], tokens: list[int], join: str) -> str:
-    """As the tokenizer (and the C++ SymbolTable) does: join, "▁" -> space, collapse."""
-    return " ".join(join.join(symbols[t] for t in tokens).replace("\u2581", " ").split())
+def detokenize(symbols: list[str], tokens: list[int], join: str, silent: set[int]) -> str:
+    """As the tokenizer (and the C++ SymbolTable) does: `silent` ids (blank, sos, eos) left
+    out, join, "▁" -> space, collapse."""
+    text = join.join(symbols[t] for t in tokens if t not in silent)
+    return " ".join(text.replace("\u2581", " ").split())
 
 
 class OnnxDecoder:
@@ -158,9 +160,10 @@ class OnnxDecoder:
         encoder_seconds = time.perf_counter() - start
         logp_t = torch.from_numpy(logp)
         if self.mode == "ctc_greedy_search":
-            tokens = ctc_greedy_search(logp_t[None], torch.tensor([len(logp)]))[0].tokens
+            lens = torch.tensor([len(logp)])
+            tokens = ctc_greedy_search(logp_t[None], lens, m["blank"])[0].tokens
         else:
-            search = CtcPrefixBeam(self.beam_size)
+            search = CtcPrefixBeam(self.beam_size, m["blank"])
             search.advance(logp_t)
             nbest = search.nbest()
             tokens = nbest[0].tokens
@@ -184,5 +187,5 @@ class OnnxDecoder:
                 )
                 total = att + self.ctc_weight * np.array([h.score for h in nbest])
                 tokens = nbest[int(np.argmax(total))].tokens
-        text = detokenize(self.symbols, tokens, m["token_join"])
+        text = detokenize(self.symbols, tokens, m["token_join"], {m["blank"], m["sos"], m["eos"]})
         return {"text": text, "tokens": tokens, "encoder_seconds": encoder_seconds}

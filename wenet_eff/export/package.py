@@ -328,7 +328,7 @@ def export_model(
         **(cache_shapes(model, chunk_size, num_left_chunks) if chunk_size > 0 else {}),
         "output_size": int(model.encoder.output_size()),
         "vocab_size": int(model.vocab_size),
-        "blank": 0,
+        "blank": int(model.special.blank),
         "sos": int(model.sos),
         "eos": int(model.eos),
         "has_right_decoder": model.decoder.right_decoder is not None,

@@ -1,4 +1,6 @@
-"""A WeNet experiment dir (train.yaml + checkpoint + units.txt + global_cmvn) loads here."""
+"""WeNet's train.yaml mapped onto our schema (keys, WeNet's defaults, special tokens, refusals),
+and round trips of our own checkpoints through a WeNet train.yaml. These are not evidence of
+compatibility with WeNet's numbers: test_vectors.py checks WeNet's own outputs."""
 
 import json
 from pathlib import Path
@@ -8,7 +10,7 @@ import torch
 import yaml
 
 import wenet_eff
-from tests.wenet_layout import wenet_u2pp_layout
+from tests.wenet.reference import u2pp_conformer_layout
 
 # The architecture part of WeNet's LibriSpeech train_u2++_conformer.yaml, as WeNet writes it
 # into an experiment directory (paths relative to the recipe directory).
@@ -88,13 +90,14 @@ def test_wenet_train_yaml_maps_to_the_same_architecture(wenet_exp):
     assert cfg.cmvn.file == str(wenet_exp / "global_cmvn")  # exp-dir copy found
     assert cfg.tokenizer.units == str(wenet_exp / "units.txt")
     model = wenet_eff.build_model(cfg)
-    assert {k: list(v.shape) for k, v in model.state_dict().items()} == wenet_u2pp_layout()
+    layout = u2pp_conformer_layout()["state_dict"]
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == layout
     # CMVN buffers come from the exp dir's global_cmvn: mean 2, var 40 - 4 = 36
     assert torch.allclose(model.encoder.global_cmvn.mean, torch.full((80,), 2.0))
     assert torch.allclose(model.encoder.global_cmvn.istd, torch.full((80,), 1 / 6.0))
 
 
-def test_wenet_checkpoint_loads_strictly_and_decodes(wenet_exp):
+def test_round_trip_of_our_checkpoint_through_a_wenet_yaml(wenet_exp):
     cfg = wenet_eff.load_config(wenet_exp / "train.yaml")
     source = wenet_eff.build_model(cfg)
     torch.save(source.state_dict(), wenet_exp / "final.pt")
@@ -122,20 +125,43 @@ def test_keys_left_out_take_wenet_defaults(wenet_exp):
     assert cfg.tokenizer.normalize == "none"  # WeNet tokenizes text as it is
 
 
-def test_special_tokens_must_match_our_layout(wenet_exp):
+def _write(exp: Path, raw: dict, units: list[str] | None = None) -> Path:
+    (exp / "train.yaml").write_text(yaml.safe_dump(raw))
+    if units is not None:
+        (exp / "units.txt").write_text("".join(f"{u} {i}\n" for i, u in enumerate(units)))
+    return exp / "train.yaml"
+
+
+SOS2_UNITS = ["<blank>", "<unk>", "<sos/eos>"] + [f"▁W{i}" for i in range(4999)]
+
+
+def test_special_tokens_are_wenets_in_either_layout(wenet_exp):
     raw = json.loads(json.dumps(WENET_YAML))
-    raw["tokenizer_conf"]["special_tokens"] = {
-        "<blank>": 0,
-        "<unk>": 1,
-        "<sos>": 5001,
-        "<eos>": 5001,
-    }
-    (wenet_exp / "train.yaml").write_text(yaml.safe_dump(raw))
-    wenet_eff.load_config(wenet_exp / "train.yaml")
-    raw["tokenizer_conf"]["special_tokens"]["<sos>"] = 2
-    (wenet_exp / "train.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(ValueError, match="<sos>"):
-        wenet_eff.load_config(wenet_exp / "train.yaml")
+    # no special_tokens, <sos/eos> last: WeNet's model uses output_dim - 1
+    cfg = wenet_eff.load_config(_write(wenet_exp, raw))
+    assert dict(cfg.tokenizer.special_tokens) == {"<blank>": 0, "<sos>": 5001, "<eos>": 5001}
+    model = wenet_eff.build_model(cfg)
+    assert (model.sos, model.eos, model.special.blank, model.special.unk) == (5001, 5001, 0, 1)
+    # WeNet's current recipes: <sos/eos> 2 in units.txt and special_tokens
+    raw["tokenizer_conf"]["special_tokens"] = {"<blank>": 0, "<unk>": 1, "<sos>": 2, "<eos>": 2}
+    raw["ctc_conf"] = {"ctc_blank_id": 0}
+    model = wenet_eff.build_model(wenet_eff.load_config(_write(wenet_exp, raw, SOS2_UNITS)))
+    assert (model.sos, model.eos, model.special.blank) == (2, 2, 0)
+
+
+def test_special_tokens_that_contradict_wenet_are_named(wenet_exp):
+    raw = json.loads(json.dumps(WENET_YAML))
+    raw["tokenizer_conf"]["special_tokens"] = {"<blank>": 0, "<sos>": 2, "<eos>": 2}
+    cfg = wenet_eff.load_config(_write(wenet_exp, raw))  # units.txt has <sos/eos> 5001
+    with pytest.raises(ValueError, match=r"<sos>=2, but units.txt has it at 5001"):
+        wenet_eff.build_model(cfg)
+    raw["ctc_conf"] = {"ctc_blank_id": 3}
+    with pytest.raises(ValueError, match="ctc_blank_id=3 but tokenizer_conf.special_tokens"):
+        wenet_eff.load_config(_write(wenet_exp, raw))
+    # sos/eos at 2 in units.txt but no special_tokens: WeNet's model used 5001
+    del raw["tokenizer_conf"]["special_tokens"], raw["ctc_conf"]
+    with pytest.raises(ValueError, match="no tokenizer_conf.special_tokens.*<sos/eos> 2"):
+        wenet_eff.load_config(_write(wenet_exp, raw, SOS2_UNITS))
 
 
 @pytest.mark.parametrize(
