@@ -4,7 +4,10 @@
         --test_data data/test/data.list --modes ctc_greedy_search attention_rescoring \
         --result_dir exp/mini/test
 
-Writes `<result_dir>/<mode>/text` (`key hypothesis` lines) and prints RTF per run.
+Writes `<result_dir>/<mode>/text` (`key hypothesis` lines) and prints RTF per run. WeNet's
+run.sh flags work as they are: `--gpu N` (-1: the CPU) / `--device`, `--override_config 'key.path
+value'` (WeNet's keys or ours), `--blank_penalty 0.0 --length_penalty 0.0` (other values are
+refused: not implemented); WeNet flags of decoders wenet_eff lacks are refused, named.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from wenet_eff.bin.wenet_flags import RECOGNIZE_REFUSED, override_config, refuse_unknown
 from wenet_eff.data.batching import INFORMATIONAL_REASONS
 from wenet_eff.model import DECODE_METHODS, load_model
 
@@ -66,20 +70,43 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoding_chunk_size", type=int, default=-1)
     p.add_argument("--num_decoding_left_chunks", type=int, default=-1)
     p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--gpu", type=int, default=-1, help="GPU id (WeNet's); -1: the CPU")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: GPU --gpu")
+    p.add_argument("--blank_penalty", type=float, default=0.0, help="WeNet's; 0 only")
+    p.add_argument("--length_penalty", type=float, default=0.0, help="WeNet's; 0 only")
+    p.add_argument(
+        "--override_config", action="append", default=[], help="WeNet's 'key.path value'"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--override", nargs="*", default=[], help="config overrides key=value")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args, unknown = parser.parse_known_args(argv)
+    refuse_unknown(parser, unknown, RECOGNIZE_REFUSED)
+    for flag in ("blank_penalty", "length_penalty"):
+        if getattr(args, flag):
+            parser.error(f"--{flag} {getattr(args, flag)}: not implemented (only 0.0)")
+    try:
+        overrides = [*args.override, *override_config(args.override_config)]
+    except ValueError as exc:
+        parser.error(str(exc))
+    device = torch.device("cpu")
+    if args.gpu >= 0 or args.device == "cuda":
+        if not torch.cuda.is_available():
+            parser.error(f"--gpu {args.gpu} --device {args.device}: no CUDA device here "
+                         "(--gpu -1 decodes on the CPU)")  # fmt: skip
+        device = torch.device(f"cuda:{max(args.gpu, 0)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     from wenet_eff.data.dataset import build_dataloader
     from wenet_eff.data.tokenizer import build_tokenizer
 
-    cfg, model = load_model(args.config, args.checkpoint, args.override, args.masks)
+    cfg, model = load_model(args.config, args.checkpoint, overrides, args.masks)
+    model.to(device)
     cfg.data.data_type = args.data_type
     cfg.data.batch_type = "static"
     cfg.data.batch_size = args.batch_size
@@ -136,8 +163,8 @@ def main(argv: list[str] | None = None) -> dict:
             start = time.perf_counter()
             results = model.decode(
                 args.modes,
-                batch["feats"],
-                batch["feats_lengths"],
+                batch["feats"].to(device),
+                batch["feats_lengths"].to(device),
                 beam_size=args.beam_size,
                 decoding_chunk_size=args.decoding_chunk_size,
                 num_decoding_left_chunks=args.num_decoding_left_chunks,

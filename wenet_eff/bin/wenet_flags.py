@@ -1,5 +1,5 @@
-"""WeNet's command-line flags for `bin.train` (and WeNet's `--override_config` for
-`bin.recognize`), translated onto our config keys.
+"""WeNet's command-line flags for `bin.train` (and WeNet's `--override_config` and refused
+flags for `bin.recognize`), translated onto our config keys.
 
 A WeNet recipe's run.sh trains with
 
@@ -70,6 +70,28 @@ TRAIN_REFUSED = {
     "--fp16_grad_sync": "fp16 gradient sync is not implemented",
     "--jit": "TorchScript tracing is not used (bin.export checks the exported graphs)",
     "--print_model": "not implemented (the log names the model and its parameter counts)",
+}
+
+# WeNet recognize.py flags of decoders wenet_eff does not have
+_NOT_HERE = "not implemented"
+RECOGNIZE_REFUSED = {
+    "--simulate_streaming": "--decoding_chunk_size N decodes under the chunk mask, whose "
+    "encoder output equals chunk-by-chunk streaming's (tests/nn/test_encoder.py)",
+    "--dtype": "fp32 only (bin.pack/bin.export serve int8)",
+    "--search_ctc_weight": "transducer decoding is " + _NOT_HERE,
+    "--search_transducer_weight": "transducer decoding is " + _NOT_HERE,
+    "--transducer_weight": "transducer decoding is " + _NOT_HERE,
+    "--attn_weight": "transducer decoding is " + _NOT_HERE,
+    "--word": "HLG decoding is not implemented (--lm fuses a word n-gram ARPA)",
+    "--hlg": "HLG decoding is not implemented (--lm fuses a word n-gram ARPA)",
+    "--lm_scale": "HLG decoding is not implemented (--lm_weight weighs --lm)",
+    "--decoder_scale": "HLG decoding is " + _NOT_HERE,
+    "--r_decoder_scale": "HLG decoding is " + _NOT_HERE,
+    "--context_bias_mode": "context biasing is --context_path FILE --context_score S here",
+    "--context_list_path": "use --context_path",
+    "--context_graph_score": "use --context_score",
+    "--use_lora": "LoRA is " + _NOT_HERE,
+    "--lora_ckpt_path": "LoRA is " + _NOT_HERE,
 }
 
 
