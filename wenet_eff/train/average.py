@@ -1,8 +1,18 @@
-"""Model averaging over epoch checkpoints: the last N, or the N best by cv_loss (WeNet's rule)."""
+"""Model averaging: the N latest checkpoints, or the N best by cv loss, chosen as WeNet's
+average_model.py chooses them.
+
+Candidates are the complete checkpoints of an experiment directory (`NAME.pt` + `NAME.yaml`):
+ours (`N` after epoch N, `step_S` within an epoch) and WeNet's (`epoch_N`, `step_S`; older
+releases `N`). `mode` picks the kinds (WeNet's `--mode`): `hybrid` both, `epoch` the epoch
+checkpoints, `step` the step checkpoints; only those with epoch in [min_epoch, max_epoch] and
+step in [min_step, max_step] qualify. The cv loss is the yaml's `cv_loss` (ours, WeNet's older
+releases) or `loss_dict.loss` (WeNet's current).
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -11,6 +21,16 @@ import torch
 from wenet_eff.train.checkpoint import list_checkpoints
 from wenet_eff.weights import load_model_state
 
+MODES = ("hybrid", "epoch", "step")
+CHECKPOINT_NAMES = re.compile(r"^(\d+|epoch_\d+|step_\d+)$")  # ours and WeNet's
+
+
+def cv_loss(info: dict) -> float | None:
+    """The cv loss a checkpoint's yaml records (ours or WeNet's), None when it has none."""
+    if "cv_loss" in info:
+        return info["cv_loss"]
+    return (info.get("loss_dict") or {}).get("loss")
+
 
 def select_checkpoints(
     src_path: str | os.PathLike,
@@ -18,39 +38,42 @@ def select_checkpoints(
     val_best: bool = False,
     min_epoch: int = 0,
     max_epoch: int = sys.maxsize,
+    min_step: int = 0,
+    max_step: int = sys.maxsize,
+    mode: str = "hybrid",
 ) -> list[Path]:
-    """Epoch checkpoints (`N.pt` with a complete `N.yaml`) to average, plus the step checkpoint
-    a `train.max_steps` run ended on.
+    """The checkpoints to average (see the module docstring for the candidates).
 
     Args:
         src_path: the experiment directory.
         num: how many to take.
-        val_best: take the `num` with the lowest `cv_loss`; otherwise the `num` latest epochs.
-        min_epoch, max_epoch: only epochs in [min_epoch, max_epoch] are candidates.
+        val_best: take the `num` with the lowest cv loss; otherwise the `num` latest.
+        min_epoch, max_epoch, min_step, max_step: the epochs and steps that qualify.
+        mode: `hybrid`, `epoch` or `step`: the kinds of checkpoint that qualify.
 
     Returns:
         Paths of the chosen `.pt` files, best (or latest) first.
     """
     if num < 1:
         raise ValueError(f"--num must be >= 1, got {num}")
+    if mode not in MODES:
+        raise ValueError(f"--mode {mode}: choose from {', '.join(MODES)}")
     exp = Path(src_path)
-    checkpoints = list_checkpoints(exp)
-    # a run stopped by train.max_steps ends on a step checkpoint: the most trained model, and it
-    # has a cv_loss, so it is a candidate too (mid-epoch save_interval checkpoints are not)
-    last = checkpoints[-1][0] if checkpoints else ""
-    ended_on_step = last.startswith("step_") and (exp / "final.pt").exists()
-    epochs = [
-        (int(info["epoch"]), info, exp / f"{name}.pt")
-        for name, info in checkpoints
-        if (name.isdigit() or (ended_on_step and name == last))
-        and min_epoch <= int(info["epoch"]) <= max_epoch
+    candidates = [
+        (info, exp / f"{name}.pt")
+        for name, info in list_checkpoints(exp, CHECKPOINT_NAMES)
+        if mode == "hybrid" or name.startswith("step_") == (mode == "step")
+        if min_epoch <= int(info["epoch"]) <= max_epoch
+        and min_step <= int(info.get("step", 0)) <= max_step
     ]
-    if not epochs:
+    if not candidates:
         raise FileNotFoundError(
-            f"{exp}: no epoch checkpoints (N.pt + N.yaml) with epoch in [{min_epoch}, {max_epoch}]"
+            f"{exp}: no {'' if mode == 'hybrid' else mode + ' '}checkpoints (NAME.pt + "
+            f"NAME.yaml) with epoch in [{min_epoch}, {max_epoch}] and step in [{min_step}, "
+            f"{max_step}]"
         )
     if val_best:
-        missing = [path.stem for _, info, path in epochs if info.get("cv_loss") is None]
+        missing = [path.stem for info, path in candidates if cv_loss(info) is None]
         if missing:
             raise ValueError(
                 f"--val_best: checkpoint(s) {', '.join(missing)} in {exp} have no cv_loss "
@@ -58,12 +81,14 @@ def select_checkpoints(
                 "finite loss, see the training log). Average the latest instead (no "
                 "--val_best), or leave them out with --min_epoch/--max_epoch."
             )
-        epochs.sort(key=lambda item: float(item[1]["cv_loss"]))
+        candidates.sort(key=lambda item: float(cv_loss(item[0])))
     else:
-        epochs.sort(key=lambda item: item[0], reverse=True)
-    if len(epochs) < num:
-        raise ValueError(f"{exp}: asked to average {num} checkpoints, only {len(epochs)} qualify")
-    return [path for _, _, path in epochs[:num]]
+        candidates.reverse()  # list_checkpoints: oldest first
+    if len(candidates) < num:
+        raise ValueError(
+            f"{exp}: asked to average {num} checkpoints, only {len(candidates)} qualify"
+        )
+    return [path for _, path in candidates[:num]]
 
 
 def average_checkpoints(paths: list[str | os.PathLike]) -> dict[str, torch.Tensor]:

@@ -99,21 +99,24 @@ def read_info(yaml_path: str | os.PathLike) -> dict:
     return info
 
 
-def _order(info: dict) -> tuple[int, int]:
+def _order(name: str, info: dict) -> tuple[int, int]:
     # an epoch checkpoint and a step checkpoint at the same step: the epoch one came later
-    return int(info.get("step", 0)), int(info.get("tag") == "epoch")
+    return int(info.get("step", 0)), int(not name.startswith("step_"))
 
 
-def list_checkpoints(exp_dir: str | os.PathLike) -> list[tuple[str, dict]]:
-    """Complete checkpoints (yaml and pt present) as (name, info), oldest first."""
+def list_checkpoints(
+    exp_dir: str | os.PathLike, names: re.Pattern[str] = NAME_RE
+) -> list[tuple[str, dict]]:
+    """Complete checkpoints (yaml and pt present) as (name, info), oldest first; `names`: the
+    checkpoint names to list (default ours; averaging also reads WeNet's `epoch_N`)."""
     exp = Path(exp_dir)
     if not exp.is_dir():
         return []
     found = []
     for yml in exp.glob("*.yaml"):
-        if NAME_RE.match(yml.stem) and (exp / f"{yml.stem}.pt").is_file():
+        if names.match(yml.stem) and (exp / f"{yml.stem}.pt").is_file():
             found.append((yml.stem, read_info(yml)))
-    return sorted(found, key=lambda item: _order(item[1]))
+    return sorted(found, key=lambda item: _order(*item))
 
 
 class NoResumeState(RuntimeError):
