@@ -1,4 +1,5 @@
-"""Shared fixtures (a Kaldi data dir of espeak-ng speech), and CI's rule that a skipped test fails."""
+"""Shared fixtures (a Kaldi data dir of espeak-ng speech), and CI's rule that a skipped test
+fails."""
 
 from __future__ import annotations
 
