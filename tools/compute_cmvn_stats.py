@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Global CMVN statistics (WeNet's JSON `global_cmvn`) of the training features; WeNet's command
 line.
 

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Word (or character) error rate of hypotheses against references, in WeNet's output format.
 
 Usage: compute_wer.py [--char=1] [--v=1] [--cs=0] ref_text hyp_text > wer

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Kaldi `wav.scp` + `text` [+ `segments`] -> `data.list` (JSON lines, WeNet's raw format).
 
 Usage: make_raw_list.py [--segments segments] wav.scp text data.list

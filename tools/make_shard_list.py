@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Pack a Kaldi data dir (`wav.scp`, `text` [, `segments`]) into tar shards (WeNet's shard
 format) and list them; WeNet's command line.
 

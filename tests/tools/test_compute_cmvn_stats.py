@@ -5,6 +5,7 @@ training rate, and audio below the minimum rate or unreadable is skipped; WeNet'
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,8 +73,10 @@ def test_audio_is_resampled_to_the_training_rate_and_low_rates_skipped(entries, 
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, TOOLS / "compute_cmvn_stats.py", *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    """Run the tool as WeNet's run.sh does: an executable (`#!/usr/bin/env python3`)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    cmd = [TOOLS / "compute_cmvn_stats.py", *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     assert proc.returncode == 0, proc.stderr
     return proc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -97,9 +98,12 @@ def test_shards_round_trip_keys_texts_durations(tmp_path):
         assert abs(info.duration - seconds) < 0.002, key
 
 
-def _tool(script: str, *args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(TOOLS / script), *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+def _tool(script: str, *args: object) -> subprocess.CompletedProcess:
+    """Run `tools/script` as WeNet's run.sh does: an executable (`#!/usr/bin/env python3`)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(
+        [TOOLS / script, *map(str, args)], capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
