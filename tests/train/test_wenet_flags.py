@@ -191,6 +191,11 @@ def test_a_wenet_config_asking_for_what_is_not_done_is_refused(wenet_conf, tmp_p
 
 def test_checkpoint_inside_model_dir_must_be_its_newest(tmp_path):
     exp = tmp_path / "exp"
+    exp.mkdir()
+    torch.save({}, exp / "pretrained.pt")  # no checkpoint yet: weights to start from
+    assert _overrides(*BASE[:-1], str(exp), "--checkpoint", str(exp / "pretrained.pt"))[-1] == (
+        f"train.init_checkpoint='{exp / 'pretrained.pt'}'"
+    )
     for name, step in (("0", 4), ("step_6", 6), ("1", 8)):
         write_checkpoint(exp, name, {}, {"epoch": 0, "step": step, "tag": "x"}, None)
     assert _overrides(*BASE[:-1], str(exp), "--checkpoint", str(exp / "1.pt"))[-1].startswith(

@@ -11,9 +11,9 @@ A WeNet recipe's run.sh trains with
 
 and `-m wenet_eff.bin.train` with the same flags trains the config `--config` names (a WeNet
 train.yaml, one of ours, or a recipe's Hydra config: `load_config`), each flag setting the key
-`TRAIN_FLAGS` names. `--checkpoint` inside `--model_dir` must be its newest checkpoint, which a
-run resumes from anyway (exactly: optimizer, scheduler and data position too); elsewhere it
-initialises the weights (`train.init_checkpoint`). `--tensorboard_dir D` links `D/<exp name>`
+`TRAIN_FLAGS` names. `--checkpoint` inside a `--model_dir` with checkpoints must be its newest,
+which a run resumes from anyway (exactly: optimizer, scheduler and data position too); any
+other initialises the weights (`train.init_checkpoint`). `--tensorboard_dir D` links `D/<exp name>`
 to `model_dir/tensorboard`, where the events are. `--override_config "a.b value"` takes WeNet's
 key paths (`wenet_keys.our_key`) or ours. Accepted with nothing to do: `--pin_memory` (batches
 are not pinned), `--timeout` (ranks run in lockstep, no join timeout),
@@ -181,16 +181,17 @@ def _checkpoint(checkpoint: str, model_dir: str) -> list[str]:
     if not path.is_file():
         raise ValueError(f"--checkpoint {checkpoint}: no such file")
     exp = Path(model_dir)
-    if exp.is_dir() and path.resolve().parent == exp.resolve():
-        names = [name for name, _ in list_checkpoints(exp)]
-        if names and path.resolve().stem not in (names[-1], "final"):
-            raise ValueError(
-                f"--checkpoint {checkpoint}: a run resumes {model_dir} from its newest "
-                f"checkpoint, {names[-1]}; to restart from {path.name}, train into a new "
-                f"--model_dir with --checkpoint {checkpoint} (it then initialises the weights)"
-            )
-        return []
-    return [f"train.init_checkpoint={_quote(checkpoint)}"]
+    inside = exp.is_dir() and path.resolve().parent == exp.resolve()
+    names = [name for name, _ in list_checkpoints(exp)] if inside else []
+    if not names:  # weights to start from (a pretrained model, or one put into model_dir)
+        return [f"train.init_checkpoint={_quote(checkpoint)}"]
+    if path.resolve().stem not in (names[-1], "final"):
+        raise ValueError(
+            f"--checkpoint {checkpoint}: a run resumes {model_dir} from its newest "
+            f"checkpoint, {names[-1]}; to restart from {path.name}, train into a new "
+            f"--model_dir with --checkpoint {checkpoint} (it then initialises the weights)"
+        )
+    return []
 
 
 def train_overrides(args: argparse.Namespace) -> list[str]:
