@@ -59,11 +59,11 @@ def test_moe_rtf_benchmark_counts_active_flops_experts_and_weight_traffic(tmp_pa
     assert [(d["dim"], d["units"]) for d in result["dispatch"]] == [(16, 32), (8, 24)]
     # weight traffic: the dense model reads its whole encoder per chunk, the MoE model its
     # shared weights plus the experts that got frames (at most all, at least k of them)
-    encoder_bytes = {}
-    for name in ("mini", "paper_moe_1b"):
-        cfg = wenet_eff.load_config(name, [*overrides, "model.vocab_size=12"])
-        encoder = wenet_eff.build_model(cfg).encoder
-        encoder_bytes[name] = sum(p.numel() * 4 for p in encoder.parameters())
+    mini = wenet_eff.build_model(wenet_eff.load_config("mini", [*overrides, "model.vocab_size=12"]))
+    encoder_bytes = {
+        name: sum(p.numel() * 4 for p in m.encoder.parameters())
+        for name, m in (("mini", mini), ("paper_moe_1b", model))
+    }
     small, large = (
         moe["streaming_traffic"]["streaming_chunk4"],
         moe["streaming_traffic"]["streaming_chunk16"],
