@@ -116,6 +116,8 @@ void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab)
   std::vector<int> ids(vocab);
   std::vector<Prefix> next;
   std::unordered_map<int, size_t> index;  // node -> its place in next
+  std::vector<double> keys;
+  std::vector<size_t> order;
   for (int t = 0; t < frames; ++t, ++frames_) {
     const float* row = log_probs + static_cast<size_t>(t) * vocab;
     // top-k tokens of the frame, best first (ties: lower id first, as torch.topk on CPU)
@@ -159,12 +161,18 @@ void CtcPrefixBeamSearch::Advance(const float* log_probs, int frames, int vocab)
         }
       }
     }
-    std::stable_sort(next.begin(), next.end(), [](const Prefix& a, const Prefix& b) {
-      return LogAddExp(a.pb, a.pnb) + (a.lm_score + a.context_score) >
-             LogAddExp(b.pb, b.pnb) + (b.lm_score + b.context_score);
+    // the best beam_size by CTC + fused score, ties in insertion order (Python's stable sort)
+    keys.resize(next.size());
+    order.resize(next.size());
+    for (size_t i = 0; i < next.size(); ++i)
+      keys[i] = LogAddExp(next[i].pb, next[i].pnb) + (next[i].lm_score + next[i].context_score);
+    std::iota(order.begin(), order.end(), 0);
+    const size_t keep = std::min(next.size(), static_cast<size_t>(opts_.beam_size));
+    std::partial_sort(order.begin(), order.begin() + keep, order.end(), [&](size_t a, size_t b) {
+      return keys[a] > keys[b] || (keys[a] == keys[b] && a < b);
     });
-    if (static_cast<int>(next.size()) > opts_.beam_size) next.resize(opts_.beam_size);
-    beam_.swap(next);
+    beam_.clear();
+    for (size_t j = 0; j < keep; ++j) beam_.push_back(next[order[j]]);
     if (nodes_.size() > (1u << 16)) Compact();
   }
 }

@@ -7,8 +7,9 @@ LM fusion and of context biasing (hotwords) in the prefix beam search.
    upper-case words like LibriSpeech's vocabulary; every higher-order n-gram extends one of
    the order below, so its context exists) is written to `--work_dir`, then loaded by the C++
    runtime (`wenet_eff_runtime.NgramLm`, what decoder_main --lm loads once for all streams):
-   load time, the process's RSS increase and the tables' own byte count. With `--python` the
-   Python reader (wenet_eff.decode.lm.NgramLM) loads it too, for comparison.
+   load time, RSS increase and the tables' own byte count. With `--python` the Python reader
+   (wenet_eff.decode.lm.NgramLM) loads it too, for comparison. Each reader loads in a fresh
+   process, so the RSS increase is the model's alone.
 2. Synthetic CTC posteriors (`--utts` utterances of `--words` words from the LM's vocabulary,
    spelt in character units, 2 frames per character with a blank between, peaky with noise)
    are searched by the C++ prefix beam search (`--beam`), without and with the LM, without and
@@ -24,10 +25,11 @@ Writes JSON (with provenance) and prints a table.
 from __future__ import annotations
 
 import argparse
-import gc
+import multiprocessing
 import statistics
 import string
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,26 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("/proc/self/status has no VmRSS (not Linux?)")
+
+
+def measure_load(reader: str, arpa: str) -> dict:
+    """Load `arpa` with the C++ runtime ("cpp") or Python ("python") in this process: wall and
+    CPU seconds, and the RSS increase."""
+    if reader == "cpp":
+        from wenet_eff.export.cpp import load_runtime
+
+        load = load_runtime().NgramLm
+    else:
+        from wenet_eff.decode.lm import NgramLM
+
+        load = NgramLM.read_arpa
+    before = rss_bytes()
+    start, cpu = time.perf_counter(), time.process_time()
+    model = load(arpa)
+    figures = {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu}
+    figures["rss_bytes"] = rss_bytes() - before
+    del model
+    return figures
 
 
 def random_words(rng: np.random.Generator, n: int) -> list[str]:
@@ -115,29 +137,16 @@ def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     words = write_synthetic_arpa(arpa, args.order, args.ngrams, args.seed)
     write_seconds = time.perf_counter() - start
-    gc.collect()
-    before = rss_bytes()
-    start, cpu = time.perf_counter(), time.process_time()
+    # each reader loads in a fresh process, so the RSS increase is the model's alone
+    spawn = multiprocessing.get_context("spawn")
+    load = {}
+    for reader in ("cpp", "python") if args.python else ("cpp",):
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            figures = pool.submit(measure_load, reader, str(arpa)).result()
+        load.update({f"{reader}_{key}": value for key, value in figures.items()})
     lm = rt.NgramLm(str(arpa))
-    load = {
-        "cpp_seconds": time.perf_counter() - start,
-        "cpp_cpu_seconds": time.process_time() - cpu,
-        "cpp_rss_bytes": rss_bytes() - before,
-        "cpp_table_bytes": lm.memory_bytes,
-    }
+    load["cpp_table_bytes"] = lm.memory_bytes
     counts = list(lm.counts)
-    if args.python:
-        from wenet_eff.decode.lm import NgramLM
-
-        gc.collect()
-        before = rss_bytes()
-        start, cpu = time.perf_counter(), time.process_time()
-        py_lm = NgramLM.read_arpa(arpa)
-        load["python_seconds"] = time.perf_counter() - start
-        load["python_cpu_seconds"] = time.process_time() - cpu
-        load["python_rss_bytes"] = rss_bytes() - before
-        del py_lm
-        gc.collect()
 
     rng = np.random.default_rng(args.seed + 1)
     tok = CharTokenizer({u: i for i, u in enumerate(UNITS)})
