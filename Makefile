@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 APT_PACKAGES := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng \
-	sox ffmpeg asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722
+	sox ffmpeg asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 \
+	libgflags-dev
 PYTEST_ARGS ?=
 
 .PHONY: demo test setup system-deps lint clean-venv runtime
@@ -26,7 +27,8 @@ $(STAMP): requirements.txt requirements-deepspeed.txt pyproject.toml | $(PY)
 
 setup: $(STAMP) system-deps
 
-# TTS engines, sox/ffmpeg and the real-speech test prompts come from Debian packages.
+# TTS engines, sox/ffmpeg, the real-speech test prompts and gflags (the C++ runtime binaries'
+# flags) come from Debian packages.
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -4,12 +4,17 @@
 //   decoder_main --model_dir exp/mini/runtime --data_list data/test/data.list \
 //       --chunk_size 16 --num_left_chunks 4 --mode attention_rescoring --threads 1 --warmup 2
 //
-// stdout: "key text" per utterance. stderr: progress, skipped utterances, and the summary
-// "RTF: x" = total decode time / total audio time (threads stated). Unreadable audio or a
-// sample rate other than the model's is reported with the key and skipped (counted).
-// --continuous_decoding true closes a segment at each endpoint (trailing silence, rules as
-// WeNet's) and decodes on; --segments writes each segment's times and text. --lm fuses a word
-// n-gram LM (ARPA) into the prefix search and --context_path biases it toward phrases, as
+// Flags are gflags (src/flags.h holds the decoding ones, shared with the other runtime
+// binaries): --flag=value or --flag value, --flagfile FILE, --help; every value is typed and
+// range-checked, and an unknown flag is an error. stdout: "key text" per utterance. stderr:
+// progress, skipped utterances, and the summary "RTF: x" = total decode time / total audio time
+// (threads stated). The list is checked before the model loads: a key that is empty or holds
+// whitespace (it would split in the "key text" output) stops the run naming the file and line,
+// as does an empty list. Unreadable or truncated audio, or a sample rate other than the model's,
+// is reported with the key and skipped (counted); multi-channel audio is averaged to mono and
+// counted. --continuous_decoding=true closes a segment at each endpoint (trailing silence, rules
+// as WeNet's) and decodes on; --segments writes each segment's times and text. --lm fuses a
+// word n-gram LM (ARPA) into the prefix search and --context_path biases it toward phrases, as
 // python -m wenet_eff.bin.recognize does with the same flags.
 #include <ATen/Parallel.h>
 
@@ -19,7 +24,6 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -27,99 +31,103 @@
 
 #include "asr_decoder.h"
 #include "asr_model.h"
+#include "flags.h"
 #include "json.h"
 #include "wav.h"
 
+DEFINE_string(wav_scp, "", "input: \"key path\" lines (give this or --data_list)");
+DEFINE_string(data_list, "", "input: data.list JSON lines {\"key\", \"wav\"[, \"start\", "
+              "\"end\" seconds]} (give this or --wav_scp)");
+DEFINE_int32(warmup, 1, "untimed decodes of the first readable utterance (>= 0)");
+DEFINE_string(result, "", "\"key text\" lines; empty: stdout");
+DEFINE_string(segments, "", "with --continuous_decoding: \"key start end text\" per segment "
+              "with text (seconds in the audio file)");
+DEFINE_string(rtf_json, "", "the RTF and timing figures as JSON (written when something was "
+              "decoded)");
+
 namespace {
+
+bool NotNegative(const char* flag, int32_t v) {
+  if (v >= 0) return true;
+  std::cerr << "ERROR: --" << flag << "=" << v << ": must be >= 0\n";
+  return false;
+}
+DEFINE_validator(warmup, NotNegative);
+
+const char* kUsage =
+    "decode a wav.scp or data.list with an exported model directory and measure the RTF\n"
+    "  decoder_main --model_dir DIR (--wav_scp FILE | --data_list FILE) [--flag=value ...]\n"
+    "  (--flagfile FILE reads flags from FILE, one per line)";
 
 struct Utterance {
   std::string key, wav;
   double start = -1, end = -1;  // seconds, from data.list segments
 };
 
-const char* kUsage =
-    "usage: decoder_main --model_dir DIR (--wav_scp FILE | --data_list FILE)\n"
-    "  [--chunk_size N (-1: full context; default: the exported chunk)]\n"
-    "  [--num_left_chunks N] [--mode attention_rescoring|ctc_prefix_beam_search|"
-    "ctc_greedy_search]\n"
-    "  [--beam_size 10] [--ctc_weight 0.3] [--reverse_weight 0.5] [--threads 1]\n"
-    "  [--lm FILE.arpa (word n-gram LM fused into the prefix search)] [--lm_weight 0.5]\n"
-    "  [--word_bonus 1.0 (score per word with --lm)]\n"
-    "  [--min_token_logp X (expand only tokens with a log posterior >= X per frame)]\n"
-    "  [--context_path FILE (hotwords: one phrase per line)] [--context_score 3.0 (per token)]\n"
-    "  [--warmup 1 (untimed decodes of the first utterance)]\n"
-    "  [--continuous_decoding false (streaming: close a segment at each endpoint, go on)]\n"
-    "  [--blank_threshold 0.8 (blank posterior of a silent frame)]\n"
-    "  [--rule1_min_trailing_silence_ms 5000 (endpoint after this much silence;\n"
-    "   rule times must be > 0, a very large one disables its rule)]\n"
-    "  [--rule2_min_trailing_silence_ms 1000 (... this much silence after speech)]\n"
-    "  [--rule3_min_utterance_length_ms 20000 (... a segment this long with speech)]\n"
-    "  [--segments FILE (\"key start end text\" per segment with text; seconds in the\n"
-    "   audio file)]\n"
-    "  [--result FILE (default: stdout)] [--rtf_json FILE]\n";
+// Whether code point `c` is whitespace as Python's str.isspace has it (so a key the Python
+// tools refuse is refused here too).
+bool IsSpace(uint32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+         c == 0x202F || c == 0x205F || c == 0x3000;
+}
 
-std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
-  std::map<std::string, std::string> flags;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help") {
-      std::cout << kUsage;
-      std::exit(0);
-    }
-    if (arg.rfind("--", 0) != 0) throw std::invalid_argument("unexpected argument '" + arg + "'");
-    std::string name = arg.substr(2), value;
-    size_t eq = name.find('=');
-    if (eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name = name.substr(0, eq);
+// `key` in double quotes, control characters escaped as in JSON.
+std::string Quoted(const std::string& key) {
+  std::string out = "\"";
+  for (unsigned char c : key) {
+    if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20) {
+      char hex[8];
+      std::snprintf(hex, sizeof(hex), "\\u%04x", c);
+      out += hex;
     } else {
-      if (i + 1 >= argc) throw std::invalid_argument("--" + name + " needs a value");
-      value = argv[++i];
+      out += static_cast<char>(c);
     }
-    flags[name] = value;
   }
-  static const char* kKnown[] = {"model_dir", "wav_scp", "data_list", "chunk_size",
-                                 "num_left_chunks", "mode", "beam_size", "ctc_weight",
-                                 "reverse_weight", "threads", "warmup", "continuous_decoding",
-                                 "blank_threshold", "rule1_min_trailing_silence_ms",
-                                 "rule2_min_trailing_silence_ms",
-                                 "rule3_min_utterance_length_ms", "segments", "result",
-                                 "rtf_json", "lm", "lm_weight", "word_bonus",
-                                 "min_token_logp", "context_path", "context_score"};
-  for (const auto& [name, value] : flags) {
-    bool known = false;
-    for (const char* k : kKnown) known = known || name == k;
-    if (!known) throw std::invalid_argument("unknown flag --" + name + "\n" + kUsage);
-  }
-  return flags;
+  return out + "\"";
 }
 
-std::string Get(const std::map<std::string, std::string>& f, const std::string& k,
-                const std::string& fallback) {
-  auto it = f.find(k);
-  return it == f.end() ? fallback : it->second;
+// Why `key` cannot name an utterance ("" when it can), as wenet_eff.data.sources.key_problem:
+// a key is one token of the "key text" lines, so it is non-empty and holds no whitespace.
+std::string KeyProblem(const std::string& key) {
+  if (key.empty()) return "empty key; every utterance needs one";
+  for (size_t i = 0; i < key.size();) {  // UTF-8
+    const unsigned char lead = key[i];
+    const int len = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+    uint32_t c = len == 1 ? lead : lead & (0x7F >> len);
+    for (int k = 1; k < len && i + k < key.size(); ++k) c = (c << 6) | (key[i + k] & 0x3F);
+    if (IsSpace(c)) {
+      return "key " + Quoted(key) +
+             " contains whitespace, which splits it in the \"key text\" output; rename the "
+             "utterance";
+    }
+    i += len;
+  }
+  return "";
 }
 
-std::vector<Utterance> ReadList(const std::map<std::string, std::string>& flags) {
-  std::vector<Utterance> utts;
-  std::string scp = Get(flags, "wav_scp", ""), list = Get(flags, "data_list", "");
-  if (scp.empty() == list.empty())
+std::vector<Utterance> ReadList() {
+  if (FLAGS_wav_scp.empty() == FLAGS_data_list.empty())
     throw std::invalid_argument("give exactly one of --wav_scp and --data_list");
-  const std::string& path = scp.empty() ? list : scp;
+  const bool scp = !FLAGS_wav_scp.empty();
+  const std::string& path = scp ? FLAGS_wav_scp : FLAGS_data_list;
   std::ifstream in(path);
   if (!in) throw std::runtime_error(path + ": cannot open");
+  std::vector<Utterance> utts;
   std::string line;
   int line_no = 0;
   while (std::getline(in, line)) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(line_no) + ": ";
     Utterance u;
-    if (!scp.empty()) {
+    if (scp) {
       std::istringstream fields(line);
       fields >> u.key;
       std::getline(fields >> std::ws, u.wav);
-      if (u.wav.empty())
-        throw std::runtime_error(path + ":" + std::to_string(line_no) + ": expected 'key path'");
+      if (u.wav.empty()) throw std::runtime_error(where + "expected 'key path'");
     } else {
       try {
         wenet_eff::Json j = wenet_eff::Json::Parse(line);
@@ -128,16 +136,22 @@ std::vector<Utterance> ReadList(const std::map<std::string, std::string>& flags)
         u.start = j.NumberOr("start", -1);
         u.end = j.NumberOr("end", -1);
       } catch (const std::exception& e) {
-        throw std::runtime_error(path + ":" + std::to_string(line_no) + ": " + e.what());
+        throw std::runtime_error(where + e.what());
       }
     }
+    if (const std::string problem = KeyProblem(u.key); !problem.empty())
+      throw std::runtime_error(where + problem);
     utts.push_back(u);
   }
+  if (utts.empty())
+    throw std::runtime_error(path + ": no utterances (an empty list decodes nothing: check how "
+                                    "it was made)");
   return utts;
 }
 
-// The utterance's samples at the model's rate; throws naming the key on any problem.
-std::vector<float> Load(const Utterance& u, int sample_rate) {
+// The utterance's audio at the model's rate (the segment when it has one); throws naming the
+// file on any problem.
+wenet_eff::WavData Load(const Utterance& u, int sample_rate) {
   wenet_eff::WavData wav = wenet_eff::ReadWav(u.wav);
   if (wav.sample_rate != sample_rate)
     throw std::runtime_error(u.wav + ": sample rate " + std::to_string(wav.sample_rate) +
@@ -156,75 +170,37 @@ std::vector<float> Load(const Utterance& u, int sample_rate) {
     s = std::vector<float>(s.begin() + a, s.begin() + std::min(b, s.size()));
   }
   if (s.empty()) throw std::runtime_error(u.wav + ": no samples");
-  return s;
+  return wav;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  wenet_eff::ParseFlags(kUsage, &argc, &argv);
   try {
-    auto flags = ParseFlags(argc, argv);
-    std::string model_dir = Get(flags, "model_dir", "");
-    if (model_dir.empty()) throw std::invalid_argument(std::string("--model_dir is required\n") + kUsage);
-    const int threads = std::stoi(Get(flags, "threads", "1"));
-    at::set_num_threads(threads);
-    auto model = std::make_shared<wenet_eff::AsrModel>(model_dir);
-    wenet_eff::DecodeOptions opts;
-    opts.chunk_size = std::stoi(Get(flags, "chunk_size", "0"));
-    opts.num_left_chunks = std::stoi(Get(flags, "num_left_chunks", "0"));
-    opts.mode = wenet_eff::ParseDecodeMode(Get(flags, "mode", "attention_rescoring"));
-    opts.beam_size = std::stoi(Get(flags, "beam_size", "10"));
-    opts.ctc_weight = std::stod(Get(flags, "ctc_weight", "0.3"));
-    opts.reverse_weight = std::stod(Get(flags, "reverse_weight", "0.5"));
-    opts.continuous_decoding = Get(flags, "continuous_decoding", "false") == "true";
-    opts.endpoint.blank_threshold = std::stof(Get(flags, "blank_threshold", "0.8"));
-    opts.endpoint.rule1.min_trailing_silence_ms =
-        std::stoi(Get(flags, "rule1_min_trailing_silence_ms", "5000"));
-    opts.endpoint.rule2.min_trailing_silence_ms =
-        std::stoi(Get(flags, "rule2_min_trailing_silence_ms", "1000"));
-    opts.endpoint.rule3.min_utterance_length_ms =
-        std::stoi(Get(flags, "rule3_min_utterance_length_ms", "20000"));
-    if (flags.count("min_token_logp")) opts.min_token_logp = std::stod(flags["min_token_logp"]);
-    if (const std::string path = Get(flags, "lm", ""); !path.empty()) {
-      auto t0 = std::chrono::steady_clock::now();
-      auto lm = std::make_shared<const wenet_eff::NgramLm>(path);
-      opts.lm = std::make_shared<const wenet_eff::WordLmFusion>(
-          lm, wenet_eff::WordPieces(model->symbols(), model->meta().token_join),
-          std::stod(Get(flags, "lm_weight", "0.5")), std::stod(Get(flags, "word_bonus", "1.0")));
-      std::cerr << "LM " << path << ": " << lm->order() << "-gram, " << lm->num_words()
-                << " words, " << lm->MemoryBytes() / 1e6 << " MB, loaded in "
-                << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
-                << " s\n";
-    }
-    if (const std::string path = Get(flags, "context_path", ""); !path.empty()) {
-      opts.context = wenet_eff::ContextGraph::FromFile(
-          path, model->symbols(), model->meta().token_join,
-          std::stod(Get(flags, "context_score", "3.0")));
-      std::cerr << "context " << path << ": " << opts.context->num_phrases() << " phrases\n";
-    }
+    const std::vector<Utterance> utts = ReadList();
+    at::set_num_threads(FLAGS_threads);
+    auto model = std::make_shared<wenet_eff::AsrModel>(FLAGS_model_dir);
+    const wenet_eff::DecodeOptions opts = wenet_eff::DecodeOptionsFromFlags(*model);
     wenet_eff::AsrDecoder decoder(model, opts);
-    std::vector<Utterance> utts = ReadList(flags);
     const int sample_rate = model->meta().sample_rate;
 
     std::ofstream result_file;
-    std::string result_path = Get(flags, "result", "");
-    if (!result_path.empty()) {
-      result_file.open(result_path);
-      if (!result_file) throw std::runtime_error(result_path + ": cannot write");
+    if (!FLAGS_result.empty()) {
+      result_file.open(FLAGS_result);
+      if (!result_file) throw std::runtime_error(FLAGS_result + ": cannot write");
     }
-    std::ostream& out = result_path.empty() ? std::cout : result_file;
+    std::ostream& out = FLAGS_result.empty() ? std::cout : result_file;
     std::ofstream segments_file;
-    const std::string segments_path = Get(flags, "segments", "");
-    if (!segments_path.empty()) {
-      segments_file.open(segments_path);
-      if (!segments_file) throw std::runtime_error(segments_path + ": cannot write");
+    if (!FLAGS_segments.empty()) {
+      segments_file.open(FLAGS_segments);
+      if (!segments_file) throw std::runtime_error(FLAGS_segments + ": cannot write");
     }
 
-    const int warmup = std::stoi(Get(flags, "warmup", "1"));
     for (const Utterance& u : utts) {  // warm up on the first readable utterance
       try {
-        std::vector<float> s = Load(u, sample_rate);
-        for (int i = 0; i < warmup; ++i) decoder.Decode(s.data(), s.size());
+        std::vector<float> s = Load(u, sample_rate).samples;
+        for (int i = 0; i < FLAGS_warmup; ++i) decoder.Decode(s.data(), s.size());
         break;
       } catch (const std::exception&) {
       }
@@ -232,16 +208,17 @@ int main(int argc, char** argv) {
 
     double audio_seconds = 0, decode_seconds = 0, encoder_seconds = 0, search_seconds = 0,
            rescore_seconds = 0;
-    int decoded = 0, skipped = 0;
+    int decoded = 0, skipped = 0, downmixed = 0;
     for (const Utterance& u : utts) {
-      std::vector<float> samples;
+      wenet_eff::WavData wav;
       try {
-        samples = Load(u, sample_rate);
+        wav = Load(u, sample_rate);
       } catch (const std::exception& e) {
         std::cerr << "skipped " << u.key << ": " << e.what() << "\n";
         ++skipped;
         continue;
       }
+      const std::vector<float>& samples = wav.samples;
       auto t0 = std::chrono::steady_clock::now();
       wenet_eff::DecodeResult r;
       try {
@@ -257,6 +234,7 @@ int main(int argc, char** argv) {
       encoder_seconds += r.encoder_seconds;
       search_seconds += r.search_seconds;
       rescore_seconds += r.rescore_seconds;
+      downmixed += wav.num_channels > 1;
       out << u.key << " " << r.text << "\n";
       if (segments_file.is_open()) {
         const double offset = u.start > 0 ? u.start : 0;  // data.list segments: in the file
@@ -272,25 +250,27 @@ int main(int argc, char** argv) {
     }
     out.flush();
     if (segments_file.is_open()) segments_file.flush();
+    if (downmixed > 0)
+      std::cerr << "downmixed " << downmixed << " multi-channel files to mono (channels averaged)\n";
     const double rtf = audio_seconds > 0 ? decode_seconds / audio_seconds : 0;
     char line[512];
     std::snprintf(line, sizeof(line),
                   "decoded %d utterances (%d skipped), %.1f s of audio in %.2f s, threads %d, "
                   "chunk_size %d, mode %s\nRTF: %.4f",
-                  decoded, skipped, audio_seconds, decode_seconds, threads,
+                  decoded, skipped, audio_seconds, decode_seconds, FLAGS_threads,
                   opts.chunk_size == 0 ? model->meta().chunk_size : opts.chunk_size,
                   wenet_eff::DecodeModeName(opts.mode), rtf);
     std::cerr << line << "\n";
-    std::string rtf_json = Get(flags, "rtf_json", "");
-    if (!rtf_json.empty() && decoded > 0) {  // none decoded: no figures to keep
-      std::ofstream j(rtf_json);
+    if (!FLAGS_rtf_json.empty() && decoded > 0) {  // none decoded: no figures to keep
+      std::ofstream j(FLAGS_rtf_json);
       j << "{\"rtf\": " << rtf << ", \"audio_seconds\": " << audio_seconds
         << ", \"decode_seconds\": " << decode_seconds << ", \"encoder_seconds\": "
         << encoder_seconds << ", \"search_seconds\": " << search_seconds
         << ", \"rescore_seconds\": " << rescore_seconds << ", \"utterances\": " << decoded
-        << ", \"skipped\": " << skipped << ", \"threads\": " << threads << "}\n";
+        << ", \"skipped\": " << skipped << ", \"downmixed\": " << downmixed
+        << ", \"threads\": " << FLAGS_threads << "}\n";
     }
-    return decoded == 0 && !utts.empty() ? 1 : 0;
+    return decoded == 0 ? 1 : 0;
   } catch (const std::exception& e) {
     std::cerr << "decoder_main: " << e.what() << "\n";
     return 2;

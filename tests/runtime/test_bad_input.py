@@ -1,8 +1,12 @@
 """The C++ runtime on bad input, as the Python side handles it: the WAV reader averages the
 channels of a multi-channel file and refuses a truncated data chunk (truncated_audio, both
-durations) exactly as wenet_eff.data.audio does."""
+durations) exactly as wenet_eff.data.audio does; decoder_main refuses every bad flag value
+(gflags types and validators), keys that hold whitespace and empty lists, naming them."""
 
 from __future__ import annotations
+
+import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -10,6 +14,7 @@ import soundfile as sf
 
 from tests.bad_audio import piped_wav, stereo_silent_left, truncated_wav
 from wenet_eff.data.audio import load_audio
+from wenet_eff.export.cpp import decoder_main
 
 
 @pytest.mark.parametrize("channels, subtype", [(2, "PCM_16"), (3, "PCM_24"), (2, "FLOAT")])
@@ -41,3 +46,102 @@ def test_read_wav_of_a_wav_written_to_a_pipe_reads_to_the_end(runtime, tmp_path)
     samples, _ = runtime.read_wav(str(piped_wav(tmp_path / "piped.wav")))
     assert samples.shape == (16000,)
     np.testing.assert_array_equal(samples, load_audio(tmp_path / "piped.wav")[0])
+
+
+def _decoder_main(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(decoder_main()), *flags], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--beam_size", "10abc"], "illegal value '10abc' specified for int32 flag 'beam_size'"),
+        (["--ctc_weight", "1.5x"], "illegal value '1.5x' specified for double flag 'ctc_weight'"),
+        (["--chunk_size", "abc"], "illegal value 'abc' specified for int32 flag 'chunk_size'"),
+        (["--continuous_decoding=maybe"], "illegal value 'maybe' specified for bool flag"),
+        (["--continuous_decoding", "maybe"], "unexpected argument 'maybe'"),
+        (["--threads", "-3"], "--threads=-3: must be >= 1"),
+        (["--beam_size", "0"], "--beam_size=0: must be >= 1"),
+        (["--ctc_weight", "1.5"], "--ctc_weight=1.5: must be in [0, 1]"),
+        (["--reverse_weight", "nan"], "--reverse_weight=nan: must be in [0, 1]"),
+        (["--chunk_size", "-2"], "--chunk_size=-2: must be -1 (full context), 0"),
+        (["--num_left_chunks", "-5"], "--num_left_chunks=-5: must be -1 (all)"),
+        (["--lm_weight", "inf"], "--lm_weight=inf: must be a finite number >= 0"),
+        (["--min_token_logp", "0.5"], "--min_token_logp=0.5: must be a log probability <= 0"),
+        (["--rule2_min_trailing_silence_ms", "0"], "--rule2_min_trailing_silence_ms=0: must be"),
+        (["--warmup", "-1"], "--warmup=-1: must be >= 0"),
+        (["--mode", "beam"], "mode 'beam' unknown (attention_rescoring, ctc_prefix_beam_search"),
+        (["--chunk_sise", "4"], "unknown command line flag 'chunk_sise'"),
+    ],
+)
+def test_decoder_main_refuses_bad_flags_naming_them(tmp_path, flags, message):
+    """Each bad value stops decoder_main before anything is loaded, naming the flag and value
+    (no libtorch stack trace); the hand-written parser took '10abc' as 10 and 'maybe' as false."""
+    proc = _decoder_main("--model_dir", str(tmp_path), "--wav_scp", str(tmp_path / "x"), *flags)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert "Exception raised from" not in proc.stderr
+
+
+def test_decoder_main_help_and_required_flags(tmp_path):
+    proc = _decoder_main("--help")
+    assert proc.returncode == 0
+    for flag in ("model_dir", "data_list", "wav_scp", "chunk_size", "beam_size", "lm",
+                 "context_path", "continuous_decoding", "rtf_json"):  # fmt: skip
+        assert f"-{flag} (" in proc.stdout
+    assert 'default: "attention_rescoring"' in proc.stdout and "-helpxml (" not in proc.stdout
+    assert "--model_dir is required" in _decoder_main("--wav_scp", "x").stderr
+    proc = _decoder_main("--model_dir", str(tmp_path))
+    assert proc.returncode != 0 and "give exactly one of --wav_scp and --data_list" in proc.stderr
+    flagfile = tmp_path / "decode.flags"  # WeNet users keep their options in one
+    flagfile.write_text(f"--model_dir={tmp_path}\n--beam_size=0\n")
+    proc = _decoder_main(f"--flagfile={flagfile}")
+    assert proc.returncode != 0 and "--beam_size=0: must be >= 1" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "name, lines, message",
+    [
+        ("data.list", ['{"key": "ok", "wav": "a.wav"}', '{"key": "a b", "wav": "a.wav"}'],
+         'data.list:2: key "a b" contains whitespace'),
+        ("data.list", ['{"key": "a\\tb", "wav": "a.wav"}'], 'key "a\\tb" contains whitespace'),
+        ("data.list", ['{"key": "a\\u3000b", "wav": "a.wav"}'], "key \"a\u3000b\" contains"),
+        ("data.list", ['{"key": "", "wav": "a.wav"}'], "data.list:1: empty key"),
+        ("wav.scp", ["ok a.wav", "a\u3000b a.wav"], 'wav.scp:2: key "a\u3000b" contains'),
+        ("data.list", [], "data.list: no utterances"),
+        ("wav.scp", ["", "  "], "wav.scp: no utterances"),
+    ],
+)  # fmt: skip
+def test_decoder_main_refuses_bad_keys_and_empty_lists(tmp_path, name, lines, message):
+    """A key that the "key text" output would split stops the run naming the file and line (the
+    whole list is checked before the model loads); an empty list is an error, not 0 decoded."""
+    path = tmp_path / name
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    flag = "--data_list" if name == "data.list" else "--wav_scp"
+    proc = _decoder_main("--model_dir", str(tmp_path / "no_model"), flag, str(path))
+    assert proc.returncode != 0
+    assert message in proc.stderr
+
+
+def test_decoder_main_downmixes_and_skips_truncated(runtime, dense_fp32, tmp_path):
+    """A stereo file whose channel 0 is silent decodes as the mean of its channels (counted), not
+    as silence; a truncated wav is skipped naming the key and both durations."""
+    stereo_silent_left(tmp_path / "stereo.wav", seconds=2.0)
+    mean, _ = load_audio(tmp_path / "stereo.wav")
+    sf.write(tmp_path / "mean.wav", mean, 16000, subtype="FLOAT")
+    sf.write(tmp_path / "silent.wav", np.zeros_like(mean), 16000, subtype="FLOAT")
+    truncated_wav(tmp_path / "cut.wav")
+    keys = ["stereo", "mean", "silent", "cut"]
+    scp = tmp_path / "wav.scp"
+    scp.write_text("".join(f"{k} {tmp_path / k}.wav\n" for k in keys))
+    proc = _decoder_main("--model_dir", str(dense_fp32), "--wav_scp", str(scp), "--mode",
+                         "ctc_greedy_search", "--rtf_json", str(tmp_path / "rtf.json"))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    texts = dict((line.split(" ", 1) + [""])[:2] for line in proc.stdout.splitlines())
+    assert list(texts) == ["stereo", "mean", "silent"]
+    assert texts["stereo"] == texts["mean"] != texts["silent"]
+    assert "downmixed 1 multi-channel files to mono (channels averaged)" in proc.stderr
+    assert "skipped cut: " in proc.stderr and "truncated_audio" in proc.stderr
+    assert "header says 2.83 s, the file holds 1.41 s" in proc.stderr
+    rtf = json.loads((tmp_path / "rtf.json").read_text())
+    assert (rtf["utterances"], rtf["skipped"], rtf["downmixed"]) == (3, 1, 1)
