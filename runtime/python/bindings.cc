@@ -108,7 +108,7 @@ PYBIND11_MODULE(wenet_eff_runtime, m) {
         std::copy(wav.samples.begin(), wav.samples.end(), out.mutable_data());
         return py::make_tuple(out, wav.sample_rate);
       },
-      py::arg("path"), "(samples in [-1, 1] of channel 0, sample_rate)");
+      py::arg("path"), "(samples in [-1, 1], the mean of the channels, sample_rate)");
 
   py::class_<NgramLm, std::shared_ptr<NgramLm>>(m, "NgramLm")
       .def(py::init<const std::string&>(), py::arg("arpa_path"),
