@@ -78,7 +78,9 @@ def test_attention_options_compute_what_they_specify(st):
     m.record_logits = True
     out, _ = m(x, x, x, torch.ones(0, 0, 0, dtype=torch.bool))
     expected, logits, raw_max = reference_attention(m, x, st)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    # atol 3e-5: the layer scales q by 1/sqrt(d_k) before the product (for half precision),
+    # the specification after it; with these large logits the roundings differ by ~1.6e-5
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=3e-5)
     torch.testing.assert_close(m.max_logit, raw_max)  # recorded before capping
     if st.softmax_cap:
         assert raw_max > st.softmax_cap  # the weights make the cap bind...

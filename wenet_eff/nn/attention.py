@@ -13,6 +13,11 @@ and values stay valid chunk by chunk:
 With `record_logits` set (by train.stability), `max_logit` keeps the largest logit of the last
 forward, before capping.
 
+Half precision (fp16, bf16): the queries are scaled by 1/sqrt(d_k) before the products, so
+a logit overflows fp16 only where the scaled logit itself exceeds 65504 (WeNet divides the summed
+products, whose fp16 sum overflows first); blocked keys get the dtype's lowest value, and the
+softmax runs in fp32.
+
 `fused_softmax` (off; the .pt2 export sets it) computes softmax(scores) @ values as one
 `scaled_dot_product_attention` call, the relative-position term passed as its additive mask.
 AOTInductor runs that as ATen's fused CPU kernel; the softmax it generates itself for the
@@ -23,7 +28,6 @@ recorded.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +72,12 @@ def _shared_keys(batch, groups) -> bool:
     if batch % groups:
         raise ValueError(f"query batch {batch} is not a multiple of the key batch {groups}")
     return True
+
+
+def _softmax(scores: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Softmax over the last axis computed in fp32 (exact sums of half-precision
+    probabilities), returned in `dtype` (the values' dtype, for the product with them)."""
+    return torch.softmax(scores, dim=-1, dtype=torch.float32).to(dtype)
 
 
 class MultiHeadedAttention(nn.Module):
@@ -156,9 +166,9 @@ class MultiHeadedAttention(nn.Module):
         if mask.size(2) > 0:
             blocked = ~mask.unsqueeze(1)[:, :, :, : scores.size(-1)]
             scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
-            attn = torch.softmax(scores, dim=-1).masked_fill(blocked, 0.0)
+            attn = _softmax(scores, value.dtype).masked_fill(blocked, 0.0)
         else:
-            attn = torch.softmax(scores, dim=-1)
+            attn = _softmax(scores, value.dtype)
         return self._output(torch.matmul(self.dropout(attn), value))
 
     def _output(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,7 +194,8 @@ class MultiHeadedAttention(nn.Module):
         mask: torch.Tensor,
         bias: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """forward_attention(v, q k^T / sqrt(d_k) + bias, mask) as one fused call (eval only).
+        """forward_attention(v, q k^T + bias, mask) as one fused call (eval only); q comes
+        scaled by 1/sqrt(d_k).
 
         A blocked key gets the lowest float, as in forward_attention; a query with every key
         blocked would average the values instead of giving zeros (the exported graphs always
@@ -194,9 +205,7 @@ class MultiHeadedAttention(nn.Module):
             if bias is None:
                 bias = torch.zeros(blocked.shape, dtype=q.dtype, device=q.device)
             bias = bias.masked_fill(blocked, torch.finfo(q.dtype).min)
-        x = nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, scale=1.0 / math.sqrt(self.d_k)
-        )
+        x = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
         return self._output(x)
 
     @staticmethod
@@ -229,6 +238,7 @@ class MultiHeadedAttention(nn.Module):
         """
         q, k, v = self.forward_qkv(query, key, value)
         k, v, new_cache = self._with_cache(k, v, cache)
+        q = q * self.d_k**-0.5
         batch, groups = q.size(0), k.size(0)
         if _shared_keys(batch, groups):
             # (B, H, T1, d_k) -> (G, H, B/G * T1, d_k): one product per key sequence, so the
@@ -238,7 +248,7 @@ class MultiHeadedAttention(nn.Module):
         if self._fused():
             out = self._fused_attention(q, k, v, mask)
         else:
-            scores = self._logits(torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_k))
+            scores = self._logits(torch.matmul(q, k.transpose(-2, -1)))
             out = self.forward_attention(v, scores, mask)
         return out.reshape(batch, -1, out.size(-1)), new_cache
 
@@ -278,12 +288,14 @@ class RelPositionMultiHeadedAttention(MultiHeadedAttention):
         q, k, v = self.forward_qkv(query, key, value)
         k, v, new_cache = self._with_cache(k, v, cache)
         p = self._heads(self.linear_pos, pos_emb)  # (1, H, T2, d_k)
-        q_u = q + self.pos_bias_u.unsqueeze(1)  # bias (H, d_k) broadcast over (B, H, T1, d_k)
-        q_v = q + self.pos_bias_v.unsqueeze(1)
+        # bias (H, d_k) broadcast over (B, H, T1, d_k); scaled before the products (half
+        # precision: see the module docstring)
+        scale = self.d_k**-0.5
+        q_u = (q + self.pos_bias_u.unsqueeze(1)) * scale
+        q_v = (q + self.pos_bias_v.unsqueeze(1)) * scale
         matrix_bd = torch.matmul(q_v, p.transpose(-2, -1))
         if self._fused():
-            bias = matrix_bd / math.sqrt(self.d_k)
-            return self._fused_attention(q_u, k, v, mask, bias), new_cache
+            return self._fused_attention(q_u, k, v, mask, matrix_bd), new_cache
         matrix_ac = torch.matmul(q_u, k.transpose(-2, -1))
-        scores = self._logits((matrix_ac + matrix_bd) / math.sqrt(self.d_k))
+        scores = self._logits(matrix_ac + matrix_bd)
         return self.forward_attention(v, scores, mask), new_cache
