@@ -163,7 +163,7 @@ class ASRModel(nn.Module):
         """Weighted MoE load-balancing + z losses of the last training forward, mean over layers."""
         layers = [m for _, m in moe_layers(self) if m.aux]
         if not layers:
-            return torch.zeros(())
+            return self.ctc.ctc_lo.weight.new_zeros(())
         balance = torch.stack([m.aux["load_balance"] for m in layers]).mean()
         z_loss = torch.stack([m.aux["z_loss"] for m in layers]).mean()
         return self.moe_load_balance_weight * balance + self.moe_z_loss_weight * z_loss

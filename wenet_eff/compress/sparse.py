@@ -242,7 +242,7 @@ def init_scores(weight: torch.Tensor, how: str, scale: float = 1.0) -> torch.Ten
     if how == "rank":
         flat = weight.abs().reshape(-1)
         ranks = torch.empty_like(flat)
-        ranks[flat.argsort()] = torch.arange(flat.numel(), dtype=flat.dtype)
+        ranks[flat.argsort()] = torch.arange(flat.numel(), dtype=flat.dtype, device=flat.device)
         return (ranks / flat.numel()).reshape(weight.shape)
     mag = weight.abs().clone()
     return mag * scale if how == "magnitude_scaled" else mag

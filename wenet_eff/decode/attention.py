@@ -110,14 +110,12 @@ def attention_rescoring(
     memory, memory_mask = encoder_out, encoder_mask
     lens = torch.tensor([len(h.tokens) for h in flat], device=device)
     width = max(int(lens.max()), 1)
-    pad = torch.full((len(flat), width), model.eos, dtype=torch.long, device=device)
-    for i, h in enumerate(flat):
-        pad[i, : len(h.tokens)] = torch.tensor(h.tokens, dtype=torch.long)
+    # padded with eos, built here and copied to the device once (one copy per row would sync)
+    pad = torch.tensor([[*h.tokens, *[model.eos] * (width - len(h.tokens))] for h in flat])
+    rev = torch.tensor([[*h.tokens[::-1], *[model.eos] * (width - len(h.tokens))] for h in flat])
+    pad, rev = pad.to(device), rev.to(device)
     sos = pad.new_full((len(flat), 1), model.sos)
     ys_in = torch.cat([sos, pad], dim=1)
-    rev = pad.clone()
-    for i, h in enumerate(flat):
-        rev[i, : len(h.tokens)] = torch.tensor(h.tokens[::-1], dtype=torch.long)
     r_ys_in = torch.cat([sos, rev], dim=1)
     left, right = model.decoder(memory, memory_mask, ys_in, lens + 1, r_ys_in, reverse_weight)
     att = _sequence_scores(left, pad, lens, model.eos)

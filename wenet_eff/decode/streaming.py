@@ -249,7 +249,7 @@ class StreamingSession:
         if not self._encoder_out:
             return StreamingResult([], self._text([]), final=True)
         encoder_out = torch.cat(self._encoder_out, dim=1)
-        mask = torch.ones(1, 1, encoder_out.size(1), dtype=torch.bool)
+        mask = torch.ones(1, 1, encoder_out.size(1), dtype=torch.bool, device=encoder_out.device)
         best = attention_rescoring(
             self.model,
             [self._beam.nbest()],
@@ -299,9 +299,13 @@ class StreamingSession:
             self._buffer = torch.cat([self._buffer, new], dim=0)
             self._feats_read = ready
 
+    def _device(self) -> torch.device:
+        """Where the model is: features (computed on the CPU) go there."""
+        return self.model.ctc.ctc_lo.weight.device
+
     @torch.inference_mode()
     def _decode_chunk(self) -> None:
-        chunk = self._buffer[: self.window].unsqueeze(0)
+        chunk = self._buffer[: self.window].unsqueeze(0).to(self._device())
         required_cache_size = self.chunk_size * self.num_left_chunks
         out, self._att_cache, self._cnn_cache = self.model.encoder.forward_chunk(
             chunk, self._offset, required_cache_size, self._att_cache, self._cnn_cache
@@ -312,14 +316,14 @@ class StreamingSession:
 
     @torch.inference_mode()
     def _decode_full(self) -> None:
-        feats = self._buffer.unsqueeze(0)
-        out, _ = self.model.encoder(feats, torch.tensor([feats.size(1)]))
+        feats = self._buffer.unsqueeze(0).to(self._device())
+        out, _ = self.model.encoder(feats, torch.tensor([feats.size(1)], device=feats.device))
         self._buffer = self._buffer[:0]
         self._consume(out)
 
     def _consume(self, encoder_out: torch.Tensor) -> None:
         """CTC posteriors of new encoder frames: extend the beam, count trailing silence."""
-        log_probs = self.model.ctc.log_softmax(encoder_out)[0]
+        log_probs = self.model.ctc.log_softmax(encoder_out)[0].cpu()  # the beam runs here
         self._encoder_out.append(encoder_out)
         self._ctc_log_probs.append(log_probs)
         self._beam.advance(log_probs)

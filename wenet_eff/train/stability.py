@@ -127,10 +127,8 @@ class OutputNormMonitor:
         # one device sync for everything
         packed = [torch.stack(self.sums[n]).sum(0) for n in names]
         peaks = [torch.stack(self.logits[n]).max() for n in lnames]
-        flat = torch.cat(
-            [torch.stack(packed).flatten() if packed else torch.zeros(0)]
-            + [torch.stack(peaks) if peaks else torch.zeros(0)]
-        ).tolist()
+        parts = [torch.stack(packed).flatten()] if packed else []
+        flat = torch.cat(parts + ([torch.stack(peaks)] if peaks else [])).tolist()
         self.sums, self.logits = {}, {}
         out: dict[str, float] = {}
         roles: dict[str, list[float]] = {}
