@@ -47,7 +47,7 @@ def pack_bits(values: torch.Tensor, bits: int) -> torch.Tensor:
     if pad:
         flat = torch.cat([flat, flat.new_zeros(pad)])
     fields = flat.reshape(-1, per)
-    out = torch.zeros(fields.size(0), dtype=torch.uint8)
+    out = fields.new_zeros(fields.size(0))
     for i in range(per):
         out |= fields[:, i] << (bits * i)
     return out
