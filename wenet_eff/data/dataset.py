@@ -40,7 +40,7 @@ from wenet_eff.data.batching import (
     sort_buffer,
     static_batches,
 )
-from wenet_eff.data.features import compute_fbank, num_frames
+from wenet_eff.data.features import compute_fbank, feature_backend, num_frames
 from wenet_eff.data.sources import (
     Utterance,
     iter_shard,
@@ -98,6 +98,8 @@ class DataConfig:
     frame_length: int = 25
     frame_shift: int = 10
     dither: float = 1.0  # training only; evaluation uses 0
+    # kaldi_native_fbank | torchaudio (WeNet's kaldi.fbank) | kaldifeat: data/features.py
+    feature_backend: str = "kaldi_native_fbank"
     speed_perturb: bool = False
     speeds: list[float] = field(default_factory=lambda: [0.9, 1.0, 1.1])
     spec_aug: bool = True
@@ -156,6 +158,7 @@ class Dataset(IterableDataset):
             raise ValueError(f"data.speeds: speeds must be > 0, got {list(data_cfg.speeds)}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
+        feature_backend(data_cfg.feature_backend)  # fails here, not as a skip per utterance
         self.cfg = data_cfg
         self.list_file = list_file
         self.tokenizer = tokenizer
@@ -268,6 +271,7 @@ class Dataset(IterableDataset):
             cfg.frame_shift,
             dither=cfg.dither if self.train else 0.0,
             rng=np_rng,
+            backend=cfg.feature_backend,
         )
         if self.train:
             feats = self._augment(feats, rng)  # SpecTrim may shorten it: check CTC after
