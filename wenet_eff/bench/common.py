@@ -12,6 +12,8 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -39,8 +41,14 @@ def add_model_args(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--out", default=out, help="JSON result path")
 
 
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    """--device: where the benchmark runs (cpu, cuda, cuda:N)."""
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+
+
 def build_bench_model(args: argparse.Namespace) -> tuple[DictConfig, ASRModel]:
-    """Set the thread count and seed, then build (and optionally load) the model."""
+    """Set the thread count and seed, then build (and optionally load) the model, on
+    `args.device` when the benchmark takes --device."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     vocab = args.vocab_size or (0 if args.config else 5002)
@@ -49,16 +57,39 @@ def build_bench_model(args: argparse.Namespace) -> tuple[DictConfig, ASRModel]:
     model = build_model(cfg)
     if args.checkpoint:
         compress.load_weights(model, args.checkpoint, "--checkpoint")
-    return cfg, model
+    return cfg, model.to(getattr(args, "device", "cpu"))
 
 
-def environment() -> dict:
-    """Where the numbers were measured."""
-    return {
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the kernels queued on `device` (CUDA runs them asynchronously)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def mean_seconds(
+    fn: Callable[[], object], repeats: int, device: torch.device | str = "cpu"
+) -> float:
+    """Mean wall seconds of `fn()` over `repeats` runs after one warm-up run (allocator,
+    thread pool, CUDA kernels' first launch); on CUDA the time includes the queued GPU work."""
+    fn()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def environment(device: torch.device | str = "cpu") -> dict:
+    """Where the numbers were measured (with the GPU's name on CUDA)."""
+    env = {
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+    if torch.device(device).type == "cuda":
+        env["device"] = torch.cuda.get_device_name(device)
+    return env
 
 
 def command_line() -> str:

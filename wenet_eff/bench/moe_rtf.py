@@ -1,9 +1,14 @@
 """MoE cost benchmark: Dense-225M vs MoE-1B vs Dense-1B RTF, and MoE dispatch vs a full scan.
 
     python -m wenet_eff.bin.benchmark moe_rtf --threads 2
+    python -m wenet_eff.bin.benchmark moe_rtf --device cuda --frames 1000 16000 --models
+
+Everything runs on `--device` (CUDA times include the queued GPU work); `--models` with no
+name measures the dispatch alone.
 
 1. Dispatch: one MoE layer per `--shapes` entry (default the paper shape, d=576 with 2048
-   units, and mini_moe's, d=144 with 288 units; 8 experts, top-2) on a 1,000-frame batch: our
+   units, and mini_moe's, d=144 with 288 units; 8 experts, top-2) on batches of `--frames`
+   frames (default 1,000): our
    sort-once dispatch against the per-expert full scan (`torch.where` over all frames for each
    expert, as WeNet does), inference and training (forward+backward); and, for inference,
    against running every expert on every frame (the export fallback). The matmul roofline
@@ -31,11 +36,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import time
+from functools import partial
 
 import torch
 
-from wenet_eff.bench.common import environment, write_json
+from wenet_eff.bench.common import add_device_arg, environment, mean_seconds, write_json
 from wenet_eff.bench.model_info import flops_per_second
 from wenet_eff.config import load_config
 from wenet_eff.decode.attention import attention_rescoring
@@ -46,62 +51,59 @@ from wenet_eff.nn.moe import MoEFFNLayer, moe_layers, naive_moe
 MODELS = ("paper_dense_225m", "paper_moe_1b", "paper_dense_1b")
 
 
-def _time(fn, repeats: int) -> float:
-    """Mean seconds of `fn()` over `repeats` runs after one warm-up run."""
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
-
-
 def all_experts_moe(layer: MoEFFNLayer, xs: torch.Tensor) -> torch.Tensor:
     """Every expert on every frame, outputs weighted by the sparse routing weights: what an
     export without data-dependent shapes computes (WeNet's runtime export does this)."""
     shape = xs.shape
     x = xs.reshape(-1, shape[-1])
     _, top_ids, weights = layer.route(x)
-    dense_weights = torch.zeros(x.shape[0], layer.n_expert).scatter(1, top_ids, weights)
+    dense_weights = x.new_zeros(x.shape[0], layer.n_expert).scatter(1, top_ids, weights)
     out = sum(dense_weights[:, e, None] * expert(x) for e, expert in enumerate(layer.experts))
     return out.reshape(shape)
 
 
-def gemm_peak_gflops(size: int = 1536, repeats: int = 5) -> float:
+def gemm_peak_gflops(size: int = 1536, repeats: int = 5, device: str = "cpu") -> float:
     """Measured fp32 GEMM throughput (GFLOP/s) of a square `size` matmul, best of `repeats`."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = min(_time(lambda: a @ b, 1) for _ in range(repeats))
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    best = min(mean_seconds(lambda: a @ b, 1, device) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
 
 
-def read_bandwidth_gb_s(megabytes: int = 512, repeats: int = 3) -> float:
+def read_bandwidth_gb_s(megabytes: int = 512, repeats: int = 3, device: str = "cpu") -> float:
     """Measured memory read bandwidth (GB/s): summing a tensor far larger than the caches."""
-    x = torch.ones(megabytes * 2**20 // 4)
-    best = min(_time(x.sum, 1) for _ in range(repeats))
+    x = torch.ones(megabytes * 2**20 // 4, device=device)
+    best = min(mean_seconds(x.sum, 1, device) for _ in range(repeats))
     return x.numel() * 4 / best / 1e9
 
 
 @torch.inference_mode()
-def cold_gemm_gb_s(rows: int, dim: int, units: int, megabytes: int = 256) -> float:
+def cold_gemm_gb_s(
+    rows: int, dim: int, units: int, megabytes: int = 256, device: str = "cpu"
+) -> float:
     """Weight GB/s of a `rows`-row linear (dim -> units) whose weight is not in cache: many
     distinct weights in turn, as a streaming chunk step meets them."""
     n = min(max(2, megabytes * 2**20 // (dim * units * 4)), 256)
-    weights = [torch.randn(units, dim) for _ in range(n)]
-    x = torch.randn(rows, dim)
-    seconds = min(_time(lambda: [x @ w.t() for w in weights], 1) for _ in range(3)) / n
-    return dim * units * 4 / seconds / 1e9
+    weights = [torch.randn(units, dim, device=device) for _ in range(n)]
+    x = torch.randn(rows, dim, device=device)
+    seconds = min(mean_seconds(lambda: [x @ w.t() for w in weights], 1, device) for _ in range(3))
+    return dim * units * 4 / (seconds / n) / 1e9
 
 
-def dispatch(dim: int, units: int, args: argparse.Namespace, peak_gflops: float) -> dict:
-    """Our MoE dispatch vs the per-expert full scan on one layer of shape (dim, units)."""
+def dispatch(
+    dim: int, units: int, frames: int, args: argparse.Namespace, peak_gflops: float
+) -> dict:
+    """Our MoE dispatch vs the per-expert full scan on one layer of shape (dim, units), on a
+    batch of `frames` frames."""
     torch.manual_seed(0)
     layer = MoEFFNLayer(dim, units, 0.0, torch.nn.SiLU(), args.n_expert, args.k)
     # a trained-looking router: larger logits, so routing is decisive
     torch.nn.init.normal_(layer.gate.weight, std=0.5)
-    x = torch.randn(1, args.frames, dim)
+    layer = layer.to(args.device)
+    x = torch.randn(1, frames, dim, device=args.device)
     assert torch.allclose(layer(x), naive_moe(layer, x), atol=1e-4), "dispatch != reference"
     assert torch.allclose(layer(x), all_experts_moe(layer, x), atol=1e-4), "dispatch != all"
-    out = {"dim": dim, "units": units}
+    _time = partial(mean_seconds, device=args.device)
+    out = {"dim": dim, "units": units, "frames": frames}
     with torch.inference_mode():
         out["ours_infer_s"] = _time(lambda: layer(x), args.repeats * 5)
         out["scan_infer_s"] = _time(lambda: naive_moe(layer, x), args.repeats * 5)
@@ -117,7 +119,7 @@ def dispatch(dim: int, units: int, args: argparse.Namespace, peak_gflops: float)
     out["infer_speedup_vs_all_experts"] = out["all_experts_infer_s"] / out["ours_infer_s"]
     out["train_speedup"] = out["scan_train_s"] / out["ours_train_s"]
     # the k active experts' two matmuls: what any dispatch must compute
-    out["active_gflop"] = args.frames * args.k * 2 * 2 * dim * units / 1e9
+    out["active_gflop"] = frames * args.k * 2 * 2 * dim * units / 1e9
     out["matmul_floor_s"] = out["active_gflop"] / peak_gflops
     return out
 
@@ -174,10 +176,12 @@ def model_rtf(name: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     cfg = load_config(name, [f"model.vocab_size={args.vocab_size}", *args.override])
     model = build_model(cfg).eval()
-    frames = int(args.seconds * 100)
-    feats = torch.randn(1, frames, cfg.model.input_dim)
-    lens = torch.tensor([frames])
     flops = flops_per_second(model, args.seconds, cfg.model.input_dim)
+    model = model.to(args.device)
+    frames = int(args.seconds * 100)
+    feats = torch.randn(1, frames, cfg.model.input_dim, device=args.device)
+    lens = torch.tensor([frames], device=args.device)
+    _time = partial(mean_seconds, device=args.device)
     generator = torch.Generator().manual_seed(1)
     text_ids = model.text_ids()
     nbest = [
@@ -226,25 +230,28 @@ def model_rtf(name: str, args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    peak = gemm_peak_gflops(args.gemm_size)
-    bandwidth = read_bandwidth_gb_s(args.bandwidth_mb)
+    device = args.device
+    peak = gemm_peak_gflops(args.gemm_size, device=device)
+    bandwidth = read_bandwidth_gb_s(args.bandwidth_mb, device=device)
     result = {
         "gemm_peak_gflops": peak,
         "read_bandwidth_gb_s": bandwidth,
         "cold_gemm_gb_s": {
-            f"{rows}x{d}x{u}": cold_gemm_gb_s(rows, d, u, args.bandwidth_mb // 2)
+            f"{rows}x{d}x{u}": cold_gemm_gb_s(rows, d, u, args.bandwidth_mb // 2, device)
             for rows in (4, 16, 64)
             for d, u in args.shapes[:1]
         },
-        "dispatch": [dispatch(d, u, args, peak) for d, u in args.shapes],
+        "dispatch": [
+            dispatch(d, u, frames, args, peak) for frames in args.frames for d, u in args.shapes
+        ],
         "models": [],
-        **environment(),
+        **environment(device),
     }
     for name in args.models:
         result["models"].append(model_rtf(name, args))
         gc.collect()  # free one model (GBs) before building the next
         print(f"  measured {name}", flush=True)
-    base = result["models"][0]
+    base = result["models"][0] if result["models"] else None
     for row in result["models"]:
         flops_ratio = row["gflops_per_audio_second"] / base["gflops_per_audio_second"]
         row["flops_ratio"] = flops_ratio
@@ -269,25 +276,35 @@ def run(args: argparse.Namespace) -> dict:
             ) / base["rtf"][key]
     result["settings"] = {
         k: getattr(args, k)
-        for k in ("seconds", "chunks", "nbest", "hyp_len", "vocab_size", "frames", "threads")
+        for k in (
+            "seconds",
+            "chunks",
+            "nbest",
+            "hyp_len",
+            "vocab_size",
+            "frames",
+            "threads",
+            "device",
+        )  # fmt: skip
     }
     return result
 
 
 def print_result(result: dict, args: argparse.Namespace) -> None:
     print(
-        f"{args.threads} threads: fp32 GEMM peak {result['gemm_peak_gflops']:.1f} GFLOP/s, "
+        f"{result.get('device', f'{args.threads} threads')}: "
+        f"fp32 GEMM peak {result['gemm_peak_gflops']:.1f} GFLOP/s, "
         f"memory read {result['read_bandwidth_gb_s']:.1f} GB/s; weight GB/s of linears whose "
         "weights are not in cache (rows x dim x units): "
         + ", ".join(f"{k} {v:.1f}" for k, v in result["cold_gemm_gb_s"].items())
     )
     print(
-        f"MoE dispatch, {args.frames} frames, {args.n_expert} experts top-{args.k} "
+        f"MoE dispatch, {args.n_expert} experts top-{args.k} "
         "(floor: the active experts' matmuls at the GEMM peak):"
     )
     print(
-        f"{'d x units':<12}{'mode':<7}{'ours ms':>9}{'full scan ms':>14}{'speedup':>9}"
-        f"{'all experts ms':>16}{'floor ms':>10}"
+        f"{'frames':>7} {'d x units':<12}{'mode':<7}{'ours ms':>9}{'full scan ms':>14}"
+        f"{'speedup':>9}{'all experts ms':>16}{'floor ms':>10}"
     )
     for d in result["dispatch"]:
         for mode in ("infer", "train"):
@@ -297,9 +314,12 @@ def print_result(result: dict, args: argparse.Namespace) -> None:
                 else ""
             )
             print(
-                f"{d['dim']}x{d['units']:<8}{mode:<7}{d[f'ours_{mode}_s'] * 1e3:>9.2f}"
+                f"{d['frames']:>7} {d['dim']}x{d['units']:<8}{mode:<7}"
+                f"{d[f'ours_{mode}_s'] * 1e3:>9.2f}"
                 f"{d[f'scan_{mode}_s'] * 1e3:>14.2f}{d[f'{mode}_speedup']:>8.2f}x{every}"
             )
+    if not result["models"]:
+        return
     print(
         f"\nRTF, {args.seconds:g} s of audio, batch 1, {args.threads} threads, random weights "
         f"(rescoring: {args.nbest} x {args.hyp_len}-token n-best):"
@@ -374,7 +394,12 @@ def _shape(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(MODELS), help="first one is the baseline")
+    p.add_argument(
+        "--models",
+        nargs="*",
+        default=list(MODELS),
+        help="first one is the baseline; none: dispatch only",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument(
@@ -384,7 +409,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--hyp_len", type=int, default=60)
     p.add_argument("--vocab_size", type=int, default=5002)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--frames", type=int, default=1000, help="dispatch benchmark batch")
+    p.add_argument(
+        "--frames", type=int, nargs="+", default=[1000], help="dispatch benchmark batches"
+    )
     p.add_argument(
         "--shapes",
         type=_shape,
@@ -403,6 +430,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--override", nargs="*", default=[], help="config overrides for every model")
     p.add_argument("--out", default="bench_results/moe_rtf.json")
+    add_device_arg(p)
     args = p.parse_args(argv)
     result = run(args)
     print_result(result, args)

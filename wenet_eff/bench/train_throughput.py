@@ -1,11 +1,14 @@
-"""Training throughput of a model config on this machine (CPU, eager): input frames per second.
+"""Training throughput of a model config on this machine (eager): input frames per second.
 
     python -m wenet_eff.bench.train_throughput --model u2pp_conformer --threads 2
+    python -m wenet_eff.bench.train_throughput --model paper_moe_1b --device cuda --dtype bf16
 
 One timed iteration = forward + backward + gradient clipping + Adam step on a synthetic batch
 (random 80-dim features, `--batch_size` x `--frames` frames; random targets of
 `--tokens` tokens). Throughput counts input feature frames (10 ms each), so it also reads as
-seconds of audio trained per second / 100. Writes JSON and prints a table.
+seconds of audio trained per second / 100. On CUDA each step's time includes its GPU work (the
+loss is read back) and the peak GPU memory of the timed steps is reported. Writes JSON and
+prints a table.
 """
 
 from __future__ import annotations
@@ -15,7 +18,13 @@ import time
 
 import torch
 
-from wenet_eff.bench.common import add_model_args, build_bench_model, environment, write_json
+from wenet_eff.bench.common import (
+    add_device_arg,
+    add_model_args,
+    build_bench_model,
+    environment,
+    write_json,
+)
 from wenet_eff.train.optim import build_optimizer
 
 
@@ -23,14 +32,15 @@ def make_step(args: argparse.Namespace, cfg, model: torch.nn.Module):
     """One training iteration on a fixed synthetic batch of `args` sizes; returns the loss."""
     model.train()
     optimizer = build_optimizer(model.parameters(), cfg.optim)
-    feats = torch.randn(args.batch_size, args.frames, cfg.model.input_dim)
-    feats_lengths = torch.full((args.batch_size,), args.frames)
+    device = torch.device(args.device)
+    feats = torch.randn(args.batch_size, args.frames, cfg.model.input_dim, device=device)
+    feats_lengths = torch.full((args.batch_size,), args.frames, device=device)
     text_ids = model.text_ids()  # neither blank nor sos/eos
-    target = text_ids[torch.randint(len(text_ids), (args.batch_size, args.tokens))]
-    target_lengths = torch.full((args.batch_size,), args.tokens)
+    target = text_ids[torch.randint(len(text_ids), (args.batch_size, args.tokens))].to(device)
+    target_lengths = torch.full((args.batch_size,), args.tokens, device=device)
 
     def step() -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
             loss = model(feats, feats_lengths, target, target_lengths)["loss"]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
@@ -48,6 +58,9 @@ def run(args: argparse.Namespace) -> dict:
     step = make_step(args, cfg, model)
     for _ in range(args.warmup):
         step()
+    cuda = torch.device(args.device).type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(args.device)
     times, losses = [], []
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -68,13 +81,17 @@ def run(args: argparse.Namespace) -> dict:
         "min_seconds_per_step": min(times),
         "frames_per_second": frames / mean,
         "losses": losses,
-        **environment(),
+        "peak_gpu_memory_gb": torch.cuda.max_memory_allocated(args.device) / 2**30
+        if cuda
+        else None,
+        **environment(args.device),
     }
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     add_model_args(p, "bench_results/train_throughput.json")
+    add_device_arg(p)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--frames", type=int, default=1000, help="input frames per utterance")
     p.add_argument("--tokens", type=int, default=30, help="target tokens per utterance")
@@ -86,16 +103,21 @@ def main(argv: list[str] | None = None) -> dict:
         p.error("--vocab_size must be >= 3 (blank, a token, sos/eos)")
     result = run(args)
     params = result["params"]["total"] / 1e6
+    where = result.get("device", f"{args.threads} threads")
     print(
-        f"training throughput: {result['model']} ({params:.1f}M params), {args.threads} threads, "
+        f"training throughput: {result['model']} ({params:.1f}M params), {where}, "
         f"{args.dtype}, batch {args.batch_size} x {args.frames} frames, "
         f"vocab {result['vocab_size']}"
     )
-    print(f"{'seconds/step':>14}{'min s/step':>12}{'frames/s':>12}{'audio s/s':>11}")
+    peak = result["peak_gpu_memory_gb"]
+    print(
+        f"{'seconds/step':>14}{'min s/step':>12}{'frames/s':>12}{'audio s/s':>11}"
+        + (f"{'peak GB':>9}" if peak is not None else "")
+    )
     fps = result["frames_per_second"]
     print(
         f"{result['seconds_per_step']:>14.3f}{result['min_seconds_per_step']:>12.3f}"
-        f"{fps:>12.0f}{fps / 100:>11.2f}"
+        f"{fps:>12.0f}{fps / 100:>11.2f}" + (f"{peak:>9.1f}" if peak is not None else "")
     )
     write_json(result, args.out)
     return result
