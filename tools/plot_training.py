@@ -17,12 +17,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from wenet_eff.train.checkpoint import list_checkpoints  # noqa: E402
+from wenet_eff.train.checkpoint import checkpoint_kind, list_checkpoints  # noqa: E402
 
 
 def epoch_infos(exp_dir: str) -> list[dict]:
     """The training info of each epoch checkpoint, in epoch order."""
-    return [info for _, info in list_checkpoints(exp_dir) if info.get("tag") == "epoch"]
+    return [
+        info for name, info in list_checkpoints(exp_dir) if checkpoint_kind(name, info) == "epoch"
+    ]
 
 
 def plot(exp_dir: str, out: str) -> None:

@@ -248,7 +248,9 @@ def test_real_model_checkpoints_and_tensorboard(corpus, tmp_path):
     fresh = wenet_eff.build_model(cfg)
     fresh.load_state_dict(load_model_state(tmp_path / "final.pt"), strict=True)
     info = ckpt.read_info(tmp_path / "1.yaml")
-    assert info["epoch"] == 1 and info["tag"] == "epoch" and info["step"] == 8
+    assert info["epoch"] == 1 and info["kind"] == "epoch" and info["step"] == 8
+    # WeNet's average_model.py reads these: the checkpoint's name and its cv losses
+    assert info["tag"] == "1" and info["loss_dict"]["loss"] == info["cv_loss"]
     assert {"lr", "cv_loss", "cv_loss_ctc", "cv_loss_att", "train_loss", "save_time"} <= info.keys()
     assert info["cv_loss"] > 0
     events = EventAccumulator(str(tmp_path / "tensorboard"))

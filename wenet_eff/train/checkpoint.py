@@ -8,8 +8,9 @@ A checkpoint NAME (`0`, `1`, ... after each epoch; `step_1200` within an epoch) 
                    counters, the data order and, per rank, the data position and RNG states
                    (see resume.py);
 - `deepspeed/NAME/` DeepSpeed's own (partitioned) optimizer state, with train_engine=deepspeed;
-- `NAME.yaml`      training info (epoch, step, lr, cv_loss, train_loss, time, tag), written
-                   LAST: a checkpoint is complete once its yaml exists.
+- `NAME.yaml`      training info (epoch, step, kind, lr, cv_loss, train_loss, time; WeNet's
+                   tag and loss_dict), written LAST: a checkpoint is complete once its yaml
+                   exists.
 
 Every file is written to a temporary name, fsynced and renamed into place, so a crash (or a
 power loss) leaves either the previous file or the complete new one. Only the newest
@@ -102,6 +103,14 @@ def read_info(yaml_path: str | os.PathLike) -> dict:
 def _order(name: str, info: dict) -> tuple[int, int]:
     # an epoch checkpoint and a step checkpoint at the same step: the epoch one came later
     return int(info.get("step", 0)), int(not name.startswith("step_"))
+
+
+def checkpoint_kind(name: str, info: dict) -> str:
+    """`epoch` or `step`: when checkpoint `name` was written (older infos kept it in `tag`)."""
+    kind = info.get("kind") or info.get("tag")
+    if kind in ("epoch", "step"):
+        return kind
+    return "step" if name.startswith("step_") else "epoch"
 
 
 def list_checkpoints(

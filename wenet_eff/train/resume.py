@@ -139,13 +139,17 @@ def resume_state(
 
 
 def checkpoint_info(
-    epoch: int, tag: str, progress: Progress, lr: float, cv: dict, train: dict
+    name: str, epoch: int, kind: str, progress: Progress, lr: float, cv: dict, train: dict
 ) -> dict[str, Any]:
-    """The training info of NAME.yaml (plain Python values)."""
+    """The training info of NAME.yaml (plain Python values). `kind` says when it was written
+    (`epoch` or `step`); `tag` (the checkpoint's name) and `loss_dict` (its cv losses) are the
+    keys WeNet's average_model.py reads, so WeNet's tools average our checkpoints too."""
     return {
         "epoch": epoch,
         "step": progress.step,
-        "tag": tag,
+        "kind": kind,
+        "tag": name,
+        "loss_dict": {k: cv.get(k) for k in ("loss", "loss_ctc", "loss_att")},
         "lr": lr,
         "cv_loss": cv.get("loss"),
         "cv_loss_ctc": cv.get("loss_ctc"),

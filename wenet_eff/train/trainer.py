@@ -329,7 +329,7 @@ class Trainer:
             ckpt.set_rng_state(self.resume_rng)  # the state saved for the epoch's position
         cv = {k: info.get(f"cv_{k}") for k in LOSS_KEYS}
         train = {k: info.get(f"train_{k}") for k in LOSS_KEYS}
-        self._save(target, int(info["epoch"]), str(info["tag"]), cv, train)
+        self._save(target, int(info["epoch"]), ckpt.checkpoint_kind(target, info), cv, train)
 
     def _count_nonfinite(self) -> None:
         p = self.progress
@@ -401,7 +401,7 @@ class Trainer:
             "ctc_infeasible: more tokens than the subsampled audio has frames)."
         )
 
-    def _save(self, name: str, epoch: int, tag: str, cv: dict, train: dict | None = None) -> None:
+    def _save(self, name: str, epoch: int, kind: str, cv: dict, train: dict | None = None) -> None:
         """Write checkpoint `name` (a collective: every rank calls it; rank 0 writes files)."""
         if train is None:
             train = self.epoch_state.meter.totals(self.ctx)
@@ -410,7 +410,7 @@ class Trainer:
         if self.ctx.is_main:
             p = self.progress
             state = resume.resume_state(self.engine.name, p, self.data_order, ranks, engine_state)
-            info = resume.checkpoint_info(epoch, tag, p, self.lr, cv, train)
+            info = resume.checkpoint_info(name, epoch, kind, p, self.lr, cv, train)
             ckpt.write_checkpoint(self.exp_dir, name, weights, info, state)
             ckpt.prune(self.exp_dir, name, self.tcfg.keep_checkpoints, self.guard.protected(p.step))
             logger.info("saved checkpoint %s (epoch %d, step %d)", name, epoch, p.step)
