@@ -12,7 +12,7 @@ APT_PACKAGES := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt
 	libgflags-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup system-deps lint clean-venv runtime
+.PHONY: demo test setup system-deps lint clean-venv runtime gpu-wheels gpu-data gpu-check
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -62,3 +62,30 @@ lint: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The GPU check (docs/gpu.md). Here: gpu-wheels downloads what the GPU image lacks as Python
+# 3.12 manylinux wheels into .whl/ (pure-Python sdists built into wheels), at this venv's
+# versions (requirements.txt's pins and their dependencies); gpu-data synthesises the corpus
+# the check trains on into .gpu_data/. The device call carries both and runs gpu-check there.
+GPU_WHEELS := hydra-core omegaconf antlr4-python3-runtime kaldi-native-fbank soundfile cffi \
+	pycparser soxr jiwer rapidfuzz
+GPU_PLATFORM := --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+	--platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+	--platform manylinux2014_x86_64 --platform manylinux1_x86_64
+
+gpu-wheels: $(STAMP)
+	rm -rf .whl && mkdir -p .whl
+	@set -e; for name in $(GPU_WHEELS); do \
+	  pin=$$name==$$($(PIP) show $$name | sed -n 's/^Version: //p'); \
+	  $(PIP) download -q --no-deps --only-binary=:all: $(GPU_PLATFORM) -d .whl $$pin 2>/dev/null \
+	    || $(PIP) wheel -q --no-deps -w .whl $$pin; \
+	done
+	@if ls .whl | grep -v -e '-cp312-' -e '-abi3-' -e '-py3-none-any' -e '-py2.py3-none-'; then \
+	  echo "gpu-wheels: the wheels above do not install on CPython 3.12" >&2; exit 1; fi
+	@ls .whl; du -sh .whl
+
+gpu-data: $(STAMP)
+	$(PY) tools/gpu_data.py .gpu_data
+
+gpu-check:
+	PYTHON=$$([ -x $(PY) ] && echo $(PY) || echo python3) bash tools/gpu_check.sh
