@@ -109,6 +109,17 @@ def _special_tokens(raw: dict, units_path: str, vocab_size: int) -> dict[str, in
     return out
 
 
+def _input_dim(raw: dict) -> int:
+    """`input_dim`, else the mel bins of the feature conf, as WeNet's train_utils fills it in."""
+    if "input_dim" in raw:
+        return int(raw["input_dim"])
+    dataset = raw.get("dataset_conf") or {}
+    for conf in ("fbank_conf", "log_mel_spectrogram_conf", "mfcc_conf"):
+        if "num_mel_bins" in (dataset.get(conf) or {}):
+            return int(dataset[conf]["num_mel_bins"])
+    return 80
+
+
 def wenet_to_config(raw: dict, exp_dir: Path) -> dict:
     """Translate a parsed WeNet train.yaml into a dict of our `Config` schema.
 
@@ -140,7 +151,7 @@ def wenet_to_config(raw: dict, exp_dir: Path) -> dict:
     model_conf = {**_WENET_MODEL_DEFAULTS, **(raw.get("model_conf", {}) or {})}
     model = {
         "name": "wenet_import",
-        "input_dim": int(raw.get("input_dim", 80)),
+        "input_dim": _input_dim(raw),
         "vocab_size": int(raw.get("output_dim", 0)),
         "encoder": enc,
         "decoder": dec,

@@ -125,6 +125,14 @@ def test_keys_left_out_take_wenet_defaults(wenet_exp):
     assert cfg.tokenizer.normalize == "none"  # WeNet tokenizes text as it is
 
 
+def test_input_dim_left_out_comes_from_the_feature_conf(wenet_exp):
+    raw = json.loads(json.dumps(WENET_YAML))
+    raw.pop("input_dim", None)
+    raw["dataset_conf"] = {"fbank_conf": {"num_mel_bins": 40}}
+    (wenet_exp / "train.yaml").write_text(yaml.safe_dump(raw))
+    assert wenet_eff.load_config(wenet_exp / "train.yaml").model.input_dim == 40  # as WeNet does
+
+
 def _write(exp: Path, raw: dict, units: list[str] | None = None) -> Path:
     (exp / "train.yaml").write_text(yaml.safe_dump(raw))
     if units is not None:
