@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     add_model_args(p, "bench_results/monitor_overhead.json")
-    p.set_defaults(model="mini")
+    p.set_defaults(model="mini", device="cpu")  # make_step reads args.device; CPU timing here
     p.add_argument("--batch_size", type=int, default=6)
     p.add_argument("--frames", type=int, default=1000, help="input frames per utterance")
     p.add_argument("--tokens", type=int, default=30, help="target tokens per utterance")
