@@ -73,7 +73,7 @@ def test_dataset_counts_downmixed_and_skips_truncated(corpus, make_cfg, caplog, 
         {"key": "cut", "wav": str(corpus.root / "cut.wav"), "txt": "the lazy dog"},
     ]
     ds = Dataset(make_cfg(), str(corpus.write_list(entries)), corpus.tokenizer, train=train)
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):  # skips warn; kept utterances are noted at INFO
         batches = list(ds.iterate())
     keys = sorted(k for b in batches for k in b["keys"])
     assert keys == sorted([*corpus.keys[:3], "stereo"])
@@ -82,6 +82,9 @@ def test_dataset_counts_downmixed_and_skips_truncated(corpus, make_cfg, caplog, 
     messages = [r.getMessage() for r in caplog.records]
     assert any("cut" in m and "truncated_audio" in m and "2.83 s" in m for m in messages)
     assert any("stereo" in m and "downmixed" in m for m in messages)
+    # a kept (downmixed) utterance is no warning: a stereo corpus would warn on every line
+    downmixed = [r for r in caplog.records if r.getMessage().startswith("keep utterance stereo")]
+    assert downmixed and all(r.levelno == logging.INFO for r in downmixed)
 
 
 def _run_tool(name: str, *args: object) -> subprocess.CompletedProcess:

@@ -45,10 +45,13 @@ class SkipCounter:
         """Count kept utterance `key` under `reason`, one of `INFORMATIONAL_REASONS`."""
         if reason not in INFORMATIONAL_REASONS:
             raise ValueError(f"'{reason}' is not one of INFORMATIONAL_REASONS")
-        self._count("keep utterance", key, reason, detail)
+        self._count("keep utterance", key, reason, detail, logging.INFO)
 
-    def _count(self, action: str, key: str, reason: str, detail: str) -> None:
-        logger.warning("%s %s: %s%s", action, key, reason, f" ({detail})" if detail else "")
+    def _count(
+        self, action: str, key: str, reason: str, detail: str, level: int = logging.WARNING
+    ) -> None:
+        # a kept utterance is only informational (a stereo corpus would warn on every line)
+        logger.log(level, "%s %s: %s%s", action, key, reason, f" ({detail})" if detail else "")
         self.pending[reason] += 1
 
     def drain(self) -> dict[str, int]:
