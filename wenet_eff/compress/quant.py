@@ -41,8 +41,8 @@ class QuantConfig:
     learnable_scale: bool = False  # the scale is a trained parameter (init from the weights)
     scale_grad: bool = False  # the range-derived scale passes gradient to the outliers
     norm_decay: float = 0.0  # RAND: weight of the decay term on the groups' max |w|
-    native_int: bool = False  # Linear layers compute on integers (int8 activations)
-    act_bits: int = 0  # >0: fake-quantize Linear inputs (dynamic per-tensor); native_int: 8
+    native_int: bool = False  # Linear layers compute on integers (act_bits-bit activations)
+    act_bits: int = 0  # >0: quantize Linear inputs (dynamic per-tensor); 0 with native_int: 8
     roles: list[str] = field(
         default_factory=lambda: [
             "attn.qkv", "attn.out", "attn.pos", "ffn.w_1", "ffn.w_2", "conv.pointwise",
