@@ -76,11 +76,15 @@ def _train_args(exp: Path, max_steps: int, gpus: int) -> list[str]:
 
 
 def _checkpoint_step(exp: Path, name: str) -> dict:
-    """The training state a checkpoint's yaml records (step, epoch, losses)."""
+    """What a checkpoint's yaml records of the run: updates, epoch, losses, skipped steps."""
     from wenet_eff.train import checkpoint as ckpt
 
     path = exp / f"{name}.yaml"
-    return {"checkpoint": name, **ckpt.read_info(path)} if path.exists() else {}
+    if not path.exists():
+        return {"checkpoint": f"{name} missing"}
+    info = ckpt.read_info(path)
+    keys = ("step", "epoch", "train_loss", "cv_loss", "nonfinite_steps", "train_time_s")
+    return {"checkpoint": name, **{k: info.get(k) for k in keys}}
 
 
 def parts(out: Path, work: Path, gpus: int) -> list[Part]:

@@ -65,7 +65,8 @@ def make(out: Path, num_utts: int, seed: int) -> None:
     for name, part in (("train.list", entries[:-cv]), ("cv.list", entries[-cv:])):
         lines = "".join(json.dumps(e) + "\n" for e in part)
         (out / name).write_text(lines, encoding="utf-8")
-    write_units(out / "units.txt", char_units_from_texts([e["txt"] for e in entries]))
+    texts = [e["txt"] for e in entries]
+    write_units(out / "units.txt", char_units_from_texts(texts, normalize="english"))
     stats.write(out / "global_cmvn")
 
 
