@@ -27,8 +27,10 @@ table. Without CUDA it prints one line and exits 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -148,22 +150,29 @@ def parts(out: Path, work: Path, gpus: int) -> list[Part]:
 
 def run_part(part: Part, log, deadline: float) -> dict:
     """Run one part with its budget (cut to the deadline); its output goes to `log`."""
-    budget = min(part.budget, deadline - time.monotonic())
+    left = deadline - time.monotonic()
     row = {"part": part.name, "budget_s": part.budget}
-    if budget < 5:
+    if left < 5:
         return {**row, "status": "not run (deadline)", "seconds": 0.0}
+    budget = min(part.budget, left)
     log.write(f"\n===== {part.name} (budget {budget:.0f} s): {' '.join(part.cmd)}\n")
     log.flush()
     start = time.monotonic()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("CI", None)  # pytest: a skip here is a skip, not CI's failure
+    # its own process group, so a timeout also stops what it started (torchrun's workers)
+    proc = subprocess.Popen(
+        part.cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     try:
-        proc = subprocess.run(
-            part.cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, timeout=budget, env=env
-        )
-        status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+        code = proc.wait(timeout=budget)
+        status = "ok" if code == 0 else f"failed (exit {code})"
     except subprocess.TimeoutExpired:
         status = f"timed out after {budget:.0f} s"
+    finally:  # whatever of the group is left
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     row.update(status=status, seconds=round(time.monotonic() - start, 1))
     try:
         row["figures"] = part.figures()
