@@ -128,9 +128,11 @@ def main(argv: list[str] | None = None) -> dict:
         f"batch {args.batch_size} x {args.seconds:g} s, beam {args.beam_size}"
         + (" [random weights]" if result["random_weights"] else "")
     )
-    print(f"{'stage':<32}{'seconds':>10}{'RTF':>10}")
+    print(f"{'stage':<38}{'seconds':>10}{'RTF':>10}")
     for row in result["results"]:
-        print(f"{row['stage']:<32}{row['seconds']:>10.3f}{row['rtf']:>10.4f}")
+        print(f"{row['stage']:<38}{row['seconds']:>10.3f}{row['rtf']:>10.4f}")
+    if result["export_compile_seconds"] is not None:
+        print(f"export + AOTInductor compile: {result['export_compile_seconds']:.1f} s")
     write_json(result, args.out)
     return result
 
