@@ -142,7 +142,8 @@ def parts(out: Path, work: Path, gpus: int) -> list[Part]:
                 budget,
                 _bench("decode_rtf", path, *args),
                 lambda p=path: {
-                    r["stage"]: round(r["rtf"], 5) for r in _read(p).get("results", [])
+                    **{r["stage"]: round(r["rtf"], 5) for r in _read(p).get("results", [])},
+                    "compile_s": _read(p).get("export_compile_seconds"),
                 },
             )
         )
