@@ -88,4 +88,4 @@ gpu-data: $(STAMP)
 	$(PY) tools/gpu_data.py .gpu_data
 
 gpu-check:
-	PYTHON=$$([ -x $(PY) ] && echo $(PY) || echo python3) bash tools/gpu_check.sh
+	@PYTHON=$$([ -x $(PY) ] && echo $(PY) || echo python3) bash tools/gpu_check.sh
