@@ -6,8 +6,9 @@ Three implementations of Kaldi's algorithm, chosen by `data.feature_backend`:
 - `torchaudio`: `torchaudio.compliance.kaldi.fbank`, as WeNet's own data pipeline computes it;
 - `kaldifeat`: `kaldifeat.Fbank`, where that package is installed.
 All three see the same int16-range samples with the same (seeded) dither, and agree up to
-float32 rounding (the gpu-check measures the difference). Audio is read by `data.audio` for
-every backend: torchaudio >= 2.9 reads files through TorchCodec, not an extra decoder here.
+float32 rounding (tests/gpu/test_feature_backends.py states the tolerance). Audio is read by
+`data.audio` for every backend: torchaudio >= 2.9 reads files through TorchCodec, which neither
+this project nor the GPU image installs.
 """
 
 from __future__ import annotations
