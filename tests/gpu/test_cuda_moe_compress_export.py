@@ -14,6 +14,7 @@ from tests.tiny import TINY
 from wenet_eff.compress.pack import save_packed
 from wenet_eff.export.modules import EncoderFull, prepare_for_export
 from wenet_eff.model import load_packed
+from wenet_eff.nn.attention import MultiHeadedAttention
 from wenet_eff.nn.moe import MoEFFNLayer, naive_moe
 
 pytestmark = pytest.mark.gpu
@@ -68,10 +69,14 @@ def test_qat_trains_on_cuda_and_its_packed_model_decodes_the_same_on_cpu(tmp_pat
 
 
 def test_encoder_exports_and_compiles_on_cuda(tmp_path):
-    """torch.export of the runtime's full-context encoder graph on CUDA, run as exported and
-    compiled by AOTInductor for CUDA: both equal the eager encoder + CTC head."""
+    """torch.export of the runtime's full-context encoder graph on CUDA (MoE dispatch by
+    nonzero, the fused attention kernel as in the .pt2 packages), run as exported and compiled
+    by AOTInductor for CUDA: both equal the eager encoder + CTC head."""
     _, model = twins(*MOE)
     module = EncoderFull(prepare_for_export(copy.deepcopy(model))).eval()
+    for layer in module.modules():
+        if isinstance(layer, MultiHeadedAttention):
+            layer.fused_softmax = True
     feats = torch.randn(2, 400, 80, device=CUDA)
     frames = torch.export.Dim.AUTO(min=16)
     ep = torch.export.export(module, (feats,), dynamic_shapes={"feats": {1: frames}}, strict=False)
