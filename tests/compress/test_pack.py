@@ -121,6 +121,20 @@ def test_packed_model_reproduces_the_qat_model_bit_for_bit(tmp_path, overrides):
     assert report["file_bytes"] < report["total"]["float32_bytes"]
 
 
+def test_packing_a_packed_model_again_keeps_its_records(tmp_path):
+    """The runtime export packs a loaded packed model again: it gets the file's records byte
+    for byte, N:M positions included (its config no longer has the masks)."""
+    cfg, model = _model("compress=int4_sparse_2_4")
+    save_packed(model, cfg, tmp_path / "packed.pt")
+    _, loaded = load_packed(tmp_path / "packed.pt")
+    stored = torch.load(tmp_path / "packed.pt", weights_only=True)["layers"]
+    for name, layer in compress.quant_layers(loaded):
+        record = pack_layer(layer)
+        assert record.keys() == stored[name].keys() and record.get("nm") == stored[name].get("nm")
+        assert all(torch.equal(record[k], stored[name][k]) for k in ("data", "scale"))
+    assert any("index" in r for r in stored.values())
+
+
 def test_native_integer_forward_is_exact_equals_fake_quantization_and_trains():
     cfg, model = _model(
         "compress=qat_int8", "compress.quant.native_int=true", "compress.quant.act_bits=4"

@@ -12,7 +12,9 @@ File (torch.save of a dict, format `wenet_eff.packed/1`):
 
 Sparsity masks are folded in (the stored integers of a masked weight are zero where it is
 zero; a masked float layer stores its masked weight), and the stored config has
-`compress.sparsity.enabled: false`.
+`compress.sparsity.enabled: false`. `pack_nm_float` is the N:M storage of a float layer (its
+kept float32 weights and their positions), which the runtime export writes
+(wenet_eff.export.packed).
 
 `wenet_eff.model.load_packed` rebuilds the model from the stored config and serves the stored
 integers (`unpack_into`): its outputs equal the QAT model's eval forward bit for bit (tests
@@ -28,7 +30,7 @@ import torch
 from omegaconf import OmegaConf
 
 from wenet_eff.compress import STATE_KEYS, quant_layers, sparse_layers
-from wenet_eff.compress.quant import qrange
+from wenet_eff.compress.quant import Groups, qrange
 from wenet_eff.compress.sparse import NMSparsifier
 from wenet_eff.nn.cmvn import GlobalCMVN
 
@@ -64,7 +66,10 @@ def unpack_bits(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
 
 
 def pack_layer(layer) -> dict:
-    """The packed record of one QAT layer."""
+    """The packed record of one QAT layer (of a packed model: the record it was loaded from)."""
+    loaded = getattr(layer, "packed_record", None)
+    if loaded is not None:
+        return loaded
     quantizer = layer.weight_quantizer
     stored = layer.stored()
     bits = quantizer.bits
@@ -83,14 +88,50 @@ def pack_layer(layer) -> dict:
     sparsifier = layer.sparsifier
     if isinstance(sparsifier, NMSparsifier) and sparsifier.active:
         # N:M storage: only the N kept levels of every M, plus each one's position in its group
-        n, m = sparsifier.n, sparsifier.m
-        keep = sparsifier.mask(layer.weight).reshape(levels.size(0), -1, m)
-        index = keep.to(torch.int8).argsort(dim=-1, descending=True, stable=True)[..., :n]
-        index = index.sort(-1).values
-        kept = unsigned.reshape(levels.size(0), -1, m).gather(-1, index)
-        record.update(data=pack_bits(kept, bits), nm=[n, m])
-        record["index"] = pack_bits(index, index_bits(m))
+        kept, index = _nm_kept(layer, unsigned)
+        record.update(data=pack_bits(kept, bits), nm=[sparsifier.n, sparsifier.m], index=index)
     return record
+
+
+def _nm_kept(layer, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the N kept entries of `values` in every group of M, their packed positions) under the
+    layer's N:M mask; `values` has the weight's shape."""
+    n, m = layer.sparsifier.n, layer.sparsifier.m
+    rows = values.size(0)
+    keep = layer.sparsifier.mask(layer.weight).reshape(rows, -1, m)
+    index = keep.to(torch.int8).argsort(dim=-1, descending=True, stable=True)[..., :n]
+    index = index.sort(-1).values
+    kept = values.reshape(rows, -1, m).gather(-1, index)
+    return kept, pack_bits(index, index_bits(m))
+
+
+def pack_nm_float(layer) -> dict:
+    """The N:M record of a float layer (sparsity without quantization): `values` (float32, the
+    N kept weights of every M), `index` (their positions, packed), `nm`, `shape`."""
+    weight = layer.masked_weight().detach().float()
+    values, index = _nm_kept(layer, weight)
+    n, m = layer.sparsifier.n, layer.sparsifier.m
+    return {"values": values.reshape(-1).clone(), "index": index, "nm": [n, m],
+            "shape": list(weight.shape)}  # fmt: skip
+
+
+def _nm_scatter(
+    base: torch.Tensor, kept: torch.Tensor, index_packed: torch.Tensor, nm
+) -> torch.Tensor:
+    """`base` (the weight's shape) with the kept entries written at their stored positions."""
+    n, m = nm
+    rows = base.size(0)
+    count = base.numel() // m * n
+    index = unpack_bits(index_packed, index_bits(m), count).long()
+    grouped = base.reshape(rows, -1, m).clone()
+    grouped.scatter_(-1, index.reshape(rows, -1, n), kept.reshape(rows, -1, n))
+    return grouped.reshape(base.shape)
+
+
+def unpack_nm_float(record: dict) -> torch.Tensor:
+    """The float weight of a `pack_nm_float` record (zeros where the mask dropped)."""
+    base = torch.zeros(record["shape"], dtype=record["values"].dtype)
+    return _nm_scatter(base, record["values"], record["index"], record["nm"])
 
 
 def index_bits(m: int) -> int:
@@ -98,12 +139,11 @@ def index_bits(m: int) -> int:
     return next(b for b in (1, 2, 4, 8) if 2**b >= m)
 
 
-def _nm_levels(record: dict, quantizer) -> torch.Tensor:
+def _nm_levels(record: dict, layout: Groups, symmetric: bool) -> torch.Tensor:
     """The full int16 level tensor of an N:M record: kept levels at their positions, the zero
     level (0, or the group's zero point) everywhere else."""
     bits, (n, m) = record["bits"], record["nm"]
-    layout = quantizer.layout
-    qmin, _ = qrange(bits, quantizer.symmetric)
+    qmin, _ = qrange(bits, symmetric)
     if record["zero"] is None:
         levels = torch.zeros(layout.shape, dtype=torch.int16)
     else:
@@ -111,22 +151,18 @@ def _nm_levels(record: dict, quantizer) -> torch.Tensor:
         levels = layout.merge(
             zero.reshape(layout.rows, layout.groups, 1).expand(-1, -1, layout.block)
         )
-    kept_numel = record["numel"] // m * n
-    kept = unpack_bits(record["data"], bits, kept_numel).to(torch.int16) + qmin
-    index = unpack_bits(record["index"], index_bits(m), kept_numel).long()
-    rows = layout.shape[0]
-    grouped = levels.reshape(rows, -1, m).clone()
-    grouped.scatter_(-1, index.reshape(rows, -1, n), kept.reshape(rows, -1, n))
-    return grouped.reshape(layout.shape)
+    kept = unpack_bits(record["data"], bits, record["numel"] // m * n).to(torch.int16) + qmin
+    return _nm_scatter(levels, kept, record["index"], record["nm"])
 
 
-def unpack_layer(record: dict, quantizer) -> dict:
-    """The `WeightQuantizer.integers` form of a packed record."""
+def unpack_layer(record: dict, layout: Groups, symmetric: bool) -> dict:
+    """The `WeightQuantizer.integers` form of a packed record, for a quantizer with this
+    `layout` and symmetry. Plain tensor operations, so an exported graph can run it on its
+    constants (wenet_eff.export.packed)."""
     bits = record["bits"]
-    qmin, _ = qrange(bits, quantizer.symmetric)
-    layout = quantizer.layout
+    qmin, _ = qrange(bits, symmetric)
     if "nm" in record:
-        levels = _nm_levels(record, quantizer)
+        levels = _nm_levels(record, layout, symmetric)
     else:
         unsigned = unpack_bits(record["data"], bits, record["numel"]).to(torch.int16)
         levels = unsigned * 2 - 1 if bits == 1 else unsigned + qmin
@@ -203,10 +239,12 @@ def unpack_into(model: torch.nn.Module, packed: dict, path: str | os.PathLike) -
         raise ValueError(f"{path}: its quantized layers do not match its config's")
     for name, record in packed["layers"].items():
         layer = layers[name]
-        stored = unpack_layer(record, layer.weight_quantizer)
+        quantizer = layer.weight_quantizer
+        stored = unpack_layer(record, quantizer.layout, quantizer.symmetric)
         with torch.no_grad():
             layer.weight.copy_(layer.weight_quantizer.dequantize(stored))
         layer.packed = stored
+        layer.packed_record = record  # packing it again (the runtime export) keeps its N:M
     state = model.state_dict()
     missing = [k for k in state if k not in floats and not _is_packed_key(k, layers)]
     if missing:
