@@ -243,8 +243,9 @@ void TestWav(const std::filesystem::path& dir) {
   WriteFile(ps, Riff(Chunk("fmt ", FmtBody(1, 2, 8000, 16)) + Chunk("data", stereo)));
   const wenet_eff::WavData ws = wenet_eff::ReadWav(ps);
   CHECK(ws.sample_rate == 8000 && ws.num_channels == 2 && ws.samples.size() == pcm.size());
+  // Channels are averaged (as the Python reader does): (pcm + -5000) / 2, in float32.
   for (size_t i = 0; i < pcm.size() && i < ws.samples.size(); ++i) {
-    CHECK(ws.samples[i] == pcm[i] / 32768.0f);
+    CHECK(ws.samples[i] == (pcm[i] / 32768.0f + -5000 / 32768.0f) / 2.0f);
   }
 
   const std::vector<float> fl = {0.0f, 0.5f, -0.25f, 1.0f, -1.0f, 1e-6f, 0.3333f};
