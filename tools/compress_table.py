@@ -2,9 +2,12 @@
 
 Reads FLOAT_DIR/test/<mode>/wer (the float model, or better the float control run fine-tuned
 like the QAT runs) and, for each QAT experiment dir, its train.yaml (compress
-settings), packed.pt.size.json (bin.pack) and test/<mode>/wer; prints a Markdown table and
-writes the same rows as JSON (FLOAT_DIR/compress_table.json) and a WER-against-size plot
-(FLOAT_DIR/compress_wer_vs_size.png).
+settings), packed.pt.size.json (bin.pack) and test/<mode>/wer, and where stage 11 decoded it in
+the C++ runtime (EXP/runtime, for the float model also EXP/runtime_fp32 of stage 7) the
+runtime directory's size, the kernel path, WER and RTF at full context
+(runtime/test/chunk-1/{wer,rtf.json}); prints a Markdown table and
+writes the same rows as JSON with its provenance (FLOAT_DIR/compress_table.json, for RESULTS.md)
+and a WER-against-size plot (FLOAT_DIR/compress_wer_vs_size.png).
 
 Usage: compress_table.py --float_dir exp/mini --modes "ctc_greedy_search attention_rescoring" \
            exp/mini_qat_int8 exp/mini_qat_int4
@@ -19,6 +22,11 @@ import sys
 
 import yaml
 from wer_table import mode_wers  # tools/ (path.sh puts it on PYTHONPATH)
+
+from wenet_eff.bench.common import write_json
+from wenet_eff.bench.results import parse_overall
+from wenet_eff.bench.sections import compress_table
+from wenet_eff.export.package import runtime_bytes
 
 
 def describe(quant: dict) -> str:
@@ -53,6 +61,18 @@ def main() -> None:
     def wers(exp: str) -> dict[str, float]:
         return mode_wers(os.path.join(exp, args.test_set), modes)
 
+    def runtime(exp: str) -> dict | None:
+        for name in ("runtime", "runtime_fp32"):
+            result = os.path.join(exp, name, args.test_set, "chunk-1")
+            if os.path.exists(os.path.join(result, "rtf.json")):
+                with open(os.path.join(result, "rtf.json"), encoding="utf-8") as f:
+                    rtf = json.load(f)
+                return {"dir": os.path.join(exp, name),
+                        "bytes": runtime_bytes(os.path.join(exp, name)),
+                        "kernel_path": rtf.get("kernel_path", ""), "rtf": rtf["rtf"],
+                        "wer": parse_overall(os.path.join(result, "wer"))["wer"]}  # fmt: skip
+        return None
+
     rows = []
     for exp in args.qat_dirs:
         with open(os.path.join(exp, "packed.pt.size.json"), encoding="utf-8") as f:
@@ -66,28 +86,18 @@ def main() -> None:
                 "bytes": size["total"]["packed_bytes"],
                 "ratio": size["total"]["ratio"],
                 "wer": wers(exp),
+                "runtime": runtime(exp),
             }
         )
     float_bytes = size["total"]["float32_bytes"]
     rows.insert(
         0, {"exp": args.float_dir, "quant": "float32", "bytes": float_bytes, "ratio": 1.0,
-            "wer": wers(args.float_dir)}
+            "wer": wers(args.float_dir), "runtime": runtime(args.float_dir)}
     )  # fmt: skip
-    base = rows[0]["wer"]
-    header = " | ".join(f"{m} WER % (rel.)" for m in modes)
-    print(f"| experiment | weights | size MB | x smaller | {header} |")
-    print("|---|---|---:|---:|" + "---:|" * len(modes))
-    for row in rows:
-        cells = " | ".join(
-            f"{row['wer'][m]:.2f} ({100 * (row['wer'][m] / base[m] - 1):+.1f} %)" for m in modes
-        )
-        print(
-            f"| {row['exp']} | {row['quant']} | {row['bytes'] / 1e6:.2f} | {row['ratio']:.2f} "
-            f"| {cells} |"
-        )
-    with open(os.path.join(args.float_dir, "compress_table.json"), "w", encoding="utf-8") as f:
-        json.dump({"test_set": args.test_set, "rows": rows}, f, indent=2)
-        f.write("\n")
+    data = {"float_dir": args.float_dir, "test_set": args.test_set, "modes": modes,
+            "qat_rows": rows}  # fmt: skip
+    print(compress_table(data), end="")
+    write_json(data, os.path.join(args.float_dir, "compress_table.json"))
     plot(rows, modes[-1], os.path.join(args.float_dir, "compress_wer_vs_size.png"))
 
 

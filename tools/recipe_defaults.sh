@@ -21,7 +21,7 @@ shared_stages() {
    8  streaming fine-tuning of --init_checkpoint into --streaming_dir
    9  decode --streaming_dir per chunk size (--decoding_chunks), WER table
   10  compression fine-tuning of --init_checkpoint, one run per --compress_configs
-  11  pack (QAT) or fold (sparse) each run, decode it, size and sparsity x WER tables
+  11  pack (QAT) or fold (sparse) each run, decode it (QAT: also packed in C++), size/sparsity x WER
   12  tables and plots of every exp/*/ (python -m wenet_eff.bin.tables)
 EOF
 }
@@ -82,6 +82,7 @@ compress_lr=0.0005
 compress_warmup=1000
 compress_test_sets=""   # default: $test_sets (the tables use the first)
 compress_modes="ctc_greedy_search attention_rescoring"
+compress_runtime_precisions=""  # stage 11's C++ export; default: fp32 int8 (a float run: fp32)
 runtime_precisions="fp32 int8"
 runtime_int8=auto       # auto: int8 only on CPUs with int8 dot products | always
 runtime_formats="pt2 onnx"  # pt2 for decoder_main (needed by stage 7), onnx for onnxruntime

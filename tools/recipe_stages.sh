@@ -15,6 +15,7 @@
 : "${ft_steps:?}" "${ft_lr:?}" "${ft_warmup:?}" "${ft_average_num:?}" "${decoding_chunks:?}"
 : "${streaming_test_sets?}" "${streaming_modes:?}" "${compress_configs?}" "${compress_steps:?}"
 : "${compress_lr:?}" "${compress_warmup:?}" "${compress_test_sets?}" "${compress_modes:?}"
+: "${compress_runtime_precisions?}"
 : "${runtime_precisions:?}" "${runtime_int8:?}" "${runtime_formats:?}" "${runtime_chunk_size:?}"
 : "${runtime_left_chunks:?}" "${runtime_chunks?}" "${runtime_threads:?}" "${tables_bench?}"
 
@@ -120,6 +121,8 @@ if run_stage 11; then
       *" quant "*) quant_dirs+=("$exp") ;;
       *) float_dir=$exp ;;
     esac
+    # the QAT runs and the float control in the C++ runtime, as trained (packed)
+    [[ " $kinds " == *" sparsity "* ]] || compress_runtime "$exp" "$table_set"
   done
   mkdir -p "$dir"  # holds the tables also when --init_checkpoint came from elsewhere
   if [ "${#quant_dirs[@]}" -gt 0 ]; then
@@ -133,7 +136,7 @@ if run_stage 11; then
       > "$dir/sparse_table.md"
     cat "$dir/sparse_table.md"
   fi
-  echo "  wrote ${dir}_<config>/{packed.pt,folded.pt,<test_set>/}, $dir/compress_table.md" \
+  echo "  wrote ${dir}_<config>/{packed.pt,folded.pt,<test_set>/,runtime/}, $dir/compress_table.md" \
     "($float_dir/compress_table.json, compress_wer_vs_size.png), $dir/sparse_table.{md,json}"
 fi
 

@@ -5,7 +5,8 @@ optimizer settings), folded.pt.sparsity.json (bin.masks fold: zeros per masked l
 check) and test/<mode>/wer (decoded from the folded checkpoint, or from packed.pt with its
 size when the run was also quantized); for STEP runs also the
 update where the precondition phase ended (from the run's log, `STEP: precondition phase
-over after N updates`). Prints a Markdown table and writes the rows as JSON (--json).
+over after N updates`). Prints a Markdown table and writes the rows as JSON with its
+provenance (--json, for RESULTS.md).
 
 Usage: sparse_table.py --float_dir exp/mini_none --modes "ctc_greedy_search attention_rescoring" \
            --json exp/mini/sparse_table.json exp/mini_sparse_2_4 exp/mini_sparse_1_4
@@ -20,6 +21,9 @@ import re
 
 import yaml
 from wer_table import mode_wers  # tools/ (path.sh puts it on PYTHONPATH)
+
+from wenet_eff.bench.common import write_json
+from wenet_eff.bench.sections import sparse_table
 
 SWITCH = re.compile(r"STEP: precondition phase over after (\d+) updates")
 
@@ -88,25 +92,11 @@ def main() -> None:
                 "wer": wers(exp),
             }
         )
-    base = rows[0]["wer"]
-    header = " | ".join(f"{m} WER % (rel.)" for m in modes)
-    print(f"| experiment | method | zeros in masked layers | N:M exact | packed MB | {header} |")
-    print("|---|---|---:|:-:|---:|" + "---:|" * len(modes))
-    for row in rows:
-        cells = []
-        for m in modes:
-            rel = (row["wer"][m] - base[m]) / base[m] * 100 if base[m] else 0.0
-            cells.append(f"{row['wer'][m]:.2f} ({rel:+.1f} %)")
-        nm = "" if row["nm_ok"] is None else ("yes" if row["nm_ok"] else "NO")
-        method = row["method"] + (f", switch at update {row['switch']}" if row["switch"] else "")
-        packed = ""
-        if row.get("packed_bytes"):
-            packed = f"{row['packed_bytes'] / 1e6:.2f} ({row['packed_ratio']:.2f}x smaller)"
-        print(f"| {os.path.basename(row['exp'])} | {method} | {row['sparsity']:.1%} | {nm} | "
-              f"{packed} | " + " | ".join(cells) + " |")  # fmt: skip
+    data = {"float_dir": args.float_dir, "test_set": args.test_set, "modes": modes,
+            "sparse_rows": rows}  # fmt: skip
+    print(sparse_table(data), end="")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
+        write_json(data, args.json)
 
 
 if __name__ == "__main__":

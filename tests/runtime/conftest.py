@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
+import soxr
 import torch
 from omegaconf import OmegaConf
 
@@ -16,6 +20,8 @@ from tests.tiny import TINY
 # 12 units: blank, unk, 9 symbols with "▁" (a space), sos/eos
 UNITS = ["<blank>", "<unk>", "▁", "A", "B", "C", "D", "E", "F", "G", "H", "<sos/eos>"]
 CHUNK, LEFT = 4, 2
+ASTERISK = Path("/usr/share/asterisk/sounds/en")
+PROMPTS = ["hello-world", "vm-goodbye", "agent-pass", "conf-onlyperson", "vm-intro"]
 
 
 def make_experiment(root, name: str, *overrides: str):
@@ -64,8 +70,8 @@ def dense_fp32(dense_exp):
 
 @pytest.fixture(scope="session")
 def dense_int8(dense_exp):
-    """The tiny dense model exported with int8 weights (.pt2 only)."""
-    return export(dense_exp, "int8", "--int8", "--formats", "pt2", "--jobs", "2")
+    """The tiny dense model exported on the int8 kernel path alone (.pt2 only)."""
+    return export(dense_exp, "int8", "--precisions", "int8", "--formats", "pt2", "--jobs", "2")
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +90,20 @@ def runtime():
     rt = load_runtime()
     rt.set_num_threads(1)
     return rt
+
+
+@pytest.fixture(scope="session")
+def speech(tmp_path_factory) -> list[tuple[str, Path, np.ndarray]]:
+    """Real recorded prompts (asterisk-core-sounds-en-wav), resampled to 16 kHz wavs."""
+    if not (ASTERISK / "hello-world.wav").exists():
+        pytest.skip(f"{ASTERISK} missing: install asterisk-core-sounds-en-wav")
+    root = tmp_path_factory.mktemp("speech")
+    out = []
+    for name in PROMPTS:
+        wav, sr = sf.read(ASTERISK / f"{name}.wav", dtype="float32")
+        wav = soxr.resample(wav, sr, 16000).astype(np.float32)
+        path = root / f"{name}.wav"
+        sf.write(path, wav, 16000, subtype="PCM_16")
+        wav, _ = sf.read(path, dtype="float32")  # what the int16 file holds
+        out.append((name, path, wav))
+    return out

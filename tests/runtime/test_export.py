@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import zipfile
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch
 import wenet_eff
 from tests.runtime.conftest import CHUNK, LEFT, export, make_experiment
 from tests.tiny import TINY, tiny_model
-from wenet_eff.export.int8 import Int8Conv2d, Int8Linear, quantize_int8
+from wenet_eff.export.int8 import Int8Conv2d, Int8Linear, int8_weight, quantize_int8
 from wenet_eff.export.modules import (
     EncoderChunkStep,
     EncoderFull,
@@ -23,7 +24,7 @@ from wenet_eff.export.modules import (
     prepare_for_export,
     subsampled_frames,
 )
-from wenet_eff.export.package import cache_shapes
+from wenet_eff.export.package import PIECES, cache_shapes
 from wenet_eff.export.verify import verify_export
 from wenet_eff.nn.moe import MoEFFNLayer, moe_layers
 
@@ -145,14 +146,25 @@ def test_exported_graphs_equal_pytorch(dense_fp32, dense_exp):
     from wenet_eff.model import load_model
 
     meta = json.loads((dense_fp32 / "meta.json").read_text())
-    assert set(meta["files"]) == {f"{p}.{f}" for p in ("encoder_chunk", "encoder_full", "decoder")
-                                  for f in ("pt2", "onnx")}  # fmt: skip
-    for name in meta["files"]:  # written by the export workers (--jobs 2)
+    graphs = {f"{p}.{f}" for p in ("encoder_chunk", "encoder_full", "decoder")
+              for f in ("pt2", "onnx")}  # fmt: skip
+    # the batched streaming step (the server's) is AOTInductor only
+    graphs.add("encoder_chunk_batch.pt2")
+    assert set(meta["files"]) == graphs | {"weights.bin", "weights.json"}
+    for name in graphs:  # written by the export workers (--jobs 2)
         assert (dense_fp32 / name).stat().st_size > 0 and meta["export_seconds"][name] > 0
-    assert (meta["chunk_size"], meta["num_left_chunks"]) == (CHUNK, LEFT)
+    # the graphs carry no weights (the largest is not in their shared libraries): weights.bin
+    # holds them, once for the three graphs
     _, model = load_model(str(dense_exp / "train.yaml"), str(dense_exp / "model.pt"), [])
+    assert meta["weights"]["bytes"] < 1.1 * sum(p.numel() * 4 for p in model.parameters())
+    largest = max(model.parameters(), key=lambda p: p.numel()).detach().numpy().tobytes()
+    for piece in PIECES:
+        with zipfile.ZipFile(dense_fp32 / f"{piece}.pt2") as package:
+            (so,) = [n for n in package.namelist() if n.endswith(".so")]
+            assert largest[:4096] not in package.read(so)
+    assert (meta["chunk_size"], meta["num_left_chunks"]) == (CHUNK, LEFT)
     report = verify_export(model, dense_fp32, frames=150, seed=3)
-    assert len(report) == 6
+    assert len(report) == 7  # 3 graphs x 2 formats + the batched step (.pt2)
     for name, diffs in report.items():
         assert max(diffs) < 1e-4, (name, diffs)
 
@@ -163,7 +175,8 @@ def test_int8_export(dense_int8, dense_exp):
     from wenet_eff.model import load_model
 
     meta = json.loads((dense_int8 / "meta.json").read_text())
-    assert meta["int8"] and meta["int8_layers"]["int8"] > 0
+    assert meta["int8"] and meta["precisions"] == ["int8"]
+    assert meta["kernel_paths"]["int8"]["layers"]["int8"] > 0
     _, model = load_model(str(dense_exp / "train.yaml"), str(dense_exp / "model.pt"), [])
     report = verify_export(model, dense_int8, frames=150, seed=3)
     for name, diffs in report.items():
@@ -179,15 +192,17 @@ def test_int8_export(dense_int8, dense_exp):
     assert agree > 0.9
 
 
+@torch.no_grad()
 def test_int8_layers_compute_integer_products():
     torch.manual_seed(1)
     lin = torch.nn.Linear(40, 24)
-    q = Int8Linear(lin.weight, lin.bias, channels_first=False)
-    assert q.w_q.dtype == torch.int8 and q.w_q.shape == (40, 24)
+    q = Int8Linear(lin, channels_first=False)
+    w_q, w_scale = int8_weight(lin)
+    assert w_q.dtype == torch.int8 and w_q.shape == (24, 40)
     x = torch.randn(7, 40)
     s_x = x.abs().amax(1, keepdim=True) / 127
     x_int = torch.round(x / s_x).clamp(-127, 127)
-    exact = (x_int.double() @ q.w_q.double()) * s_x.double() * q.w_scale.double() + lin.bias
+    exact = (x_int.double() @ w_q.double().t()) * s_x.double() * w_scale.double() + lin.bias
     torch.testing.assert_close(q(x).double(), exact, atol=1e-4, rtol=1e-5)
     rel = (q(x) - lin(x)).norm() / lin(x).norm()
     assert rel < 0.02
@@ -230,10 +245,10 @@ def test_moe_export_graph(tmp_path):
     # onnxruntime int8: the routers stay float (two workers: the float model reaches them too)
     import onnx
 
-    out8 = export(exp, "rt8", "--int8", "--formats", "onnx", "--pieces", "encoder_chunk",
-                  "decoder", "--jobs", "2")  # fmt: skip
-    assert (out8 / "decoder.onnx").stat().st_size > 0
-    graph = onnx.load(str(out8 / "encoder_chunk.onnx")).graph
+    out8 = export(exp, "rt8", "--precisions", "int8", "--formats", "onnx", "--pieces",
+                  "encoder_chunk", "decoder", "--jobs", "2")  # fmt: skip
+    assert (out8 / "decoder.int8.onnx").stat().st_size > 0
+    graph = onnx.load(str(out8 / "encoder_chunk.int8.onnx")).graph
     float_inits = {i.name for i in graph.initializer}
     gates = [i for i in float_inits if i.endswith(".gate.weight")]
     assert len(gates) == 4 and any(n.op_type == "MatMulInteger" for n in graph.node)
@@ -290,14 +305,14 @@ def test_large_onnx_graphs_keep_weights_in_a_side_file(tmp_path, monkeypatch):
     exp = make_experiment(tmp_path, "dense")
     feats = torch.randn(1, 120, 80).numpy()
     outputs = {}
-    for name, extra in (("fp32", ()), ("int8", ("--int8",))):
-        out = export(exp, name, "--formats", "onnx", "--pieces", "encoder_full", *extra)
+    for name in ("fp32", "int8"):
+        out = export(exp, name, "--formats", "onnx", "--pieces", "encoder_full", "--precisions",
+                     name)  # fmt: skip
+        graph = "encoder_full.onnx" if name == "fp32" else "encoder_full.int8.onnx"
         files = sorted(p.name for p in out.iterdir())
-        assert files == ["encoder_full.onnx", "encoder_full.onnx.data", "meta.json", "units.txt"]
-        assert (out / "encoder_full.onnx").stat().st_size < (
-            out / "encoder_full.onnx.data"
-        ).stat().st_size
-        session = ort.InferenceSession(str(out / "encoder_full.onnx"))
+        assert files == [graph, f"{graph}.data", "meta.json", "units.txt"]
+        assert (out / graph).stat().st_size < (out / f"{graph}.data").stat().st_size
+        session = ort.InferenceSession(str(out / graph))
         outputs[name] = session.run(None, {"feats": feats})[1]
     assert abs(outputs["int8"] - outputs["fp32"]).max() < 0.5
 

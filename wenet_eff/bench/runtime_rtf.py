@@ -1,37 +1,50 @@
 """Runtime benchmark: the same model and wavs through Python eager, the C++ runtime and
-onnxruntime; full context and chunk-by-chunk streaming; fp32 and int8; dense and MoE.
+onnxruntime; full context and chunk-by-chunk streaming; kernel paths fp32, bf16, int8 and
+compressed models exported packed; dense and MoE.
 
-    python -m wenet_eff.bin.benchmark runtime_rtf \
-        --model dense=exp/mini/train.yaml:exp/mini/avg_2.pt \
-        --model moe=exp/mini_moe/train.yaml:exp/mini_moe/avg_2.pt \
-        --data data/test/data.list --num_utts 100 --chunk_size 16 --num_left_chunks 4 --threads 1
+    python -m wenet_eff.bin.benchmark runtime_rtf \\
+        --model dense=exp/mini/train.yaml:exp/mini/avg_2.pt \\
+        --model moe=exp/mini_moe/train.yaml:exp/mini_moe/avg_2.pt \\
+        --data data/test/data.list --num_utts 100 --chunk_size 16 --num_left_chunks 4 --threads 1 \\
+        --precisions fp32 bf16 int8 packed:qat_int4
 
-For each model and precision the model is exported (wenet_eff.bin.export) into
-`--work_dir/<name>_<precision>` (kept and reused unless `--reexport`), then every engine decodes
-the same utterances with attention rescoring, one utterance at a time, in one process:
-  - eager: wenet_eff.decode.streaming.StreamingSession on the PyTorch model (int8: the same
-    int8 modules the export uses, wenet_eff.export.int8), kaldi-native-fbank features,
-    Python CTC prefix beam search;
+For each model and precision the model is exported (wenet_eff.export.package) into
+`--work_dir/<name>_<precision>` (kept and reused unless `--reexport`):
+  - fp32, bf16, int8: the float model's graphs on that kernel path (export.kernels) and its
+    weights; fp32 and int8 also as .onnx (int8: onnxruntime's dynamic quantization);
+  - packed:<config>: the model under the compress config (wenet_eff/conf/compress/), exported
+    as trained (export.packed: the integer codes and scales QAT learned, packed at their bit
+    width), with the kernel paths a compressed model gets (fp32 + int8, + bf16 for sub-channel
+    groups); the runtime picks one for this CPU. From a float checkpoint the quantizers derive
+    their state from the weights (post-training quantization), which is what speed and size
+    need; for WER give the QAT run's checkpoint (`--model NAME=train.yaml:avg.pt` of a
+    compress=<config> fine-tune, with `--precisions packed:<config>`).
+Then every engine decodes the same utterances with attention rescoring, one utterance at a
+time, in one process:
+  - eager: wenet_eff.decode.streaming.StreamingSession on the PyTorch model (for packed rows the
+    fake-quant model, whose weights the packed graphs reproduce bit for bit), kaldi-native-fbank
+    features, Python CTC prefix beam search;
   - cpp: the C++ runtime through its pybind11 module (runtime/, the code decoder_main runs):
-    its own fbank, the AOTInductor graphs, C++ search and rescoring;
-  - onnx: onnxruntime on the .onnx graphs (int8: onnxruntime's dynamic quantization) with the
-    Python search (wenet_eff.export.onnx_runtime).
+    its own fbank, the AOTInductor graphs of the kernel path it chose, C++ search and rescoring;
+  - onnx: onnxruntime on the .onnx graphs with the Python search (wenet_eff.export.onnx_runtime;
+    fp32 and int8 rows).
 RTF = decode time / audio time (threads stated; features included), of the fastest of
 `--repeats` passes per engine, the engines taking turns (every pass is kept in the JSON, as
-`rtf_passes`). Reported per row: RTF,
-the encoder graphs' share (C++ and onnxruntime time them), WER against the references, and
-agreement with eager (identical transcripts, WER difference); ratios cpp/eager, cpp/onnx and the
-int8 speed-up (whole decode and encoder alone) are computed within the run. Writes JSON and
-prints the table.
+`rtf_passes`). Reported per row: RTF, the encoder graphs' share (C++ and onnxruntime time
+them), WER against the references, agreement with eager (identical transcripts, WER
+difference), and for the C++ rows the kernel path it ran, the runtime directory's size (what a
+device downloads: graphs, weights, meta.json, units; the .onnx files not counted) and the
+memory a process holds once the model is loaded (RSS after load minus before, measured in a
+fresh process). Ratios within the run: cpp/eager, cpp/onnx, and each precision's speed-up over
+fp32 (whole decode and encoder alone). Writes JSON and prints the tables.
 
 Speed at other model sizes: CHECKPOINT `random` builds the config's model with seeded random
 weights, and `--override model=u2pp_conformer` (any config override, applied to every model)
-changes its shape; with random weights the search is meaningless, so time them with
-`--mode ctc_greedy_search --engines cpp onnx` (eager decodes with attention rescoring only) and
-read the speed, not the WER:
+changes its shape; with random weights the search is meaningless, so read the speed, not the
+WER:
 
-    python -m wenet_eff.bin.benchmark runtime_rtf --model u2pp=exp/mini/train.yaml:random \
-        --override model=u2pp_conformer --mode ctc_greedy_search --engines cpp onnx ...
+    python -m wenet_eff.bin.benchmark runtime_rtf --model u2pp=exp/mini/train.yaml:random \\
+        --override model=u2pp_conformer --precisions fp32 int8 packed:qat_int4 ...
 """
 
 from __future__ import annotations
@@ -39,6 +52,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -51,6 +66,17 @@ from wenet_eff.data.audio import load_audio, to_sample_rate
 from wenet_eff.export.int8 import cpu_info
 
 ENGINES = ("eager", "cpp", "onnx")
+DECODER_PIECES = ("encoder_chunk", "encoder_full", "decoder")  # what a decoder loads
+FLOAT_PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def precision_arg(text: str) -> str:
+    """--precisions entry: fp32, bf16, int8 or packed:<compress config>."""
+    if text in FLOAT_PRECISIONS or (text.startswith("packed:") and text.partition(":")[2]):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"'{text}': choose fp32, bf16, int8 or packed:<compress config>, e.g. packed:qat_int4"
+    )
 
 
 def _load_utts(data_list: str, num_utts: int, rate: int, min_rate: int) -> list[dict]:
@@ -136,21 +162,84 @@ def _eager_decoder(model, tokenizer, chunk: int, left: int, args, data_cfg):
     return decode
 
 
+def _served(model, config: str, precision: str, overrides: list[str]):
+    """(the model a precision serves, export keyword arguments, formats): a packed precision
+    applies its compress config to a copy of the float model (quantizer state from the
+    weights); the float ones export the model on that kernel path."""
+    from wenet_eff import compress
+    from wenet_eff.config import load_config
+
+    if precision.startswith("packed:"):
+        name = precision.partition(":")[2]
+        cfg = load_config(config, [*overrides, f"compress={name}"])
+        if not compress.is_compressed(cfg):
+            raise ValueError(f"--precisions {precision}: compress={name} compresses nothing")
+        served = compress.apply(copy.deepcopy(model), cfg).eval()
+        return served, {}, ("pt2",)
+    formats = ("pt2",) if precision == "bf16" else ("pt2", "onnx")
+    return model, {"precisions": (precision,)}, formats
+
+
+_RSS = """
+import sys, torch
+from wenet_eff.export.cpp import load_runtime
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+rt = load_runtime()
+rt.set_num_threads(int(sys.argv[2]))
+before = rss()
+model = rt.Model(sys.argv[1])
+print(before, rss())
+"""
+
+
+@torch.no_grad()
+def encoder_rel_error(rt, model_dir: Path, precision: str, eager_model, utts: list[dict],
+                      data_cfg) -> float:  # fmt: skip
+    """Largest relative difference (norm) between the full-context encoder output of the
+    graph the C++ runtime runs (kernel path `precision`, loaded in Python with the same
+    weights) and the eager model's, over the first 5 utterances (the C++ front end's
+    features)."""
+    from wenet_eff.export.modules import EncoderFull
+    from wenet_eff.export.package import graph_file
+    from wenet_eff.export.weights import load_graph
+
+    graph = load_graph(model_dir, graph_file("encoder_full", precision, "pt2"))
+    eager = EncoderFull(eager_model).eval()
+    worst = 0.0
+    for u in utts[:5]:
+        feats = rt.fbank(u["wav"], data_cfg.sample_rate, data_cfg.num_mel_bins,
+                         data_cfg.frame_length, data_cfg.frame_shift)  # fmt: skip
+        feats = torch.from_numpy(feats).unsqueeze(0)
+        ref = eager(feats)[1]
+        worst = max(worst, float((graph(feats)[1] - ref).norm() / ref.norm()))
+    return worst
+
+
+def rss_after_load(model_dir: Path, threads: int) -> float:
+    """MB a fresh process gains by loading the model in the C++ runtime (weights, folded
+    constants, graphs)."""
+    proc = subprocess.run([sys.executable, "-c", _RSS, str(model_dir), str(threads)],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    before, after = map(float, proc.stdout.split())
+    return after - before
+
+
 def run(args: argparse.Namespace) -> dict:
+    from wenet_eff.bench.model_info import flops_per_second
     from wenet_eff.config import load_config
     from wenet_eff.data.tokenizer import build_tokenizer
     from wenet_eff.export.cpp import load_runtime
-    from wenet_eff.export.int8 import quantize_int8
     from wenet_eff.export.modules import prepare_for_export
     from wenet_eff.export.onnx_runtime import OnnxDecoder
-    from wenet_eff.export.package import export_model
+    from wenet_eff.export.package import export_model, runtime_bytes
     from wenet_eff.model import build_model, load_model
 
     torch.set_num_threads(args.threads)
     rt = load_runtime()
     rt.set_num_threads(args.threads)
-    from wenet_eff.bench.model_info import flops_per_second
-
     work = Path(args.work_dir)
     rows, utts, audio, flops = [], None, 0.0, {}
     if args.repeats < 1:
@@ -179,22 +268,26 @@ def run(args: argparse.Namespace) -> dict:
         refs = [u["txt"] for u in utts]
         audio = sum(len(u["wav"]) for u in utts) / cfg.data.sample_rate
         for precision in args.precisions:
-            model_dir = work / f"{name}_{precision}"
+            served, export_args, formats = _served(model, config, precision, args.override)
+            model_dir = work / f"{name}_{precision.replace(':', '_')}"
             if args.reexport or not (model_dir / "meta.json").exists():
                 print(f"exporting {name} {precision} to {model_dir} ...", flush=True)
-                export_model(
-                    copy.deepcopy(model),
-                    cfg,
-                    model_dir,
-                    str(cfg.tokenizer.units),
-                    args.chunk_size,
-                    args.num_left_chunks,
-                    int8=precision == "int8",
-                )
-            eager_model = prepare_for_export(copy.deepcopy(model))
-            if precision == "int8":
-                quantize_int8(eager_model)
+                export_model(copy.deepcopy(served), cfg, model_dir, str(cfg.tokenizer.units),
+                             args.chunk_size, args.num_left_chunks, formats=formats,
+                             pieces=DECODER_PIECES, jobs=args.jobs, **export_args)  # fmt: skip
+            meta = json.loads((model_dir / "meta.json").read_text())
+            eager_model = prepare_for_export(copy.deepcopy(served))
             cpp_model = rt.Model(str(model_dir))
+            print(f"  {name} {precision}: kernel path {cpp_model.precision} "
+                  f"({cpp_model.precision_reason})", flush=True)  # fmt: skip
+            size = {"dir_mb": runtime_bytes(model_dir) / 1e6,
+                    "rss_mb": rss_after_load(model_dir, args.threads),
+                    "kernel_path": cpp_model.precision,
+                    "kernel_reason": cpp_model.precision_reason,
+                    "encoder_rel_error": encoder_rel_error(rt, model_dir, cpp_model.precision,
+                                                           eager_model, utts, cfg.data),
+                    "layer_paths": meta["kernel_paths"][cpp_model.precision]["layers"]}  # fmt: skip
+            engines = [e for e in args.engines if e != "onnx" or "onnx" in formats]
             for chunk in (-1, args.chunk_size):
                 left = args.num_left_chunks if chunk > 0 else -1
                 common = {
@@ -204,15 +297,17 @@ def run(args: argparse.Namespace) -> dict:
                     "reverse_weight": args.reverse_weight,
                 }
                 cpp = rt.Decoder(cpp_model, chunk_size=chunk, **common)
-                onnx = OnnxDecoder(model_dir, chunk_size=chunk, threads=args.threads, **common)
                 decoders = {
                     "eager": _eager_decoder(eager_model, tokenizer, chunk, left, args, cfg.data),
                     "cpp": lambda wav, d=cpp: _text_and_encoder_seconds(d.decode(wav)),
-                    "onnx": lambda wav, d=onnx: _text_and_encoder_seconds(d.decode(wav)),
                 }
-                timed = _time_engines(decoders, args.engines, utts, args.repeats)
+                if "onnx" in engines:
+                    onnx = OnnxDecoder(model_dir, chunk_size=chunk, threads=args.threads,
+                                       precision=precision, **common)  # fmt: skip
+                    decoders["onnx"] = lambda wav, d=onnx: _text_and_encoder_seconds(d.decode(wav))
+                timed = _time_engines(decoders, engines, utts, args.repeats)
                 texts = {engine: t[0] for engine, t in timed.items()}
-                for engine in args.engines:
+                for engine in engines:
                     _, seconds, encoder, passes = timed[engine]
                     row = {
                         "model": name,
@@ -222,6 +317,7 @@ def run(args: argparse.Namespace) -> dict:
                         "rtf": seconds / audio,
                         "rtf_passes": [p / audio for p in passes],
                         "wer": _wer(refs, texts[engine]),
+                        **(size if engine == "cpp" else {}),
                     }
                     if encoder is not None:
                         row["encoder_rtf"] = encoder / audio
@@ -238,7 +334,7 @@ def run(args: argparse.Namespace) -> dict:
                         flush=True,
                     )
     return {
-        "environment": {**environment(), "cpu_info": cpu_info()},
+        "environment": {**environment(), "cpu_info": cpu_info(), "cpu_features": rt.cpu_features()},
         "threads": args.threads,
         "mode": args.mode,
         "overrides": args.override,
@@ -261,11 +357,12 @@ def _find(rows, **key) -> dict | None:
 
 
 def _ratios(rows: list[dict], flops: dict[str, float]) -> list[dict]:
-    """Per (model, precision, chunk): cpp/eager and cpp/onnx RTF; per (model, chunk, engine):
-    int8 speed-up over fp32 and its relative WER change; per model after the first (the
-    dense reference) and row: the encoder-time ratio to the reference (the whole decode's
-    where the engine does not time its encoder) over the ratio of active encoder + CTC FLOPs,
-    minus 1 (the MoE overhead beyond its active FLOPs)."""
+    """Per (model, precision, chunk): cpp/eager and cpp/onnx RTF; per (model, precision other
+    than fp32, chunk, engine): the speed-up over fp32 (whole decode and encoder alone) and the
+    relative WER change; per model after the first (the dense reference) and row: the
+    encoder-time ratio to the reference (the whole decode's where the engine does not time
+    its encoder) over the ratio of active encoder + CTC FLOPs, minus 1 (the MoE overhead beyond
+    its active FLOPs)."""
     out = []
     reference = next(iter(flops), None)
     for r in rows:
@@ -305,7 +402,7 @@ def _ratios(rows: list[dict], flops: dict[str, float]) -> list[dict]:
             }
         )
     for r in rows:
-        if r["precision"] != "int8":
+        if r["precision"] == "fp32":
             continue
         fp32 = _find(rows, model=r["model"], precision="fp32", chunk=r["chunk"], engine=r["engine"])
         if fp32:
@@ -313,74 +410,22 @@ def _ratios(rows: list[dict], flops: dict[str, float]) -> list[dict]:
             out.append(
                 {
                     "model": r["model"],
+                    "precision": r["precision"],
                     "chunk": r["chunk"],
                     "engine": r["engine"],
-                    "kind": "int8",
+                    "kind": "precision",
                     "speedup": fp32["rtf"] / r["rtf"],
                     "encoder_speedup": fp32["encoder_rtf"] / r["encoder_rtf"] if encoder else None,
+                    "size_ratio": fp32["dir_mb"] / r["dir_mb"] if "dir_mb" in r else None,
                     "wer_rel_change": (r["wer"] - fp32["wer"]) / fp32["wer"] if fp32["wer"] else 0,
                 }
             )
     return out
 
 
-def print_table(result: dict) -> None:
-    print(
-        f"\nRTF on {result['utterances']} utterances ({result['audio_seconds']:.0f} s), "
-        f"fastest of {result.get('repeats', 1)} passes, threads {result['threads']}, "
-        f"{result.get('mode', 'attention_rescoring')}; chunk -1 = full context, "
-        f"{result['chunk_size']} = streaming with {result['num_left_chunks']} left chunks"
-    )
-    print(
-        "| model | precision | chunk | engine | RTF | encoder RTF | WER % | identical to eager | "
-        "WER diff |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for r in result["rows"]:
-        ident = f"{100 * r['identical']:.1f} %" if "identical" in r else ""
-        diff = f"{r['wer_diff']:+.2f}" if "wer_diff" in r else ""
-        enc = f"{r['encoder_rtf']:.4f}" if "encoder_rtf" in r else "-"
-        print(
-            f"| {r['model']} | {r['precision']} | {r['chunk']} | {r['engine']} | "
-            f"{r['rtf']:.4f} | {enc} | {r['wer']:.2f} | {ident} | {diff} |"
-        )
-    print("\n| model | precision | chunk | C++ / eager RTF | C++ / onnxruntime RTF |")
-    print("|---|---|---|---|---|")
-    for r in result["ratios"]:
-        if r["kind"] == "engines":
-            ce = f"{r['cpp_over_eager']:.2f}x" if r["cpp_over_eager"] else "-"
-            co = f"{r['cpp_over_onnx']:.2f}x" if r["cpp_over_onnx"] else "-"
-            print(f"| {r['model']} | {r['precision']} | {r['chunk']} | {ce} | {co} |")
-    print(
-        "\n| model | chunk | engine | int8 speed-up over fp32 | encoder alone | "
-        "WER change (relative) |"
-    )
-    print("|---|---|---|---|---|---|")
-    for r in result["ratios"]:
-        if r["kind"] == "int8":
-            print(
-                f"| {r['model']} | {r['chunk']} | {r['engine']} | {r['speedup']:.2f}x | "
-                + (f"{r['encoder_speedup']:.2f}x" if r.get("encoder_speedup") else "-")
-                + f" | {100 * r['wer_rel_change']:+.1f} % |"
-            )
-
-
-def _print_flops(result: dict) -> None:
-    rows = [r for r in result["ratios"] if r["kind"] == "flops"]
-    if not rows:
-        return
-    print("\n| model | vs | precision | chunk | engine | time ratio (timed) | active FLOPs ratio | "
-          "overhead beyond active FLOPs |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['model']} | {r['reference']} | {r['precision']} | {r['chunk']} | "
-            f"{r['engine']} | {r['rtf_ratio']:.2f} ({r['timed']}) | {r['flops_ratio']:.2f} | "
-            f"{100 * r['overhead']:+.1f} % |"
-        )
-
-
 def main(argv: list[str] | None = None) -> dict:
+    from wenet_eff.bench.sections import runtime_rtf
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--model",
@@ -392,7 +437,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--num_utts", type=int, default=100)
     p.add_argument("--chunk_size", type=int, default=16)
     p.add_argument("--num_left_chunks", type=int, default=4)
-    p.add_argument("--precisions", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "int8"],
+        type=precision_arg,
+        help="fp32, bf16, int8 (the float model on that kernel path) and packed:<compress "
+        "config> (the model under it, exported packed; the runtime picks the kernel path)",
+    )
     p.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES))
     p.add_argument(
         "--mode",
@@ -418,12 +470,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--work_dir", default="exp/runtime_bench", help="exported model dirs")
     p.add_argument("--reexport", action="store_true", help="export again even if present")
+    p.add_argument("--jobs", type=int, default=1, help="graphs compiled at once (export)")
     p.add_argument("--out", default="bench_results/runtime_rtf.json")
     args = p.parse_args(argv)
     result = run(args)
     write_json(result, args.out)
-    print_table(result)
-    _print_flops(result)
+    print(runtime_rtf(result))
     return result
 
 

@@ -1,24 +1,29 @@
-"""int8 weights for export: integer matrix products with dynamic per-frame activation scales.
+"""int8 kernels for export: integer matrix products with dynamic per-frame activation scales.
 
 `quantize_int8(model)` replaces the seam's weight layers (wenet_eff.nn.linear) by modules that
-store int8 weights with one scale per output channel (symmetric, absmax) and, at run time,
-quantize each input row to int8 with its own absmax scale, multiply with `torch._int_mm`
-(int8 x int8 -> int32, a real integer GEMM on CPU) and rescale:
+multiply int8 weights, one scale per output channel, with each input row quantized to int8 by
+its own absmax scale, through `torch._int_mm` (int8 x int8 -> int32, a real integer GEMM on
+CPU), and rescale:
 
     y = (q(x) @ W_q) * s_x * s_w + b
+
+The int8 weights come from the layer they replace (`int8_weight`): a packed QAT layer
+(export.packed) gives the integer codes and scales QAT learned (levels minus zero points; any
+per-channel scheme of 8 bits or fewer: w8a8, w4a8, w2a8, binary), a float layer its absmax
+quantization per output channel. In an exported graph that conversion depends on the weights
+alone, so AOTInductor folds it when the runtime loads them (export.packed).
 
 Linear layers, the convolution module's pointwise Conv1d and the subsampling Conv2d layers
 after the first (as a sum of int8 GEMMs over the kernel taps: the 3x3 stride-2 convolution
 is the largest product of a small model's streaming step) are converted; the MoE router, the
-first Conv2d (one input channel), the depthwise convolution and the token embeddings stay in
-float (small, and routing / per-channel filters are precision-critical).
-A QAT model exports its effective (fake-quantized) weights: with 8-bit absmax per-channel
-training the integers are the trained ones.
+first Conv2d (one input channel), the depthwise convolution, the token embeddings and layers
+quantized in sub-channel groups (several scales per row) stay in float.
 
 Speed depends on the CPU: `torch._int_mm` is an oneDNN integer GEMM on CPUs with int8 dot
 products (AVX-512 VNNI, AVX-VNNI, AMX), measured 1.6-1.9x faster than the fp32 graphs end to
-end; without them (AVX2 only) it is a plain loop, about 50x slower than fp32 GEMM.
-`fast_int8_matmul()` tells which; the recipes skip int8 runtime models where it is False.
+end; without them (AVX2 only) it is a plain loop, about 50x slower than fp32 GEMM. The C++
+runtime therefore chooses the kernel path per CPU when it loads a model (runtime/src/
+cpu_features.h); `fast_int8_matmul()` tells the same here.
 """
 
 from __future__ import annotations
@@ -46,11 +51,17 @@ INT8_ROLES = frozenset(
 )
 
 
-def _quantize_weight(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, K) float -> int8 (K, N) (the layout `_int_mm` reads) and (N,) scales."""
+def int8_weight(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, K) int8 codes and (N,) float32 scales of `layer`'s weight (N output channels, K the
+    rest): a packed per-channel layer's QAT codes, else symmetric absmax per channel."""
+    packed = getattr(layer, "packed_weight", None)
+    if packed is not None and packed.int8_ready:
+        return packed.int8_codes()
+    w = layer.weight
+    w = w.reshape(w.size(0), -1).float()
     scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
     q = torch.round(w / scale.unsqueeze(1)).clamp(-127, 127).to(torch.int8)
-    return q.t().contiguous(), scale.float()
+    return q, scale
 
 
 def int8_matmul(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor) -> torch.Tensor:
@@ -61,30 +72,28 @@ def int8_matmul(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor) -> to
 
 
 class Int8Linear(nn.Module):
-    """A Linear (or a kernel-1 Conv1d over channels, `channels_first`) with int8 weights."""
+    """A Linear (or a kernel-1 Conv1d over channels, `channels_first`) on int8 weights
+    (`int8_weight` of the wrapped `layer`, which also gives the bias)."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, channels_first: bool):
+    def __init__(self, layer: nn.Module, channels_first: bool):
         super().__init__()
-        w_q, w_scale = _quantize_weight(weight.detach().reshape(weight.size(0), -1).float())
-        self.register_buffer("w_q", w_q)
-        self.register_buffer("w_scale", w_scale)
-        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        self.layer = layer
         self.channels_first = channels_first
-        self.out_features = w_q.size(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_first:  # (B, C, T) -> (B, T, C)
             x = x.transpose(1, 2)
+        codes, w_scale = int8_weight(self.layer)
         shape = x.shape
-        y = int8_matmul(x.reshape(-1, shape[-1]), self.w_q, self.w_scale)
-        if self.bias is not None:
-            y = y + self.bias
-        y = y.reshape(*shape[:-1], self.out_features)
+        y = int8_matmul(x.reshape(-1, shape[-1]), codes.t().contiguous(), w_scale)
+        if self.layer.bias is not None:
+            y = y + self.layer.bias
+        y = y.reshape(*shape[:-1], codes.size(0))
         return y.transpose(1, 2) if self.channels_first else y
 
 
 class Int8Conv2d(nn.Module):
-    """A Conv2d (groups 1, no padding or dilation) with int8 weights.
+    """A Conv2d (groups 1, no padding or dilation) on int8 weights (`int8_weight` of `conv`).
 
     The input is quantized once per position (absmax over channels, channels last); the
     convolution is then a sum over the kernel taps of int8 GEMMs, each between the strided
@@ -96,23 +105,16 @@ class Int8Conv2d(nn.Module):
         super().__init__()
         if conv.groups != 1 or conv.padding != (0, 0) or conv.dilation != (1, 1):
             raise ValueError("Int8Conv2d supports plain Conv2d layers (groups 1, no padding)")
-        w = conv.weight.detach().float()  # (O, C, kh, kw)
-        scale = w.abs().amax(dim=(1, 2, 3)).clamp(min=1e-12) / 127.0
-        q = torch.round(w / scale.view(-1, 1, 1, 1)).clamp(-127, 127).to(torch.int8)
-        # per tap (kh * kw, C, O), the layout _int_mm reads
-        self.register_buffer(
-            "w_q", q.permute(2, 3, 1, 0).reshape(-1, w.size(1), w.size(0)).contiguous()
-        )
-        self.register_buffer("w_scale", scale)
-        bias = conv.bias
-        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
-        self.kernel_size = conv.kernel_size
-        self.stride = conv.stride
-        self.out_channels = conv.out_channels
+        self.conv = conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.conv
+        codes, w_scale = int8_weight(conv)  # (O, C kh kw)
         b, c, h, w = x.shape
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+        # per tap (kh * kw, C, O), the layout _int_mm reads
+        taps = codes.reshape(-1, c, kh, kw).permute(2, 3, 1, 0).reshape(kh * kw, c, -1)
+        taps = taps.contiguous()
         oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
         x = x.permute(0, 2, 3, 1)  # (B, H, W, C)
         absmax = x.abs().amax(dim=3, keepdim=True).clamp(min=1e-12)
@@ -126,18 +128,13 @@ class Int8Conv2d(nn.Module):
                     slice(i, i + sh * (oh - 1) + 1, sh),
                     slice(j, j + sw * (ow - 1) + 1, sw),
                 )
-                part = torch._int_mm(x_q[rows].reshape(-1, c), self.w_q[i * kw + j]).to(x.dtype)
+                part = torch._int_mm(x_q[rows].reshape(-1, c), taps[i * kw + j]).to(x.dtype)
                 part = part * s[rows].reshape(-1, 1)
                 y = part if y is None else y + part
-        y = y * self.w_scale
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(b, oh, ow, self.out_channels).permute(0, 3, 1, 2)
-
-
-def _effective_weight(layer: nn.Module) -> torch.Tensor:
-    fn = getattr(layer, "effective_weight", None)
-    return fn() if fn is not None else layer.weight
+        y = y * w_scale
+        if conv.bias is not None:
+            y = y + conv.bias
+        return y.reshape(b, oh, ow, conv.out_channels).permute(0, 3, 1, 2)
 
 
 # /proc/cpuinfo flags of the int8 dot-product instructions oneDNN's integer GEMM needs
@@ -169,34 +166,37 @@ def fast_int8_matmul() -> bool:
     return bool(cpu_info()["int8_dot"])
 
 
-def quantize_int8(model: nn.Module) -> dict[str, int]:
-    """Convert the seam's layers with a role in INT8_ROLES to int8 in place.
+def int8_module(layer: nn.Module) -> nn.Module | None:
+    """The int8 module replacing `layer`, or None where it stays float."""
+    if getattr(layer, "role", "") not in INT8_ROLES:
+        return None
+    packed = getattr(layer, "packed_weight", None)
+    if packed is not None and packed.quantized and not packed.int8_ready:
+        return None  # sub-channel groups: several scales per row
+    if isinstance(layer, nn.Linear):
+        return Int8Linear(layer, channels_first=False)
+    if isinstance(layer, nn.Conv1d) and layer.kernel_size == (1,):
+        return Int8Linear(layer, channels_first=True)
+    if (
+        isinstance(layer, nn.Conv2d)
+        and layer.groups == 1
+        and layer.in_channels >= 8
+        and layer.padding == (0, 0)
+        and layer.dilation == (1, 1)
+    ):
+        return Int8Conv2d(layer)
+    return None
 
-    Returns: {"int8": converted layers, "float": tagged layers kept in float}.
-    """
-    counts = {"int8": 0, "float": 0}
+
+def quantize_int8(model: nn.Module) -> dict[str, str]:
+    """Run the seam's layers with a role in INT8_ROLES on int8 weights, in place (see the
+    module docstring). Returns {layer name: "int8" or "fp32"} for every seam layer."""
+    paths = {}
     parents = dict(model.named_modules())
-    with torch.no_grad():
-        for name, layer in weight_layers(model):
-            role = getattr(layer, "role", "")
-            new: nn.Module | None = None
-            if role in INT8_ROLES:
-                weight = _effective_weight(layer)
-                if isinstance(layer, nn.Linear):
-                    new = Int8Linear(weight, layer.bias, channels_first=False)
-                elif isinstance(layer, nn.Conv1d) and layer.kernel_size == (1,):
-                    new = Int8Linear(weight, layer.bias, channels_first=True)
-                elif isinstance(layer, nn.Conv2d) and layer.groups == 1 and layer.in_channels >= 8:
-                    plain = nn.Conv2d(
-                        layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride
-                    )
-                    plain.weight.copy_(weight)
-                    plain.bias = layer.bias
-                    new = Int8Conv2d(plain)
-            if new is None:
-                counts["float"] += 1
-                continue
+    for name, layer in weight_layers(model):
+        new = int8_module(layer)
+        paths[name] = "fp32" if new is None else "int8"
+        if new is not None:
             parent_name, _, child = name.rpartition(".")
             setattr(parents[parent_name] if parent_name else model, child, new)
-            counts["int8"] += 1
-    return counts
+    return paths

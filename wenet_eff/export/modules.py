@@ -5,6 +5,10 @@
   frames and a mask hides the slots not filled yet (the first chunks) and the padded tail of
   a short last chunk, so one compiled graph serves a whole stream. Returns the CTC log
   posteriors with the encoder output and the new caches.
+- `EncoderChunkBatch`: the same step for a batch of streams, each at its own position (its
+  own offset, cache fill and valid frames per row; the batch size is dynamic), so a server
+  runs the chunks of all its live streams as one forward (MoE experts then see the frames of
+  every stream at once). Each row equals `EncoderChunkStep` on that stream alone.
 - `EncoderFull`: the full-context encoder over a whole utterance (dynamic length).
 - `RescoringDecoder`: both attention decoders scoring a padded n-best list (dynamic n-best
   size and length); returns the left-to-right and right-to-left sequence scores that
@@ -24,14 +28,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wenet_eff.decode.attention import _sequence_scores
+from wenet_eff.nn.embedding import PositionalEncoding
 from wenet_eff.nn.linear import weight_layers
 from wenet_eff.nn.moe import MoEFFNLayer
 
 
 def sinusoids(positions: torch.Tensor, div_term: torch.Tensor) -> torch.Tensor:
-    """(T,) float positions -> (1, T, d) sinusoids, laid out as `PositionalEncoding.pe`."""
-    angles = positions.unsqueeze(1) * div_term.unsqueeze(0)  # (T, d/2)
-    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1).unsqueeze(0)
+    """(T,) float positions -> (1, T, d) sinusoids, laid out as `PositionalEncoding.pe`;
+    (B, T) positions (one row per stream) -> (B, T, d)."""
+    angles = positions.unsqueeze(-1) * div_term  # (..., T, d/2)
+    emb = torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
+    return emb if positions.dim() == 2 else emb.unsqueeze(0)
 
 
 def _div_term(d_model: int) -> torch.Tensor:
@@ -72,6 +79,22 @@ class _ExportMoE(nn.Module):
         return export_moe_forward(self.layer, xs)
 
 
+class _ExportPositions(nn.Module):
+    """A decoder's `PositionalEncoding` with its rows computed from the positions
+    (`sinusoids`) instead of read from its table (5000 rows of d), which the exported graphs
+    then do not carry."""
+
+    def __init__(self, layer: PositionalEncoding):
+        super().__init__()
+        self.xscale, self.dropout = layer.xscale, layer.dropout
+        self.register_buffer("div_term", _div_term(layer.d_model), persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(x.size(1), device=x.device, dtype=torch.float32) + offset
+        pos_emb = sinusoids(positions, self.div_term)
+        return self.dropout(x * self.xscale + pos_emb), self.dropout(pos_emb)
+
+
 @torch.no_grad()
 def fold_compression(model: nn.Module) -> int:
     """Turn every compressed layer (compress.apply) back into its plain torch class holding the
@@ -99,7 +122,8 @@ def fold_compression(model: nn.Module) -> int:
 
 
 def prepare_for_export(model: nn.Module) -> nn.Module:
-    """Fold compression, swap every MoE FFN for its export dispatch (in place), set eval."""
+    """Fold compression, swap every MoE FFN for its export dispatch and the decoders'
+    positional tables for computed rows (in place), set eval."""
     fold_compression(model)
     for module in list(model.modules()):
         if isinstance(module, _ExportMoE):
@@ -107,6 +131,8 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
         for child_name, child in list(module.named_children()):
             if isinstance(child, MoEFFNLayer):
                 setattr(module, child_name, _ExportMoE(child))
+            elif type(child) is PositionalEncoding:  # the encoder's relative one: subsample()
+                setattr(module, child_name, _ExportPositions(child))
     return model.eval()
 
 
@@ -250,24 +276,81 @@ class EncoderChunkStep(_EncoderBody):
         att_cache: torch.Tensor,
         cnn_cache: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        xs = self.subsample(feats)  # (1, chunk, D)
+        layers = range(len(self.encoders))
+        logp, out, new_att, new_cnn = self.step(
+            feats,
+            offset,
+            num_valid,
+            [att_cache[i : i + 1] for i in layers],
+            [cnn_cache[i] for i in layers],
+        )
+        return logp, out, torch.cat(new_att, dim=0), torch.stack(new_cnn, dim=0)
+
+    def step(
+        self,
+        feats: torch.Tensor,
+        offset: torch.Tensor,
+        num_valid: torch.Tensor,
+        att_caches: list[torch.Tensor],
+        cnn_caches: list[torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The step for B streams, row b at its own position.
+
+        Args: feats (B, W, F); offset, num_valid (B,) int64; per layer att (B, H, C, 2 d_k)
+            and cnn (B, D, kernel - 1) caches.
+        Returns: CTC log posteriors (B, chunk, V), encoder output (B, chunk, D), per layer
+            the new att (B, H, C, 2 d_k) and cnn (B, D, kernel - 1) caches.
+        """
+        xs = self.subsample(feats)  # (B, chunk, D)
         c, s = self.cache_size, self.chunk_size
         slot = torch.arange(c + s, device=xs.device)
-        filled = torch.clamp(offset, max=c)  # cache slots holding real frames (at the end)
-        keys_valid = ((slot >= c - filled) & (slot < c)) | ((slot >= c) & (slot - c < num_valid))
-        mask = keys_valid.view(1, 1, c + s)
-        mask_pad = keys_valid[c:].view(1, 1, s)
-        positions = (slot + offset - c).to(torch.float32)
+        filled = torch.clamp(offset, max=c).unsqueeze(1)  # cache slots holding real frames
+        valid = num_valid.unsqueeze(1)
+        keys_valid = ((slot >= c - filled) & (slot < c)) | ((slot >= c) & (slot - c < valid))
+        mask = keys_valid.unsqueeze(1)  # (B, 1, C + chunk)
+        mask_pad = keys_valid[:, c:].unsqueeze(1)  # (B, 1, chunk)
+        positions = (slot + offset.unsqueeze(1) - c).to(torch.float32)  # (B, C + chunk)
         pos_emb = sinusoids(positions, self.div_term)
         new_att, new_cnn = [], []
-        for i, layer in enumerate(self.encoders):
-            xs, _, layer_att, layer_cnn = layer(
-                xs, mask, pos_emb, mask_pad, att_cache[i : i + 1], cnn_cache[i]
-            )
+        for layer, att, cnn in zip(self.encoders, att_caches, cnn_caches, strict=True):
+            xs, _, layer_att, layer_cnn = layer(xs, mask, pos_emb, mask_pad, att, cnn)
             new_att.append(layer_att[:, :, s:, :])
-            new_cnn.append(layer_cnn.unsqueeze(0))
+            new_cnn.append(layer_cnn)
         logp, out = self.head(xs)
-        return logp, out, torch.cat(new_att, dim=0), torch.cat(new_cnn, dim=0)
+        return logp, out, new_att, new_cnn
+
+
+class EncoderChunkBatch(EncoderChunkStep):
+    """`EncoderChunkStep` for a batch of streams at different positions (dynamic batch B).
+
+    Inputs:
+        feats (B, W, F); offset (B,) and num_valid (B,) int64, per stream as in
+            EncoderChunkStep.
+        att_cache (B, L, H, C, 2 d_k): row b is stream b's (L, H, C, 2 d_k) cache.
+        cnn_cache (B, L, D, kernel - 1): row b is stream b's (L, 1, D, kernel - 1) cache
+            without its batch axis.
+    Outputs:
+        CTC log posteriors (B, chunk, V), encoder output (B, chunk, D), new att_cache and
+        cnn_cache laid out as the inputs.
+    """
+
+    def forward(
+        self,
+        feats: torch.Tensor,
+        offset: torch.Tensor,
+        num_valid: torch.Tensor,
+        att_cache: torch.Tensor,
+        cnn_cache: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        layers = range(len(self.encoders))
+        logp, out, new_att, new_cnn = self.step(
+            feats,
+            offset,
+            num_valid,
+            [att_cache[:, i] for i in layers],
+            [cnn_cache[:, i] for i in layers],
+        )
+        return logp, out, torch.stack(new_att, dim=1), torch.stack(new_cnn, dim=1)
 
 
 class RescoringDecoder(nn.Module):

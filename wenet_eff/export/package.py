@@ -1,16 +1,27 @@
-"""Write a runtime model directory: AOTInductor packages, ONNX models, units and meta.json.
+"""Write a runtime model directory: AOTInductor packages, their weights, ONNX models, units
+and meta.json.
 
     model_dir/
       encoder_chunk.pt2   streaming step (chunk_size, num_left_chunks fixed; see modules.py)
+      encoder_chunk_batch.pt2  the streaming step for a batch of streams at their own
+                          positions (the server's cross-stream batching; .pt2 only)
       encoder_full.pt2    full-context encoder (any length)
       decoder.pt2         attention-rescoring scores of an n-best list
-      *.onnx              the same three graphs for onnxruntime (int8: onnxruntime's dynamic
-                          quantization of the float graphs, MatMulInteger)
+      *.int8.pt2 *.bf16.pt2  the same graphs on the other kernel paths (export.kernels)
+      weights.bin/.json   the constants of every graph, once; packed layers as their packed
+                          records (export.weights, export.packed): the graphs carry none
+      *.onnx              the float graphs for onnxruntime; *.int8.onnx onnxruntime's dynamic
+                          quantization of them (MatMulInteger)
       units.txt           the vocabulary (WeNet format)
-      meta.json           what the runtime needs: features, subsampling, cache shapes, ids
+      meta.json           what the runtime needs: features, subsampling, cache shapes, ids,
+                          the kernel paths present and each layer's stored scheme
 
-The C++ runtime (runtime/) reads meta.json and runs the .pt2 packages through
-`torch::inductor::AOTIModelPackageLoader`; `wenet_eff.export.onnx_runtime` runs the .onnx files.
+A compressed model (QAT, N:M) is exported as it was trained: its quantized layers keep the
+integer codes, scales and zero points QAT learned, packed at their bit width as `bin.pack`
+writes them, and only the graphs unpack them (once, at load). The C++ runtime (runtime/) reads
+meta.json, picks the kernel path for its CPU and runs the .pt2 packages through
+`torch::inductor::AOTIModelPackageLoader`, handing them the weights of weights.bin;
+`wenet_eff.export.onnx_runtime` runs the .onnx files.
 """
 
 from __future__ import annotations
@@ -31,21 +42,25 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from wenet_eff.export.int8 import quantize_int8
+from wenet_eff.export.kernels import PRECISIONS, default_precisions, kernel_meta, lower
 from wenet_eff.export.modules import (
+    EncoderChunkBatch,
     EncoderChunkStep,
     EncoderFull,
     RescoringDecoder,
     chunk_window,
     prepare_for_export,
 )
+from wenet_eff.export.packed import packed_tensors, prepare_packed
+from wenet_eff.export.weights import compile_package, write_weights
 from wenet_eff.nn.attention import MultiHeadedAttention
 from wenet_eff.nn.moe import moe_layers
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-PIECES = ("encoder_chunk", "encoder_full", "decoder")
+FORMAT_VERSION = 2
+PIECES = ("encoder_chunk", "encoder_chunk_batch", "encoder_full", "decoder")
+CHUNK_BATCH_MAX = 256  # most streams the batched streaming step takes in one call
 # the shortest utterance (feature frames) the full-context graph accepts: one encoder frame
 # ONNX files are protobufs, limited to 2 GiB: larger graphs keep their weights in a side file
 _ONNX_EXTERNAL_BYTES = 1_500_000_000
@@ -94,6 +109,25 @@ def _pieces(
             ["feats", "offset", "num_valid", "att_cache", "cnn_cache"],
             ["ctc_log_probs", "encoder_out", "new_att_cache", "new_cnn_cache"],
         )
+        # rows at different positions: a first chunk, a later one, a short last one
+        batch = torch.export.Dim("batch", min=1, max=CHUNK_BATCH_MAX)
+        att, cnn = shapes["att_cache"], shapes["cnn_cache"]
+        pieces["encoder_chunk_batch"] = (
+            EncoderChunkBatch(model, chunk_size, num_left_chunks),
+            (
+                torch.randn(3, window, feat_dim),
+                torch.tensor([0, chunk_size * 3, chunk_size * 9]),
+                torch.tensor([chunk_size, chunk_size, 1]),
+                torch.zeros(3, *att),
+                torch.zeros(3, cnn[0], *cnn[2:]),
+            ),
+            {
+                name: {0: batch}
+                for name in ("feats", "offset", "num_valid", "att_cache", "cnn_cache")
+            },
+            ["feats", "offset", "num_valid", "att_cache", "cnn_cache"],
+            ["ctc_log_probs", "encoder_out", "new_att_cache", "new_cnn_cache"],
+        )
     embed = model.encoder.embed
     min_frames = embed.right_context + 1
     frames = torch.export.Dim.AUTO(min=min_frames + embed.subsampling_rate, max=_MAX_FRAMES)
@@ -107,7 +141,7 @@ def _pieces(
     # AOTInductor only: the channels-last front end (modules._single_channel_conv_nhwc) and
     # the fused attention kernel (nn.attention, `fused_softmax`); the .onnx graphs keep the
     # Conv and Softmax ops, which onnxruntime fuses its own way
-    for name in ("encoder_chunk", "encoder_full"):
+    for name in ("encoder_chunk", "encoder_chunk_batch", "encoder_full"):
         if name in pieces:
             pieces[name][0].channels_last_front_end = fmt == "pt2"
     for module in model.modules():
@@ -129,6 +163,26 @@ def _pieces(
         ["l2r_scores", "r2l_scores"],
     )
     return pieces
+
+
+def graph_file(name: str, precision: str, fmt: str) -> str:
+    """The file of piece `name` on kernel path `precision`: NAME.FMT for fp32, else
+    NAME.PRECISION.FMT (the C++ runtime derives the same names)."""
+    return f"{name}.{fmt}" if precision == "fp32" else f"{name}.{precision}.{fmt}"
+
+
+def runtime_bytes(model_dir: str | Path) -> int:
+    """Bytes of what the C++ runtime loads from a model directory (what a device downloads):
+    the .pt2 graphs, weights.bin/.json, meta.json and units.txt; .onnx files not counted."""
+    model_dir = Path(model_dir)
+    meta = json.loads((model_dir / "meta.json").read_text())
+    files = [f for f in meta["files"] if ".onnx" not in f] + ["meta.json", "units.txt"]
+    return sum((model_dir / f).stat().st_size for f in files)
+
+
+def _constants_file(path: Path) -> Path:
+    """Where a worker leaves the constants of the graph it compiled, for write_weights."""
+    return path.with_name(f".{path.name}.constants.pt")
 
 
 def _large(module: nn.Module) -> bool:
@@ -206,30 +260,35 @@ def _worker_task(*task) -> float:
     try:
         return _write_task(_WORKER["model"], _WORKER["float_model"], *task)
     except Exception:
-        raise RuntimeError(f"exporting {task[0]}.{task[1]}:\n{traceback.format_exc()}") from None
+        raise RuntimeError(
+            f"exporting {graph_file(task[0], task[2], task[1])}:\n{traceback.format_exc()}"
+        ) from None
 
 
 def _write_task(
-    model: nn.Module, float_model: nn.Module | None, name: str, fmt: str,
-    chunk_size: int, num_left_chunks: int, feat_dim: int, int8: bool, out: Path,
+    model: nn.Module, float_model: nn.Module, name: str, fmt: str, precision: str,
+    chunk_size: int, num_left_chunks: int, feat_dim: int, out: Path,
 ) -> float:  # fmt: skip
-    """Write piece `name` as `out/<name>.<fmt>`; returns the seconds it took. `float_model`:
-    the float copy the int8 ONNX graphs are quantized from (None: `model` is float)."""
+    """Write piece `name` on kernel path `precision` as `out/graph_file(...)`; returns the
+    seconds it took. `model`: prepared with its packed weights; `float_model`: the float copy
+    the .onnx graphs come from (the same model when nothing is packed). A .pt2 leaves its
+    constants in `_constants_file` for weights.bin."""
     start = time.perf_counter()
-    path = out / f"{name}.{fmt}"
+    path = out / graph_file(name, precision, fmt)
     if fmt == "pt2":
-        module, args, dyn, _, _ = _pieces(model, chunk_size, num_left_chunks, feat_dim)[name]
+        lowered = model if precision == "fp32" else copy.deepcopy(model)
+        lower(lowered, precision)
+        module, args, dyn, _, _ = _pieces(lowered, chunk_size, num_left_chunks, feat_dim)[name]
         with torch.no_grad():
             ep = torch.export.export(module.eval(), args, dynamic_shapes=dyn, strict=False)
-        torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
+        torch.save(compile_package(ep, path), _constants_file(path))
         return time.perf_counter() - start
-    # onnx: int8 graphs are onnxruntime's quantization of the float graphs
-    source = float_model if float_model is not None else model
-    pieces = _pieces(source, chunk_size, num_left_chunks, feat_dim, fmt="onnx")
+    # onnx: the float graphs; int8: onnxruntime's quantization of them
+    pieces = _pieces(float_model, chunk_size, num_left_chunks, feat_dim, fmt="onnx")
     module, args, dyn, names_in, names_out = pieces[name]
     with torch.no_grad():
         _export_onnx(module.eval(), args, dyn, names_in, names_out, path)
-    if int8:
+    if precision == "int8":
         tmp = out / f"{name}.float.onnx"
         path.replace(tmp)
         _quantize_onnx(tmp, path, large=_large(module))
@@ -245,7 +304,7 @@ def export_model(
     units: str | Path,
     chunk_size: int = 16,
     num_left_chunks: int = 4,
-    int8: bool = False,
+    precisions: tuple[str, ...] = (),
     formats: tuple[str, ...] = ("pt2", "onnx"),
     pieces: tuple[str, ...] = PIECES,
     jobs: int = 1,
@@ -255,37 +314,47 @@ def export_model(
     Args:
         chunk_size / num_left_chunks: the streaming step's chunk (encoder frames) and left
             chunks (both > 0); chunk_size <= 0 exports no streaming step.
-        int8: int8 weights (export.int8) in the .pt2 graphs; the .onnx graphs get
-            onnxruntime's dynamic int8 quantization instead.
+        precisions: kernel paths of the .pt2 graphs, any of export.kernels.PRECISIONS
+            (fp32, bf16, int8); empty: `default_precisions`. The .onnx graphs are float
+            for fp32 and onnxruntime's dynamic int8 quantization for int8 (none for bf16).
         formats: any of "pt2", "onnx".
         pieces: which of PIECES to write.
-        jobs: run this many (piece, format) tasks at once in spawned processes, each with its
-            own copy of the model; the intra-op threads are shared out among them. A script
-            that calls this with jobs > 1 needs an `if __name__ == "__main__":` guard.
+        jobs: run this many (piece, format, precision) tasks at once in spawned processes,
+            each with its own copy of the model; the intra-op threads are shared out among
+            them. A script that calls this with jobs > 1 needs an `if __name__ ==
+            "__main__":` guard.
     Returns:
         the meta.json dict (with the export times in seconds under "export_seconds").
     """
     unknown = set(formats) - {"pt2", "onnx"}
     if unknown:
         raise ValueError(f"unknown export format(s) {sorted(unknown)} (choose pt2, onnx)")
+    unknown = set(precisions) - set(PRECISIONS)
+    if unknown:
+        raise ValueError(f"unknown precision(s) {sorted(unknown)} (choose {', '.join(PRECISIONS)})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = prepare_for_export(copy.deepcopy(model))  # the caller's model stays as it was
+    # the caller's model stays as it was; compressed layers keep their packed weights
+    packed_model, schemes = prepare_packed(model)
+    precisions = tuple(precisions) or default_precisions(packed_model, schemes)
+    float_model = packed_model
+    if schemes and "onnx" in formats:  # onnx: float graphs (packed weights dequantized)
+        float_model = prepare_for_export(copy.deepcopy(model))
     data = cfg.data
     feat_dim = int(cfg.model.input_dim)
-    is_moe = bool(moe_layers(model))  # isinstance: wrapped (_ExportMoE) and proxied layers count
-    float_model = None
-    if int8 and "onnx" in formats:
-        float_model = copy.deepcopy(model)  # onnx: float graphs, quantized by onnxruntime
-    int8_counts = quantize_int8(model) if int8 else None
-    selected = [name for name in PIECES if chunk_size > 0 or name != "encoder_chunk"]
+    is_moe = bool(moe_layers(packed_model))  # wrapped (_ExportMoE) and proxied layers count
+    selected = [name for name in PIECES if chunk_size > 0 or not name.startswith("encoder_chunk")]
     tasks = [
-        (name, fmt)
+        (name, fmt, precision)
         for fmt in ("pt2", "onnx")  # the AOTInductor compiles, the longest tasks, first
+        for precision in precisions
         for name in selected
-        if name in pieces and fmt in formats
+        if name in pieces
+        and fmt in formats
+        # onnxruntime serves no batched streams; it has no bf16 graphs
+        and not (fmt == "onnx" and (precision == "bf16" or name == "encoder_chunk_batch"))
     ]
-    geometry = (chunk_size, num_left_chunks, feat_dim, int8)
+    geometry = (chunk_size, num_left_chunks, feat_dim)
     times: dict[str, float] = {}
     if jobs > 1 and len(tasks) > 1:
         workers = min(jobs, len(tasks))
@@ -294,22 +363,31 @@ def export_model(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(pickle.dumps((model, float_model)), threads),
+            initargs=(pickle.dumps((packed_model, float_model)), threads),
         ) as pool:
             running = {pool.submit(_worker_task, *task, *geometry, out): task for task in tasks}
             try:
                 for future in as_completed(running):
-                    name, fmt = running[future]
-                    times[f"{name}.{fmt}"] = future.result()
-                    log.info("wrote %s (%.1f s)", out / f"{name}.{fmt}", times[f"{name}.{fmt}"])
+                    file = graph_file(*_file_args(running[future]))
+                    times[file] = future.result()
+                    log.info("wrote %s (%.1f s)", out / file, times[file])
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)  # the queued tasks never start
                 raise
     else:
-        for name, fmt in tasks:
-            times[f"{name}.{fmt}"] = _write_task(model, float_model, name, fmt, *geometry, out)
-            log.info("wrote %s (%.1f s)", out / f"{name}.{fmt}", times[f"{name}.{fmt}"])
-    files = {f"{name}.{fmt}": f"{name}.{fmt}" for name, fmt in tasks}
+        for task in tasks:
+            file = graph_file(*_file_args(task))
+            times[file] = _write_task(packed_model, float_model, *task, *geometry, out)
+            log.info("wrote %s (%.1f s)", out / file, times[file])
+    files = [graph_file(*_file_args(task)) for task in tasks]
+    graphs = {f: torch.load(_constants_file(out / f), weights_only=True) for f in files
+              if f.endswith(".pt2")}  # fmt: skip
+    weights = None
+    if graphs:
+        weights = write_weights(out, graphs, packed_tensors(packed_model))
+        files += [weights["file"], weights["index"]]
+        for f in graphs:
+            _constants_file(out / f).unlink()
     shutil.copyfile(units, out / "units.txt")
     embed = model.encoder.embed
     meta = {
@@ -325,6 +403,7 @@ def export_model(
         "chunk_size": int(chunk_size) if chunk_size > 0 else -1,
         "num_left_chunks": int(num_left_chunks) if chunk_size > 0 else -1,
         "chunk_window": chunk_window(model, chunk_size) if chunk_size > 0 else 0,
+        "chunk_batch_max": CHUNK_BATCH_MAX,
         **(cache_shapes(model, chunk_size, num_left_chunks) if chunk_size > 0 else {}),
         "output_size": int(model.encoder.output_size()),
         "vocab_size": int(model.vocab_size),
@@ -340,11 +419,18 @@ def export_model(
         if cfg.tokenizer.get("type", "char") == "char"
         and bool(cfg.tokenizer.get("split_with_space", False))
         else "",
-        "int8": bool(int8),
-        "int8_layers": int8_counts,
+        "int8": "int8" in precisions,
         "moe": is_moe,
-        "files": files,
+        **kernel_meta(packed_model, schemes, precisions if "pt2" in formats else ()),
+        "weights": weights,
+        "files": {f: f for f in files},
         "export_seconds": {k: round(v, 2) for k, v in times.items()},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def _file_args(task: tuple) -> tuple[str, str, str]:
+    """(name, precision, fmt) of a (name, fmt, precision) task, as graph_file takes them."""
+    name, fmt, precision = task
+    return name, precision, fmt
