@@ -9,7 +9,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 APT_PACKAGES := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng \
 	sox ffmpeg asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 \
-	libgflags-dev
+	libgflags-dev libboost-dev nlohmann-json3-dev
 PYTEST_ARGS ?=
 
 .PHONY: demo test setup system-deps lint clean-venv runtime gpu-wheels gpu-data gpu-check

@@ -44,6 +44,8 @@ DEFINE_string(segments, "", "with --continuous_decoding: \"key start end text\" 
               "with text (seconds in the audio file)");
 DEFINE_string(rtf_json, "", "the RTF and timing figures as JSON (written when something was "
               "decoded)");
+DEFINE_string(precision, "auto", "kernel path of the graphs: auto (the fastest the model "
+              "directory has for this CPU), fp32, int8 or bf16");
 
 namespace {
 
@@ -53,6 +55,13 @@ bool NotNegative(const char* flag, int32_t v) {
   return false;
 }
 DEFINE_validator(warmup, NotNegative);
+
+bool KernelPath(const char* flag, const std::string& v) {
+  if (v == "auto" || v == "fp32" || v == "int8" || v == "bf16") return true;
+  std::cerr << "ERROR: --" << flag << "=" << v << ": must be auto, fp32, int8 or bf16\n";
+  return false;
+}
+DEFINE_validator(precision, KernelPath);
 
 const char* kUsage =
     "decode a wav.scp or data.list with an exported model directory and measure the RTF\n"
@@ -180,7 +189,7 @@ int main(int argc, char** argv) {
   try {
     const std::vector<Utterance> utts = ReadList();
     at::set_num_threads(FLAGS_threads);
-    auto model = std::make_shared<wenet_eff::AsrModel>(FLAGS_model_dir);
+    auto model = std::make_shared<wenet_eff::AsrModel>(FLAGS_model_dir, FLAGS_precision);
     const wenet_eff::DecodeOptions opts = wenet_eff::DecodeOptionsFromFlags(*model);
     wenet_eff::AsrDecoder decoder(model, opts);
     const int sample_rate = model->meta().sample_rate;
@@ -268,7 +277,8 @@ int main(int argc, char** argv) {
         << encoder_seconds << ", \"search_seconds\": " << search_seconds
         << ", \"rescore_seconds\": " << rescore_seconds << ", \"utterances\": " << decoded
         << ", \"skipped\": " << skipped << ", \"downmixed\": " << downmixed
-        << ", \"threads\": " << FLAGS_threads << "}\n";
+        << ", \"threads\": " << FLAGS_threads << ", \"kernel_path\": \"" << model->precision()
+        << "\"}\n";
     }
     return decoded == 0 ? 1 : 0;
   } catch (const std::exception& e) {

@@ -7,7 +7,9 @@
 //   NgramLm(arpa_path); WordLmFusion(lm, pieces, weight, word_bonus); ContextGraph(phrases,
 //   score) (wenet_eff.decode.lm / wenet_eff.decode.context)
 //   ctc_greedy_search(log_probs (T, V) float32, blank=0)
-//   Model(model_dir); Decoder(model, chunk_size=0, num_left_chunks=0, mode=..., ...,
+//   cpu_features(); choose_kernel_path(cpu, available, int8_share, requested="auto")
+//   Model(model_dir, precision="auto") (.precision: the kernel path loaded, .precision_reason)
+//   Decoder(model, chunk_size=0, num_left_chunks=0, mode=..., ...,
 //           lm=None (ARPA path or NgramLm), lm_weight, word_bonus, min_token_logp,
 //           context_path, context_score)
 //   set_num_threads(n)
@@ -18,6 +20,7 @@
 
 #include "asr_decoder.h"
 #include "asr_model.h"
+#include "cpu_features.h"
 #include "context_graph.h"
 #include "ctc_search.h"
 #include "endpoint.h"
@@ -197,8 +200,25 @@ PYBIND11_MODULE(wenet_eff_runtime, m) {
       py::arg("log_probs"), py::arg("decoded"), py::arg("blank_threshold") = 0.8f,
       py::arg("frame_shift_ms") = 40);
 
+  m.def(
+      "cpu_features", [] { return wenet_eff::DetectCpuFeatures().ToString(); },
+      "this CPU's features that decide the kernel path (cpu_features.h)");
+  m.def(
+      "choose_kernel_path",
+      [](const std::string& cpu, const std::vector<std::string>& available, double int8_share,
+         const std::string& requested) {
+        auto choice = wenet_eff::ChooseKernelPath(wenet_eff::ParseCpuFeatures(cpu), available,
+                                                  int8_share, requested);
+        return py::make_tuple(choice.precision, choice.reason);
+      },
+      py::arg("cpu"), py::arg("available"), py::arg("int8_share"), py::arg("requested") = "auto",
+      "(precision, reason) for a CPU given by feature names (the runtime's choice at load)");
+
   py::class_<AsrModel, std::shared_ptr<AsrModel>>(m, "Model")
-      .def(py::init<const std::string&>(), py::arg("model_dir"))
+      .def(py::init<const std::string&, const std::string&>(), py::arg("model_dir"),
+           py::arg("precision") = "auto")
+      .def_property_readonly("precision", &AsrModel::precision)
+      .def_property_readonly("precision_reason", &AsrModel::precision_reason)
       .def_property_readonly("chunk_size", [](const AsrModel& a) { return a.meta().chunk_size; })
       .def_property_readonly("num_left_chunks",
                              [](const AsrModel& a) { return a.meta().num_left_chunks; })

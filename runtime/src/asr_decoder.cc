@@ -95,6 +95,7 @@ void AsrDecoder::Reset() {
   input_finished_ = false;
   full_done_ = false;
   next_frame_ = 0;
+  chunk_frames_ = 0;
   samples_ = 0;
   result_ = DecodeResult();
   ResetSegment();
@@ -132,43 +133,56 @@ void AsrDecoder::Advance() {
     if (input_finished_ && !full_done_) RunFull();
     return;
   }
-  const int window = m.chunk_window;
-  const int stride = m.subsampling_rate * options_.chunk_size;
-  const int context = m.right_context + 1;
-  while (true) {
-    const int available = fbank_.NumFramesReady() - next_frame_;
-    if (available >= window) {
-      RunChunk(next_frame_, window);
-      next_frame_ += stride;
-    } else if (input_finished_ && available >= context) {
-      RunChunk(next_frame_, available);  // the short last chunk, zero-padded
-      next_frame_ = fbank_.NumFramesReady();
-    } else {
-      break;
-    }
-    if (options_.continuous_decoding && endpoint_.Detected(!Best().empty()))
-      CloseSegment(next_frame_);
+  at::Tensor feats = at::empty({1, m.chunk_window, m.num_mel_bins}, at::kFloat);
+  while (ChunksReady() > 0) {
+    const auto [offset, valid] = NextChunk(feats.data_ptr<float>());
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<at::Tensor> out = model_->EncoderChunk(
+        {feats, at::full({1}, offset, at::kLong), at::full({1}, valid, at::kLong), att_cache_,
+         cnn_cache_});
+    result_.encoder_seconds += Seconds(t0);
+    AcceptChunk(out[0], out[1], out[2], out[3]);
   }
 }
 
-void AsrDecoder::RunChunk(int start, int available) {
+int AsrDecoder::ChunksReady() const {
+  if (!streaming()) return 0;
+  const ModelMeta& m = model_->meta();
+  const int stride = m.subsampling_rate * options_.chunk_size;
+  const int available = fbank_.NumFramesReady() - next_frame_;
+  int n = available >= m.chunk_window ? 1 + (available - m.chunk_window) / stride : 0;
+  // the short last chunk, zero-padded
+  if (input_finished_ && available - n * stride >= m.right_context + 1) ++n;
+  return n;
+}
+
+std::pair<int64_t, int64_t> AsrDecoder::NextChunk(float* feats) {
+  if (ChunksReady() == 0) throw std::logic_error("NextChunk: no streaming step is ready");
   const ModelMeta& m = model_->meta();
   const int window = m.chunk_window;
-  const int frames = std::min(available, window);
-  at::Tensor feats = at::zeros({1, window, m.num_mel_bins}, at::kFloat);
+  chunk_frames_ = std::min(fbank_.NumFramesReady() - next_frame_, window);
+  chunk_valid_ = chunk_frames_ == window ? options_.chunk_size : m.SubsampledFrames(chunk_frames_);
   std::vector<float> rows;
-  fbank_.GetFrames(start, start + frames, &rows);
-  std::memcpy(feats.data_ptr<float>(), rows.data(), rows.size() * sizeof(float));
-  const int valid = frames == window ? options_.chunk_size : m.SubsampledFrames(frames);
-  auto t0 = std::chrono::steady_clock::now();
-  std::vector<at::Tensor> out = model_->EncoderChunk(
-      {feats, at::full({1}, offset_, at::kLong), at::full({1}, valid, at::kLong), att_cache_,
-       cnn_cache_});
-  result_.encoder_seconds += Seconds(t0);
-  att_cache_ = out[2];
-  cnn_cache_ = out[3];
-  offset_ += valid;
-  Consume(out[0], out[1], valid);
+  fbank_.GetFrames(next_frame_, next_frame_ + chunk_frames_, &rows);
+  std::copy(rows.begin(), rows.end(), feats);
+  std::fill(feats + rows.size(), feats + static_cast<size_t>(window) * m.num_mel_bins, 0.0f);
+  return {offset_, chunk_valid_};
+}
+
+void AsrDecoder::AcceptChunk(const at::Tensor& log_probs, const at::Tensor& encoder_out,
+                             at::Tensor att_cache, at::Tensor cnn_cache) {
+  if (chunk_frames_ == 0) throw std::logic_error("AcceptChunk: no step given by NextChunk");
+  const ModelMeta& m = model_->meta();
+  att_cache_ = std::move(att_cache);
+  cnn_cache_ = std::move(cnn_cache);
+  offset_ += chunk_valid_;
+  next_frame_ = chunk_frames_ == m.chunk_window
+                    ? next_frame_ + m.subsampling_rate * options_.chunk_size
+                    : fbank_.NumFramesReady();  // after the short last chunk: all consumed
+  chunk_frames_ = 0;
+  Consume(log_probs, encoder_out, static_cast<int>(chunk_valid_));
+  if (options_.continuous_decoding && endpoint_.Detected(!Best().empty()))
+    CloseSegment(next_frame_);
 }
 
 void AsrDecoder::RunFull() {
@@ -214,6 +228,18 @@ std::vector<int> AsrDecoder::Best() const {
   return nbest.empty() ? std::vector<int>() : nbest[0].tokens;
 }
 
+std::vector<std::string> AsrDecoder::SegmentNBest(int n) const {
+  const ModelMeta& m = model_->meta();
+  if (options_.mode == DecodeMode::kCtcGreedySearch)
+    return {model_->symbols().Detokenize(greedy_.Best().tokens, m.token_join)};
+  std::vector<std::string> texts;
+  for (const CtcHypothesis& h : beam_.NBest()) {
+    if (static_cast<int>(texts.size()) == n) break;
+    texts.push_back(model_->symbols().Detokenize(h.tokens, m.token_join));
+  }
+  return texts;
+}
+
 std::string AsrDecoder::PartialText() const {
   std::string text = result_.text;
   std::string current = model_->symbols().Detokenize(Best(), model_->meta().token_join);
@@ -222,60 +248,77 @@ std::string AsrDecoder::PartialText() const {
 }
 
 void AsrDecoder::CloseSegment(int end_frame) {
-  std::vector<int> best = Best();
   const ModelMeta& m = model_->meta();
   int64_t frames = 0;
   for (const auto& out : encoder_out_) frames += out.size(1);
-  std::vector<CtcHypothesis> nbest;
-  int64_t width = 1;
-  if (options_.mode == DecodeMode::kAttentionRescoring) {
-    nbest = beam_.NBest();
+  std::vector<std::vector<int>> ranked;  // best first
+  if (options_.mode == DecodeMode::kCtcGreedySearch) {
+    ranked.push_back(greedy_.Best().tokens);
+  } else {
+    const std::vector<CtcHypothesis> nbest = beam_.NBest();
+    for (const auto& h : nbest) ranked.push_back(h.tokens);
+    int64_t width = 1;
     for (const auto& h : nbest) width = std::max<int64_t>(width, h.tokens.size());
-  }
-  // within the decoder graph's bounds (meta.json), else the CTC best stands
-  if (!nbest.empty() && frames >= m.decoder_min_frames && frames <= m.decoder_max_frames &&
-      width <= m.decoder_max_len) {
-    auto t0 = std::chrono::steady_clock::now();
-    const int64_t n = static_cast<int64_t>(nbest.size());
-    at::Tensor hyps = at::full({n, width}, m.eos, at::kLong);
-    at::Tensor lens = at::empty({n}, at::kLong);
-    int64_t* h_data = hyps.data_ptr<int64_t>();
-    for (int64_t i = 0; i < n; ++i) {
-      const auto& tokens = nbest[i].tokens;
-      std::copy(tokens.begin(), tokens.end(), h_data + i * width);
-      lens.data_ptr<int64_t>()[i] = static_cast<int64_t>(tokens.size());
+    // within the decoder graph's bounds (meta.json), else the CTC order stands
+    if (options_.mode == DecodeMode::kAttentionRescoring && !nbest.empty() &&
+        frames >= m.decoder_min_frames && frames <= m.decoder_max_frames &&
+        width <= m.decoder_max_len) {
+      auto t0 = std::chrono::steady_clock::now();
+      const std::vector<float> totals = RescoreTotals(nbest, width);
+      // best total first; ties keep the CTC order (the first maximum wins, as torch.argmax)
+      std::vector<size_t> order(nbest.size());
+      for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::stable_sort(order.begin(), order.end(),
+                       [&](size_t a, size_t b) { return totals[a] > totals[b]; });
+      for (size_t i = 0; i < order.size(); ++i) ranked[i] = nbest[order[i]].tokens;
+      result_.rescore_seconds += Seconds(t0);
     }
-    at::Tensor memory = at::cat(encoder_out_, 1);
-    std::vector<at::Tensor> scores = model_->Rescore(memory, hyps, lens);
-    const float* l2r = scores[0].data_ptr<float>();
-    const float* r2l = scores[1].data_ptr<float>();
-    const bool use_right = m.has_right_decoder && options_.reverse_weight > 0;
-    // in float32 as Python's attention_rescoring computes it; the fused LM and context
-    // scores are added as they are
-    const float l2r_weight = static_cast<float>(1 - options_.reverse_weight);
-    const float r2l_weight = static_cast<float>(options_.reverse_weight);
-    const float ctc_weight = static_cast<float>(options_.ctc_weight);
-    float best_score = -std::numeric_limits<float>::infinity();
-    for (int64_t i = 0; i < n; ++i) {
-      const float att = use_right ? l2r_weight * l2r[i] + r2l_weight * r2l[i] : l2r[i];
-      const float total = att + ctc_weight * static_cast<float>(nbest[i].ctc) +
-                          static_cast<float>(nbest[i].lm + nbest[i].context);
-      if (i == 0 || total > best_score) {  // first maximum wins, as torch.argmax
-        best_score = total;
-        best = nbest[i].tokens;
-      }
-    }
-    result_.rescore_seconds += Seconds(t0);
   }
-  std::string text = model_->symbols().Detokenize(best, m.token_join);
-  if (!text.empty()) {
+  const std::vector<int> best = ranked.empty() ? std::vector<int>() : ranked[0];
+  Segment segment{model_->symbols().Detokenize(best, m.token_join), best, {}, 0, 0};
+  for (const auto& tokens : ranked)
+    segment.nbest.push_back(model_->symbols().Detokenize(tokens, m.token_join));
+  if (!segment.text.empty()) {
     if (!result_.text.empty()) result_.text += ' ';
-    result_.text += text;
+    result_.text += segment.text;
   }
   result_.tokens.insert(result_.tokens.end(), best.begin(), best.end());
   const double shift = m.frame_shift_ms / 1000.0;
-  result_.segments.push_back({text, best, segment_start_ * shift, end_frame * shift});
+  segment.start = segment_start_ * shift;
+  segment.end = end_frame * shift;
+  result_.segments.push_back(std::move(segment));
   ResetSegment();
+}
+
+std::vector<float> AsrDecoder::RescoreTotals(const std::vector<CtcHypothesis>& nbest,
+                                             int64_t width) const {
+  const ModelMeta& m = model_->meta();
+  const int64_t n = static_cast<int64_t>(nbest.size());
+  at::Tensor hyps = at::full({n, width}, m.eos, at::kLong);
+  at::Tensor lens = at::empty({n}, at::kLong);
+  int64_t* h_data = hyps.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& tokens = nbest[i].tokens;
+    std::copy(tokens.begin(), tokens.end(), h_data + i * width);
+    lens.data_ptr<int64_t>()[i] = static_cast<int64_t>(tokens.size());
+  }
+  at::Tensor memory = at::cat(encoder_out_, 1);
+  std::vector<at::Tensor> scores = model_->Rescore(memory, hyps, lens);
+  const float* l2r = scores[0].data_ptr<float>();
+  const float* r2l = scores[1].data_ptr<float>();
+  const bool use_right = m.has_right_decoder && options_.reverse_weight > 0;
+  // in float32 as Python's attention_rescoring computes it; the fused LM and context scores
+  // are added as they are
+  const float l2r_weight = static_cast<float>(1 - options_.reverse_weight);
+  const float r2l_weight = static_cast<float>(options_.reverse_weight);
+  const float ctc_weight = static_cast<float>(options_.ctc_weight);
+  std::vector<float> totals(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const float att = use_right ? l2r_weight * l2r[i] + r2l_weight * r2l[i] : l2r[i];
+    totals[i] = att + ctc_weight * static_cast<float>(nbest[i].ctc) +
+                static_cast<float>(nbest[i].lm + nbest[i].context);
+  }
+  return totals;
 }
 
 DecodeResult AsrDecoder::Finish() {

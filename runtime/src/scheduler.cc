@@ -1,0 +1,308 @@
+// The cross-stream batching scheduler; see scheduler.h.
+#include "scheduler.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <utility>
+
+#include <ATen/ATen.h>
+
+namespace wenet_eff {
+
+namespace {
+
+constexpr float kInt16Scale = 32768.0f;
+
+DecodeOptions WithContinuous(DecodeOptions options, bool continuous_decoding) {
+  options.continuous_decoding = continuous_decoding;
+  return options;
+}
+
+}  // namespace
+
+double SchedulerStats::LatencyPercentile(double p) const {
+  int64_t total = 0;
+  for (int64_t n : latency_hist) total += n;
+  if (total == 0) return 0;
+  const double rank = p / 100.0 * static_cast<double>(total);
+  int64_t seen = 0;
+  for (size_t ms = 0; ms < latency_hist.size(); ++ms) {
+    seen += latency_hist[ms];
+    if (static_cast<double>(seen) >= rank) return static_cast<double>(ms);
+  }
+  return static_cast<double>(latency_hist.size() - 1);
+}
+
+Stream::Stream(std::shared_ptr<const AsrModel> model, const DecodeOptions& options,
+               const StreamOptions& stream_options, StreamCallback callback,
+               Scheduler* scheduler)
+    : scheduler_(scheduler),
+      options_(stream_options),
+      callback_(std::move(callback)),
+      decoder_(std::move(model), WithContinuous(options, stream_options.continuous_decoding)) {}
+
+void Stream::AcceptPcm16(const int16_t* pcm, size_t n) {
+  std::vector<float> samples(n);
+  for (size_t i = 0; i < n; ++i) samples[i] = static_cast<float>(pcm[i]) / kInt16Scale;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back(std::move(samples));
+    pending_times_.push_back(Clock::now());
+  }
+  scheduler_->Notify();
+}
+
+void Stream::InputFinished() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+    finished_time_ = Clock::now();
+  }
+  scheduler_->Notify();
+}
+
+void Stream::Cancel() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+  }
+  scheduler_->Notify();
+}
+
+bool Stream::Feed() {
+  std::vector<std::vector<float>> packets;
+  std::vector<Clock::time_point> times;
+  bool finished;
+  Clock::time_point finished_time;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancelled_) return false;
+    packets.swap(pending_);
+    times.swap(pending_times_);
+    finished = finished_;
+    finished_time = finished_time_;
+  }
+  for (size_t i = 0; i < packets.size(); ++i) {
+    decoder_.AcceptWaveform(packets[i].data(), packets[i].size());
+    const size_t ready = static_cast<size_t>(decoder_.ChunksReady());
+    while (ready_times_.size() < ready) ready_times_.push_back(times[i]);
+  }
+  if (finished && !input_finished_) {
+    decoder_.InputFinished();
+    input_finished_ = true;
+    const size_t ready = static_cast<size_t>(decoder_.ChunksReady());
+    while (ready_times_.size() < ready) ready_times_.push_back(finished_time);
+  }
+  return true;
+}
+
+void Stream::ReportFinals() {
+  const std::vector<Segment>& segments = decoder_.segments();
+  for (; finals_reported_ < segments.size(); ++finals_reported_) {
+    std::vector<std::string> nbest = segments[finals_reported_].nbest;
+    if (static_cast<int>(nbest.size()) > options_.nbest) nbest.resize(options_.nbest);
+    callback_({StreamEvent::Type::kFinal, std::move(nbest), ""});
+  }
+}
+
+Scheduler::Scheduler(std::shared_ptr<const AsrModel> model, const DecodeOptions& options,
+                     const SchedulerOptions& scheduler_options)
+    : model_(std::move(model)), decode_options_(options), options_(scheduler_options) {
+  const ModelMeta& m = model_->meta();
+  if (!model_->has_chunk_encoder() || options.chunk_size < 0)
+    throw std::invalid_argument(
+        "serving streams needs the streaming step: chunk_size -1 is full context, or the model "
+        "directory has no encoder_chunk.pt2 (export with --chunk_size > 0)");
+  AsrDecoder probe(model_, options);  // throws for options that do not fit the model
+  if (options_.max_streams < 1 || options_.batch_max < 1 || options_.batch_wait_ms < 0)
+    throw std::invalid_argument("max_streams and batch_max must be >= 1, batch_wait_ms >= 0");
+  if (options_.batch_max > 1 && !model_->has_chunk_batch_encoder())
+    throw std::invalid_argument(
+        "batch_max " + std::to_string(options_.batch_max) +
+        ": the model directory has no encoder_chunk_batch.pt2 (export the model again with "
+        "python -m wenet_eff.bin.export, or serve with --batch_max 1)");
+  if (options_.batch_max > 1 && options_.batch_max > m.chunk_batch_max)
+    throw std::invalid_argument("batch_max " + std::to_string(options_.batch_max) +
+                                ": encoder_chunk_batch.pt2 takes at most " +
+                                std::to_string(m.chunk_batch_max) + " streams");
+  thread_ = std::thread(&Scheduler::Run, this);
+}
+
+Scheduler::~Scheduler() { Stop(); }
+
+void Scheduler::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<Stream> Scheduler::Open(const StreamOptions& options, StreamCallback callback) {
+  if (options.nbest < 1)
+    throw std::invalid_argument("nbest " + std::to_string(options.nbest) + ": must be >= 1");
+  std::lock_guard<std::mutex> lock(mu_);
+  if (static_cast<int>(streams_.size()) >= options_.max_streams) return nullptr;
+  auto stream =
+      std::make_shared<Stream>(model_, decode_options_, options, std::move(callback), this);
+  streams_.push_back(stream);
+  ++stats_.streams_opened;
+  return stream;
+}
+
+int Scheduler::live_streams() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(streams_.size());
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void Scheduler::Notify() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    work_ = true;
+  }
+  wake_.notify_one();
+}
+
+void Scheduler::Remove(const std::shared_ptr<Stream>& stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  streams_.erase(std::remove(streams_.begin(), streams_.end(), stream), streams_.end());
+}
+
+void Scheduler::Run() {
+  const auto wait = std::chrono::milliseconds(options_.batch_wait_ms);
+  std::vector<std::shared_ptr<Stream>> streams;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return stop_ || work_; });
+      if (stop_) return;
+      work_ = false;
+      streams = streams_;
+    }
+    Collect(&streams);
+    std::vector<std::shared_ptr<Stream>> ready;
+    for (const auto& s : streams)
+      if (!s->ready_times_.empty()) ready.push_back(s);
+    if (ready.empty()) continue;
+    std::stable_sort(ready.begin(), ready.end(), [](const auto& a, const auto& b) {
+      return a->ready_times_.front() < b->ready_times_.front();
+    });
+    const size_t batch_max = static_cast<size_t>(options_.batch_max);
+    const Clock::time_point deadline = ready[0]->ready_times_.front() + wait;
+    if (ready.size() < batch_max && ready.size() < streams.size() && Clock::now() < deadline) {
+      // a step that is not full: wait for the other streams' chunks until the deadline
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!wake_.wait_until(lock, deadline, [&] { return stop_ || work_; })) work_ = true;
+      continue;
+    }
+    if (ready.size() > batch_max) ready.resize(batch_max);
+    Step(ready);
+    std::lock_guard<std::mutex> lock(mu_);
+    work_ = true;  // streams that lag have more ready: look again
+  }
+}
+
+void Scheduler::Collect(std::vector<std::shared_ptr<Stream>>* streams) {
+  std::vector<std::shared_ptr<Stream>> live;
+  for (const auto& s : *streams) {
+    try {
+      if (!s->Feed()) {
+        Remove(s);  // cancelled
+        continue;
+      }
+      if (s->input_finished_ && s->ready_times_.empty()) {
+        Finish(s);
+        continue;
+      }
+    } catch (const std::exception& e) {
+      s->callback_({StreamEvent::Type::kFailed, {}, std::string("decoding failed: ") + e.what()});
+      Remove(s);
+      continue;
+    }
+    live.push_back(s);
+  }
+  streams->swap(live);
+}
+
+void Scheduler::Finish(const std::shared_ptr<Stream>& stream) {
+  stream->decoder_.Finish();
+  stream->ReportFinals();
+  stream->callback_({StreamEvent::Type::kEnd, {}, ""});
+  Remove(stream);
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.streams_finished;
+}
+
+void Scheduler::Step(const std::vector<std::shared_ptr<Stream>>& batch) {
+  const ModelMeta& m = model_->meta();
+  const int64_t b = static_cast<int64_t>(batch.size());
+  const int64_t row = static_cast<int64_t>(m.chunk_window) * m.num_mel_bins;
+  at::Tensor feats = at::empty({b, m.chunk_window, m.num_mel_bins}, at::kFloat);
+  at::Tensor offset = at::empty({b}, at::kLong);
+  at::Tensor valid = at::empty({b}, at::kLong);
+  for (int64_t i = 0; i < b; ++i) {
+    const auto [o, v] = batch[i]->decoder_.NextChunk(feats.data_ptr<float>() + i * row);
+    offset.data_ptr<int64_t>()[i] = o;
+    valid.data_ptr<int64_t>()[i] = v;
+  }
+  const auto t0 = Clock::now();
+  std::vector<at::Tensor> out;
+  try {
+    if (b == 1) {
+      const AsrDecoder& d = batch[0]->decoder_;
+      out = model_->EncoderChunk({feats, offset, valid, d.att_cache(), d.cnn_cache()});
+    } else {
+      std::vector<at::Tensor> att, cnn;
+      for (const auto& s : batch) {
+        att.push_back(s->decoder_.att_cache());
+        cnn.push_back(s->decoder_.cnn_cache().select(1, 0));  // (L, D, k - 1)
+      }
+      out = model_->EncoderChunkBatch({feats, offset, valid, at::stack(att), at::stack(cnn)});
+    }
+  } catch (const std::exception& e) {
+    for (const auto& s : batch) {
+      s->callback_({StreamEvent::Type::kFailed, {}, std::string("encoder failed: ") + e.what()});
+      Remove(s);
+    }
+    return;
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::vector<int64_t> latencies;
+  for (int64_t i = 0; i < b; ++i) {
+    const auto& s = batch[i];
+    try {
+      if (b == 1)
+        s->decoder_.AcceptChunk(out[0], out[1], out[2], out[3]);
+      else  // this stream's rows, its caches in the single-stream layout
+        s->decoder_.AcceptChunk(out[0].narrow(0, i, 1), out[1].narrow(0, i, 1), out[2][i],
+                                out[3][i].unsqueeze(1));
+      s->ReportFinals();
+      std::vector<std::string> nbest = s->decoder_.SegmentNBest(s->options_.nbest);
+      if (!nbest.empty() && !nbest[0].empty())  // as WeNet: once something is decoded
+        s->callback_({StreamEvent::Type::kPartial, std::move(nbest), ""});
+      latencies.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(
+                              Clock::now() - s->ready_times_.front())
+                              .count());
+      s->ready_times_.pop_front();
+    } catch (const std::exception& e) {
+      s->callback_({StreamEvent::Type::kFailed, {}, std::string("decoding failed: ") + e.what()});
+      Remove(s);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.steps;
+  stats_.chunks += b;
+  auto& [steps, encoder_seconds] = stats_.encoder_by_batch[static_cast<int>(b)];
+  ++steps;
+  encoder_seconds += seconds;
+  for (int64_t ms : latencies)
+    ++stats_.latency_hist[std::clamp<int64_t>(ms, 0, SchedulerStats::kLatencyBins - 1)];
+}
+
+}  // namespace wenet_eff

@@ -1,0 +1,143 @@
+// Cross-stream batching for a server: the audio of every live stream goes to one scheduler
+// thread, which runs the streaming steps that are ready across all streams as ONE batched
+// forward (encoder_chunk_batch.pt2: each stream at its own offset, cache fill and valid
+// frames), then each stream's search, and reports each stream's results through its callback.
+// MoE experts thereby see the frames of every stream in a step, and read their weights once
+// per step instead of once per stream.
+//
+// A step takes the streams whose next chunk is ready, oldest first, up to batch_max. When
+// fewer are ready and other live streams may soon be, it waits up to batch_wait_ms (from the
+// oldest ready chunk) for them; under load the chunks that became ready during a step make the
+// next batch by themselves. A step of one stream runs encoder_chunk.pt2 (the static batch-1
+// graph). Each stream's output equals the stream decoded alone (AsrDecoder::Advance).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "asr_decoder.h"
+#include "asr_model.h"
+
+namespace wenet_eff {
+
+struct SchedulerOptions {
+  int max_streams = 64;    // live streams; Open refuses more
+  int batch_max = 32;      // streams per batched step (1: one stream per step)
+  int batch_wait_ms = 10;  // longest wait for more ready streams before a step that is not full
+};
+
+struct StreamOptions {
+  int nbest = 1;  // hypotheses per result
+  bool continuous_decoding = false;
+};
+
+// What a stream reports, on the scheduler thread, in this order: partial results after the
+// steps that decoded something, a final result per closed segment, then the end; or a failure.
+struct StreamEvent {
+  enum class Type { kPartial, kFinal, kEnd, kFailed };
+  Type type;
+  std::vector<std::string> nbest;  // partial and final results, best first
+  std::string message;             // kFailed: why
+};
+using StreamCallback = std::function<void(const StreamEvent&)>;
+
+// Figures of the steps run so far.
+struct SchedulerStats {
+  int64_t steps = 0, chunks = 0, streams_opened = 0, streams_finished = 0;
+  // per batch size: steps and encoder seconds
+  std::map<int, std::pair<int64_t, double>> encoder_by_batch;
+  // per chunk, the milliseconds from the arrival of the audio that completed it (or of the
+  // end signal, for the last) to its results: a histogram of 1 ms bins, the last one open
+  static constexpr int kLatencyBins = 10000;
+  std::vector<int64_t> latency_hist = std::vector<int64_t>(kLatencyBins, 0);
+  // the p-th percentile (0 < p <= 100) of the latencies, in ms (0 when none)
+  double LatencyPercentile(double p) const;
+};
+
+class Scheduler;
+
+// A live stream. Audio and signals come from any thread; the decoder runs on the scheduler's.
+class Stream {
+ public:
+  Stream(std::shared_ptr<const AsrModel> model, const DecodeOptions& options,
+         const StreamOptions& stream_options, StreamCallback callback, Scheduler* scheduler);
+
+  void AcceptPcm16(const int16_t* pcm, size_t n);  // mono samples at the model's rate
+  void InputFinished();                            // the client's end signal
+  void Cancel();  // the client is gone: drop the stream without reporting
+
+ private:
+  friend class Scheduler;
+  using Clock = std::chrono::steady_clock;
+
+  // Scheduler thread: the audio received since the last call into the decoder, with the
+  // arrival time of each chunk it completes. Returns false once cancelled.
+  bool Feed();
+  // Scheduler thread: the events of the segments closed since the last report.
+  void ReportFinals();
+
+  Scheduler* scheduler_;
+  StreamOptions options_;
+  StreamCallback callback_;
+  AsrDecoder decoder_;
+  std::mutex mu_;  // guards the three below
+  std::vector<std::vector<float>> pending_;  // received packets not yet fed
+  std::vector<Clock::time_point> pending_times_;
+  bool finished_ = false, cancelled_ = false;
+  Clock::time_point finished_time_;
+  // scheduler thread only
+  std::deque<Clock::time_point> ready_times_;  // of the chunks ready and not yet run
+  size_t finals_reported_ = 0;
+  bool input_finished_ = false;
+};
+
+class Scheduler {
+ public:
+  // Throws std::invalid_argument for options the model cannot serve (a batch_max above 1
+  // without encoder_chunk_batch.pt2 or above its chunk_batch_max; no streaming step).
+  Scheduler(std::shared_ptr<const AsrModel> model, const DecodeOptions& options,
+            const SchedulerOptions& scheduler_options);
+  ~Scheduler();  // Stop()
+  // Stops the scheduler thread (idempotent): live streams report nothing more.
+  void Stop();
+
+  // A new stream reporting to `callback`; nullptr when max_streams streams are live.
+  std::shared_ptr<Stream> Open(const StreamOptions& options, StreamCallback callback);
+  int live_streams() const;
+  SchedulerStats stats() const;
+  const SchedulerOptions& options() const { return options_; }
+
+ private:
+  friend class Stream;
+  using Clock = std::chrono::steady_clock;
+
+  void Notify();
+  void Run();
+  // Feeds every stream its audio; drops the cancelled ones, finishes the ended ones.
+  void Collect(std::vector<std::shared_ptr<Stream>>* streams);
+  // One batched step over `batch`.
+  void Step(const std::vector<std::shared_ptr<Stream>>& batch);
+  void Finish(const std::shared_ptr<Stream>& stream);
+  void Remove(const std::shared_ptr<Stream>& stream);
+
+  std::shared_ptr<const AsrModel> model_;
+  DecodeOptions decode_options_;
+  SchedulerOptions options_;
+  mutable std::mutex mu_;  // guards the four below
+  std::condition_variable wake_;
+  std::vector<std::shared_ptr<Stream>> streams_;
+  bool work_ = false, stop_ = false;
+  SchedulerStats stats_;
+  std::thread thread_;  // last: starts when the rest is ready
+};
+
+}  // namespace wenet_eff
