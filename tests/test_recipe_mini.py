@@ -100,8 +100,7 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     ]  # fmt: skip
     assert not list(rt.glob("*.onnx"))
     for test_set in ("test", "test_real"):
-        for chunk in ("-1", "16"):
-            result = rt / test_set / f"chunk{chunk}"
+        for result in (rt / test_set / f"{lm}chunk{c}" for lm in ("", "lm/") for c in (-1, 16)):
             keys = {
                 line.split(maxsplit=1)[0] for line in (result / "text").read_text().splitlines()
             }
@@ -113,7 +112,13 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
             assert re.search(r"^Overall -> ", (result / "wer").read_text(), re.M)
     assert "max |diff| per output" in log
     runtime_table = (exp / "runtime_table.md").read_text()
-    assert "runtime_fp32 | test_real | 16 (4)" in runtime_table
+    assert "runtime_fp32 | test_real | no | 16 (4)" in runtime_table
+    assert "runtime_fp32 | test_real | yes | 16 (4)" in runtime_table
+    # at full context, with and without the LM, C++ writes Python's transcripts (fp32)
+    rows = json.loads((exp / "runtime_table.json").read_text())["runtime_rows"]
+    full = [r for r in rows if r["chunk"] == -1]
+    assert len(full) == 4 and all(r["identical"] == 1.0 for r in full), full
+    assert all(r["wer"] == r["python_wer"] for r in full)
 
     # streaming fine-tuning (stage 8) and decoding per chunk size (stage 9)
     log = _run(s0, "--stage", "8", "--stop_stage", "9", *opts, "--ft_steps", "6",
@@ -129,15 +134,22 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
         assert (streaming / "test" / name / "attention_rescoring" / "wer").exists()
 
     # QAT and 2:4 sparse fine-tuning (stage 10); packing the QAT model, folding the sparse one
-    # with the N:M check, decoding both, size and sparsity tables (stage 11)
-    log = _run(s0, "--stage", "10", "--stop_stage", "11", *opts, "--compress_configs",
-               "qat_int4 sparse_2_4", "--compress_steps", "6", "--compress_warmup", "2",
-               "--ft_average_num", "1", "--init_checkpoint", "exp/mini_moe/avg_2.pt")  # fmt: skip
+    # with the N:M check, decoding both, the packed QAT model in the C++ runtime (fp32 graphs
+    # only: each compile takes minutes here), size and sparsity tables (stage 11); a run each
+    compress = [*opts, "--compress_configs", "qat_int4 sparse_2_4", "--compress_steps", "6",
+                "--compress_warmup", "2", "--ft_average_num", "1", "--init_checkpoint",
+                "exp/mini_moe/avg_2.pt", "--compress_runtime_precisions", "fp32"]  # fmt: skip
+    _run(s0, "--stage", "10", "--stop_stage", "10", *compress)
+    log = _run(s0, "--stage", "11", "--stop_stage", "11", *compress)
     qat = s0 / "exp" / "mini_moe_qat_int4"
     assert (qat / "packed.pt").stat().st_size < (exp / "avg_2.pt").stat().st_size / 5
     assert (qat / "test" / "attention_rescoring" / "wer").exists()
+    meta = json.loads((qat / "runtime" / "meta.json").read_text())
+    assert meta["packed"] and meta["layers"]["encoder.encoders.0.feed_forward.w_1"]["bits"] == 4
+    assert json.loads((qat / "runtime" / "test" / "chunk-1" / "rtf.json").read_text())["rtf"] > 0
     table = (exp / "compress_table.md").read_text()
     assert "4-bit sym channel ste" in table and "float32" in table
+    assert "C++ kernel path" in table and "| fp32 |" in table
     assert (exp / "compress_wer_vs_size.png").stat().st_size > 0
     sparse = s0 / "exp" / "mini_moe_sparse_2_4"
     report = json.loads((sparse / "folded.pt.sparsity.json").read_text())["total"]

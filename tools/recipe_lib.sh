@@ -117,6 +117,29 @@ compress_decode() {
   done
 }
 
+# Stage 11 for the compression run $1 (a quantized one, or the float control): export it to
+# the C++ runtime as it was trained, into $1/runtime (a QAT run from its packed.pt: the integer
+# codes, scales and zero points QAT learned, at their bit width; .pt2 graphs of the kernel
+# paths --compress_runtime_precisions, default fp32 + int8, the runtime picking one per CPU;
+# full context only), then decode the test set $2 with decoder_main into
+# $1/runtime/$2/chunk-1/{text,wer,rtf.json} (compress_table.py reads them).
+compress_runtime() {
+  local exp=$1 test_set=$2 out=$1/runtime checkpoint=$1/avg_${ft_average_num}.pt
+  local decoder_main=$MAIN_ROOT/runtime/build/decoder_main precisions=()
+  [ -f "$exp/packed.pt" ] && checkpoint=$exp/packed.pt
+  [ -x "$decoder_main" ] || PYTHON="$(command -v python)" "$MAIN_ROOT/runtime/build.sh"
+  if needs "$out/meta.json"; then
+    # shellcheck disable=SC2206  # a list of precisions
+    [ -n "$compress_runtime_precisions" ] && precisions=(--precisions $compress_runtime_precisions)
+    python -m wenet_eff.bin.export --config "$exp/train.yaml" --checkpoint "$checkpoint" \
+      --out_dir "$out" --chunk_size -1 --formats pt2 --jobs "$(( nj < 2 ? nj : 2 ))" \
+      "${precisions[@]}"
+  fi
+  runtime_wav_list "$test_set"
+  runtime_decode_one "$decoder_main" "$out" "$test_set" -1 "$out/$test_set/chunk-1" \
+    --beam_size "$beam_size"
+}
+
 # Decode data/$2 with checkpoint $1 into $3/<mode>/ for the modes $4, chunk size $5, and score;
 # $6: extra recognize options (e.g. "--config x.yaml", "--masks m.pt").
 decode_and_score() {
@@ -238,9 +261,10 @@ experiment_tables() {
     return 1
   fi
   for json in ${2:-}; do bench+=(--bench "$json"); done
-  # the directories first: --test_sets and --bench take the words after them
+  # the directories first: --test_sets and --bench take the words after them; the run's JSON
+  # is kept in results/ (with its provenance) and RESULTS.md is rewritten from all of it
   python -m wenet_eff.bin.tables "${exps[@]}" --out_dir exp/tables --test_sets "$test_sets" \
-    "${bench[@]}"
+    "${bench[@]}" --results_dir results
 }
 
 # The precisions of $runtime_precisions this machine serves at speed: int8 needs int8
@@ -264,7 +288,7 @@ runtime_precisions_here() {
 # decoder_main runs, and ONNX; checked against PyTorch). Up to 3 pieces compile at once ($nj
 # caps it; each process holds a copy of the model).
 export_runtime() {
-  local exp=$1 precision out int8_flag
+  local exp=$1 precision out
   case " $runtime_formats " in
     *" pt2 "*) ;;
     *) echo "export_runtime: --runtime_formats '$runtime_formats' lacks pt2, which decoder_main" \
@@ -274,55 +298,76 @@ export_runtime() {
   for precision in $(runtime_precisions_here); do
     out=$exp/runtime_$precision
     if needs "$out/meta.json"; then
-      int8_flag=""
-      [ "$precision" = int8 ] && int8_flag="--int8"
-      # shellcheck disable=SC2086  # int8_flag is empty or one flag; the formats are a list
+      # shellcheck disable=SC2086  # the formats are a list
       python -m wenet_eff.bin.export --config "$exp/train.yaml" \
         --checkpoint "$exp/avg_${average_num}.pt" --out_dir "$out" \
-        --chunk_size "$runtime_chunk_size" --num_left_chunks "$runtime_left_chunks" $int8_flag \
-        --formats $runtime_formats --jobs "$(( nj < 3 ? nj : 3 ))" --check
+        --chunk_size "$runtime_chunk_size" --num_left_chunks "$runtime_left_chunks" \
+        --precisions "$precision" --formats $runtime_formats --jobs "$(( nj < 3 ? nj : 3 ))" \
+        --check
     fi
   done
 }
 
 # Decode the test sets $2 with decoder_main (C++) from each $1/runtime_<precision>, at the chunk
-# sizes $runtime_chunks; score; collect $1/runtime_table.{md,json}. decoder_main reads WAV
-# files: test sets in other formats (FLAC, Opus) or with segments are first written as 16 kHz
-# WAV files under data/<test_set>/runtime_wav (once).
+# sizes $runtime_chunks, without and (use_lm) with the word LM fused as in stage 5 (into
+# <test_set>/lm/chunk<N>); score; collect $1/runtime_table.{md,json}, full context beside
+# Python's stage-5 results. decoder_main reads WAV files: test sets in other formats (FLAC,
+# Opus) or with segments are first written as 16 kHz WAV files under data/<test_set>/runtime_wav
+# (once).
 runtime_decode() {
   local exp=$1 test_sets=$2 decoder_main=$MAIN_ROOT/runtime/build/decoder_main
-  local runtime_dirs="" precision out test_set chunk result list
+  local runtime_dirs="" precision out test_set chunk lm_opts=()
   [ -x "$decoder_main" ] || PYTHON="$(command -v python)" "$MAIN_ROOT/runtime/build.sh"
-  for test_set in $test_sets; do
-    if needs "data/$test_set/runtime_wav.list"; then
-      python tools/make_wav_list.py --num_threads "$nj" "data/$test_set/data.list" \
-        "data/$test_set/runtime_wav" "data/$test_set/runtime_wav.list"
-    fi
-  done
+  for test_set in $test_sets; do runtime_wav_list "$test_set"; done
+  # with the LM: the settings of stage 5's <test_set>/lm/attention_rescoring, fused in C++
+  if use_lm; then
+    lm_opts=(--beam_size "$lm_beam_size" --lm "$(lm_arpa)" --lm_weight "$lm_weight"
+      --word_bonus "$word_bonus")
+    if [ -n "$lm_min_token_logp" ]; then lm_opts+=(--min_token_logp "$lm_min_token_logp"); fi
+  fi
   for precision in $(runtime_precisions_here 2> /dev/null); do
     out=$exp/runtime_$precision
     runtime_dirs="$runtime_dirs $out"
     for test_set in $test_sets; do
-      list=data/$test_set/runtime_wav.list
       for chunk in $runtime_chunks; do
-        result=$out/$test_set/chunk$chunk
-        mkdir -p "$result"
-        if needs "$result/rtf.json"; then
-          # rtf.json is written only when utterances were decoded; on failure, say why
-          "$decoder_main" --model_dir "$out" --data_list "$list" \
-            --chunk_size "$chunk" --mode attention_rescoring --beam_size "$beam_size" \
-            --ctc_weight "$ctc_weight" --reverse_weight "$reverse_weight" \
-            --threads "$runtime_threads" --warmup 2 --result "$result/text" \
-            --rtf_json "$result/rtf.json" 2> "$result/log" \
-            || { tail -n 20 "$result/log" >&2; rm -f "$result/rtf.json"; return 1; }
-          tail -1 "$result/log"
+        runtime_decode_one "$decoder_main" "$out" "$test_set" "$chunk" "$out/$test_set/chunk$chunk" \
+          --beam_size "$beam_size"
+        if use_lm; then
+          runtime_decode_one "$decoder_main" "$out" "$test_set" "$chunk" \
+            "$out/$test_set/lm/chunk$chunk" "${lm_opts[@]}"
         fi
-        python tools/compute_wer.py --char="$wer_char" --v=1 "data/$test_set/text" \
-          "$result/text" > "$result/wer"
       done
     done
   done
   # shellcheck disable=SC2086  # runtime_dirs is a list
   python tools/runtime_table.py --test_sets "$test_sets" --chunks "$runtime_chunks" \
-    --out "$exp/runtime_table" $runtime_dirs
+    --python_dir "$exp" --out "$exp/runtime_table" $runtime_dirs
+}
+
+# data/$1/runtime_wav.list: the test set as 16 kHz WAV files, which decoder_main reads (once)
+runtime_wav_list() {
+  if needs "data/$1/runtime_wav.list"; then
+    python tools/make_wav_list.py --num_threads "$nj" "data/$1/data.list" "data/$1/runtime_wav" \
+      "data/$1/runtime_wav.list"
+  fi
+}
+
+# decoder_main on data/$3's WAV copies with chunk $4 into result dir $5 (text, log, rtf.json,
+# wer); the rest are its search options ($2: the runtime dir, $1: the binary)
+runtime_decode_one() {
+  local decoder_main=$1 out=$2 test_set=$3 chunk=$4 result=$5
+  shift 5
+  mkdir -p "$result"
+  if needs "$result/rtf.json"; then
+    # rtf.json is written only when utterances were decoded; on failure, say why
+    "$decoder_main" --model_dir "$out" --data_list "data/$test_set/runtime_wav.list" \
+      --chunk_size "$chunk" --mode attention_rescoring "$@" \
+      --ctc_weight "$ctc_weight" --reverse_weight "$reverse_weight" \
+      --threads "$runtime_threads" --warmup 2 --result "$result/text" \
+      --rtf_json "$result/rtf.json" 2> "$result/log" \
+      || { tail -n 20 "$result/log" >&2; rm -f "$result/rtf.json"; return 1; }
+    tail -1 "$result/log"
+  fi
+  python tools/compute_wer.py --char="$wer_char" --v=1 "data/$test_set/text" \
+    "$result/text" > "$result/wer"
 }

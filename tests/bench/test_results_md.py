@@ -48,9 +48,13 @@ def kept(tmp_path_factory):
     size_json = root / "bench" / "compress_size.json"
     benchmark.main(["compress_size", "--models", "mini", "--configs", "qat_int4", "--vocab_size",
                     "12", "--out", str(size_json), "--override", *TINY])  # fmt: skip
+    decode_json = root / "bench" / "decode_rtf.json"
+    benchmark.main(["decode_rtf", "--model", "mini", "--threads", "1", "--seconds", "1",
+                    "--repeats", "1", "--beam_size", "2", "--out", str(decode_json),
+                    "--override", *TINY])  # fmt: skip
     results = root / "recipe" / "results"
     tables.main([str(exp), "--out_dir", str(root / "tables"), "--results_dir", str(results),
-                 "--keep", str(size_json)])  # fmt: skip
+                 "--bench", str(decode_json), "--keep", str(size_json)])  # fmt: skip
     return {"root": root, "exp": exp, "results": results, "command": command}
 
 
@@ -71,13 +75,15 @@ def test_writers_record_provenance(kept):
 def test_results_md_has_every_kept_table_with_its_provenance(kept):
     results = kept["results"]
     assert sorted(p.name for p in results.iterdir()) == [
-        "compress_size.json", "tables.json", "tiny.wer_table.json"
+        "compress_size.json", "decode_rtf.json", "tables.json", "tiny.wer_table.json"
     ]  # fmt: skip
     md = (results.parent / "RESULTS.md").read_text()
     assert "`python -m wenet_eff.bin.tables --results_dir results`" in md
     sections = _sections(md)
-    # bin.tables' section first, then the WER table, then the benchmark
-    assert list(sections) == ["tables.json", "tiny.wer_table.json", "compress_size.json"]
+    # bin.tables' section first, then the WER table, then the benchmarks
+    assert list(sections) == [
+        "tables.json", "tiny.wer_table.json", "decode_rtf.json", "compress_size.json"
+    ]  # fmt: skip
     for name, text in sections.items():
         prov = json.loads((results / name).read_text())["provenance"]
         date = prov["date"][:10] + " " + prov["date"][11:16]
@@ -87,6 +93,11 @@ def test_results_md_has_every_kept_table_with_its_provenance(kept):
     wer = sections["tiny.wer_table.json"]
     assert "| ctc_greedy_search | 37.50 |\n| attention_rescoring | 25.00 |" in wer
     assert "| tiny | " in sections["tables.json"] and "### Models" in sections["tables.json"]
+    decode = json.loads((results / "decode_rtf.json").read_text())
+    for stage in decode["results"]:
+        cells = f"| {stage['stage']} | {stage['seconds']:.3f} | {stage['rtf']:.4f} |"
+        assert cells in sections["decode_rtf.json"]
+    assert ", 1 thread\n" in sections["decode_rtf.json"]  # the benchmark's --threads
     row = json.loads((results / "compress_size.json").read_text())["results"][0]
     cells = f"| mini | qat_int4 | {row['params'] / 1e6:.1f} | {row['float32_bytes'] / 1e6:.2f} |"
     assert cells in sections["compress_size.json"]

@@ -101,7 +101,9 @@ def test_librispeech_recipe_tiny_end_to_end(tmp_path):
         line.split(maxsplit=1)[0] for line in (result / "text").read_text().splitlines()
     } == refs
     assert json.loads((result / "rtf.json").read_text())["utterances"] == 4
-    assert "runtime_fp32 | test_clean | 16" in (exp / "runtime_table.md").read_text()
+    runtime_table = (exp / "runtime_table.md").read_text()
+    assert "runtime_fp32 | test_clean | no | 16" in runtime_table
+    assert "runtime_fp32 | test_clean | yes | 16" in runtime_table  # the LM fused in C++
 
     # stage 12: the tables of every experiment (RTF is of full context: not decoded here)
     run_recipe("librispeech", tmp_path, "--stage", "12", "--stop_stage", "12", *opts)
@@ -109,6 +111,12 @@ def test_librispeech_recipe_tiny_end_to_end(tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| tiny |"))
     assert f"{results['test_clean']['attention_rescoring']['wer']:.2f}" in row
     assert re.fullmatch(r"\d+\.\d+ / \d+\.\d+", row.split("|")[2].strip())  # params total / active
+    # ... and the run's JSON is kept in results/, from which RESULTS.md is rewritten
+    kept = sorted(p.name for p in (s0 / "results").glob("*.json"))
+    assert "tables.json" in kept and "tiny.wer_table.json" in kept, kept
+    results_md = (s0 / "RESULTS.md").read_text()
+    assert "## WER per decoding mode: `tiny.wer_table.json`" in results_md
+    assert f"{results['test_clean']['attention_rescoring']['wer']:.2f}" in results_md
 
     # a rerun of the data and training stages keeps everything
     _, log = run_recipe("librispeech", tmp_path, "--stage", "0", "--stop_stage", "4", *opts)

@@ -21,6 +21,7 @@ from wenet_eff.decode.context import ContextGraph
 from wenet_eff.decode.ctc import ctc_prefix_beam_search
 from wenet_eff.decode.lm import EOS, UNK, NgramLM, WordLmFusion, train_kneser_ney
 from wenet_eff.export.cpp import decoder_main
+from wenet_eff.export.weights import load_graph
 
 SENTENCES = ["BAD BED", "A BAD CAB", "FACE THE BED", "HEAD BED", "B B A", "DEAF CAB FADE"]
 PHRASES = ["FADE", "BEACH", "B CAB"]
@@ -123,7 +124,7 @@ def test_decoder_with_lm_and_context_equals_python_search(
     fused = dict(lm=lm, lm_weight=2.0, word_bonus=0.5, min_token_logp=-6.0,
                  context_path=str(tmp_path / "hotwords.txt"), context_score=1.5)  # fmt: skip
     cpp = runtime.Decoder(model, **opts, **fused)
-    encoder = torch._inductor.aoti_load_package(str(dense_fp32 / "encoder_full.pt2"))
+    encoder = load_graph(dense_fp32, "encoder_full.pt2")
     fusion = WordLmFusion(NgramLM.read_arpa(lm_path), tokenizer.word_pieces(), 2.0, 0.5)
     graph = ContextGraph(_phrase_ids(tokenizer), 1.5)
     got, expected, plain = [], [], []

@@ -53,6 +53,7 @@ RESULT_KINDS = {
     "monitor_overhead": {"overhead_by_interval"},
     "train_throughput": {"frames_per_second"},
     "model_info": {"breakdown", "flops_per_audio_second"},
+    "runtime_lm": {"load", "search", "ngrams"},
 }
 PROVENANCE_KEYS = ("command", "commit", "dirty", "date", "cpu", "isa", "cores", "threads")
 

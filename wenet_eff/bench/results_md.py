@@ -42,6 +42,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "monitor_overhead": ("Stability monitor cost", sections.monitor_overhead),
     "compress_size": ("Packed model sizes", sections.compress_size),
     "model_info": ("Parameters and FLOPs", sections.model_info),
+    "runtime_lm": ("C++ runtime: n-gram LM and context biasing", sections.runtime_lm),
 }
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from wenet_eff.bench.common import environment, write_json
+from wenet_eff.bench.sections import runtime_lm
 from wenet_eff.data.tokenizer import CharTokenizer
 from wenet_eff.decode.context import split_phrase
 
@@ -224,30 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--work_dir", default="bench_results/runtime_lm")
     p.add_argument("--out", default="bench_results/runtime_lm.json")
     r = run(p.parse_args(argv))
-    mb = 1 / 2**20
-    ld = r["load"]
-    print(
-        f"{r['order']}-gram LM, {r['ngrams']:,} n-grams {r['counts']} "
-        f"({r['arpa_bytes'] * mb:.0f} MiB ARPA)"
-    )
-    print(f"{'reader':<8}{'load s':>8}{'CPU s':>7}{'RSS MiB':>9}{'bytes/n-gram':>14}")
-    for name, key in (("C++", "cpp"), ("Python", "python")):
-        if f"{key}_seconds" in ld:
-            print(
-                f"{name:<8}{ld[f'{key}_seconds']:>8.2f}{ld[f'{key}_cpu_seconds']:>7.2f}"
-                f"{ld[f'{key}_rss_bytes'] * mb:>9.1f}{ld[f'{key}_rss_bytes'] / r['ngrams']:>14.1f}"
-            )
-    print(f"C++ tables: {ld['cpp_table_bytes'] * mb:.1f} MiB")
-    print(
-        f"prefix beam search (C++, beam {r['beam_size']}, {r['utterances']} utterances of "
-        f"{r['frames_per_utt']:.0f} frames, {r['phrases']} phrases, {r['threads']} thread)"
-    )
-    print(f"{'setup':<12}{'CPU ms/utt':>11}{'CPU RTF':>10}{'x plain':>9}{'wall ms/utt':>13}")
-    for name, s in r["search"].items():
-        print(
-            f"{name:<12}{s['cpu_ms_per_utt']:>11.2f}{s['cpu_rtf']:>10.5f}"
-            f"{s['cpu_vs_plain']:>9.2f}{s['ms_per_utt']:>13.2f}"
-        )
+    print(runtime_lm(r), end="")
     write_json(r, p.parse_args(argv).out)
     return r
 

@@ -43,27 +43,37 @@ def wer_table(data: dict) -> str:
 
 
 def runtime_table(data: dict) -> str:
-    """tools/runtime_table.py: decoder_main's WER and RTF per model dir, test set and chunk."""
+    """tools/runtime_table.py: decoder_main's WER and RTF per model dir, test set, LM and chunk;
+    at full context Python's WER of the same decode and the share of identical transcripts."""
     rows = [
-        [r["runtime_dir"], r["test_set"],
+        [r["runtime_dir"], r["test_set"], "yes" if r.get("lm") else "no",
          "full" if r["chunk"] < 0 else f"{r['chunk']} ({r['num_left_chunks']})",
-         f"{r['wer']:.2f}", f"{r['rtf']:.4f}", r["threads"],
-         f"{r['utterances']} ({r['skipped']} skipped)"]
+         f"{r['wer']:.2f}", _f(r.get("python_wer"), ".2f"),
+         _f(None if r.get("identical") is None else 100 * r["identical"], ".1f"),
+         f"{r['rtf']:.4f}", r["threads"], f"{r['utterances']} ({r['skipped']} skipped)"]
         for r in data["runtime_rows"]
     ]  # fmt: skip
-    header = ["model dir", "test set", "chunk (left)", "WER %", "RTF", "threads", "utterances"]
-    return md_table(header, "lllrrrr", rows)
+    header = ["model dir", "test set", "LM", "chunk (left)", "WER %", "Python WER %",
+              "identical to Python %", "RTF", "threads", "utterances"]  # fmt: skip
+    return md_table(header, "llllrrrrrr", rows)
 
 
 def compress_table(data: dict) -> str:
-    """tools/compress_table.py: QAT runs' packed size and WER relative to the float run (row 1)."""
+    """tools/compress_table.py: QAT runs' packed size and WER relative to the float run (row 1);
+    where stage 11 ran them in the C++ runtime, its directory size, kernel path, WER and RTF."""
     rows, modes = data["qat_rows"], data["modes"]
     base = rows[0]["wer"]
-    body = [
-        [r["exp"], r["quant"], f"{r['bytes'] / 1e6:.2f}", f"{r['ratio']:.2f}",
-         *(_rel(r["wer"][m], base[m]) for m in modes)]
-        for r in rows
-    ]  # fmt: skip
+    runtime = any(r.get("runtime") for r in rows)
+    body = []
+    for r in rows:
+        cells = [r["exp"], r["quant"], f"{r['bytes'] / 1e6:.2f}", f"{r['ratio']:.2f}",
+                 *(_rel(r["wer"][m], base[m]) for m in modes)]  # fmt: skip
+        if runtime:
+            rt = r.get("runtime") or {}
+            cells += [_f(rt["bytes"] / 1e6 if rt else None, ".2f"),
+                      rt.get("kernel_path", ""), _f(rt.get("wer"), ".2f"),
+                      _f(rt.get("rtf"), ".4f")]  # fmt: skip
+        body.append(cells)
     header = [
         "experiment",
         "weights",
@@ -71,7 +81,10 @@ def compress_table(data: dict) -> str:
         "x smaller",
         *(f"{m} WER % (rel.)" for m in modes),
     ]
-    return md_table(header, "llrr" + "r" * len(modes), body)
+    if runtime:
+        header += ["runtime dir MB", "C++ kernel path", "C++ attention_rescoring WER %",
+                   "C++ RTF"]  # fmt: skip
+    return md_table(header, "llrr" + "r" * len(modes) + "rlrr" * runtime, body)
 
 
 def sparse_table(data: dict) -> str:
@@ -201,28 +214,71 @@ def decode_rtf(data: dict) -> str:
 
 
 def runtime_rtf(data: dict) -> str:
-    """bin.benchmark runtime_rtf: RTF and WER per model, precision, chunk and engine."""
-    engines = {
-        (r["model"], r["precision"], r["chunk"]): r
-        for r in data["ratios"]
-        if r["kind"] == "engines"
-    }
+    """bin.benchmark runtime_rtf: RTF and WER per model, precision, chunk and engine; the C++
+    rows' kernel path, directory size and memory; speed-ups over fp32; MoE overhead."""
+    ratios = data["ratios"]
+    engines = {(r["model"], r["precision"], r["chunk"]): r for r in ratios
+               if r["kind"] == "engines"}  # fmt: skip
     body = []
     for r in data["rows"]:
         key = (r["model"], r["precision"], r["chunk"])
         ratio = engines.get(key, {}) if r["engine"] == "cpp" else {}
         body.append(
-            [r["model"], r["precision"], _chunk(r["chunk"]), r["engine"], f"{r['rtf']:.4f}",
-             _f(r.get("encoder_rtf"), ".4f"), f"{r['wer']:.2f}", _f(r.get("identical"), ".0%"),
+            [r["model"], r["precision"], _chunk(r["chunk"]), r["engine"],
+             r.get("kernel_path", ""), f"{r['rtf']:.4f}", _f(r.get("encoder_rtf"), ".4f"),
+             f"{r['wer']:.2f}", _f(r.get("identical"), ".0%"), _f(r.get("wer_diff"), "+.2f"),
              _f(ratio.get("cpp_over_eager"), ".2f"), _f(ratio.get("cpp_over_onnx"), ".2f")]
         )  # fmt: skip
-    header = ["model", "precision", "chunk", "engine", "RTF", "encoder RTF", "WER %",
-              "identical to eager", "C++ / eager", "C++ / onnxruntime"]  # fmt: skip
-    return (
+    header = ["model", "precision", "chunk", "engine", "kernel path", "RTF", "encoder RTF",
+              "WER %", "identical to eager", "WER diff", "C++ / eager",
+              "C++ / onnxruntime"]  # fmt: skip
+    cpu = data.get("environment", {}).get("cpu_features", "")
+    out = (
         f"{data['utterances']} utterances ({data['audio_seconds']:.0f} s of audio), "
         f"{data['mode']}, chunk {data['chunk_size']} with {data['num_left_chunks']} left chunks, "
-        f"fastest of {data['repeats']} passes.\n\n"
-    ) + md_table(header, "lllrrrrrrr", body)
+        f"fastest of {data['repeats']} passes, {data['threads']} thread(s)"
+        + (f"; CPU features: {cpu}" if cpu else "")
+        + ".\n\n"
+        + md_table(header, "llllrrrrrrrr", body)
+    )
+    sizes = [r for r in data["rows"] if r["engine"] == "cpp" and "dir_mb" in r and r["chunk"] < 0]
+    if sizes:
+        fp32 = {r["model"]: r["dir_mb"] for r in sizes if r["precision"] == "fp32"}
+        body = [
+            [r["model"], r["precision"], r["kernel_path"],
+             ", ".join(f"{k} {v}" for k, v in sorted(r["layer_paths"].items())),
+             f"{r['dir_mb']:.2f}", _f(fp32[r["model"]] / r["dir_mb"] if r["model"] in fp32
+                                      else None, ".2f"), f"{r['rss_mb']:.0f}",
+             _f(r.get("encoder_rel_error"), ".1e")]
+            for r in sizes
+        ]  # fmt: skip
+        header = ["model", "precision", "kernel path", "layers per path", "runtime dir MB",
+                  "x smaller than fp32", "RSS after load MB",
+                  "encoder output vs eager (rel.)"]  # fmt: skip
+        out += "\n" + md_table(header, "llllrrrr", body)
+    speedups = [r for r in ratios if r["kind"] in ("precision", "int8")]  # int8: older JSON
+    if speedups:
+        body = [
+            [r["model"], r.get("precision", "int8"), _chunk(r["chunk"]), r["engine"],
+             f"{r['speedup']:.2f}x", _f(r.get("encoder_speedup"), ".2f"),
+             f"{100 * r['wer_rel_change']:+.1f} %"]
+            for r in speedups
+        ]  # fmt: skip
+        header = ["model", "precision", "chunk", "engine", "speed-up over fp32",
+                  "encoder alone", "WER change (relative)"]  # fmt: skip
+        out += "\n" + md_table(header, "llllrrr", body)
+    flops = [r for r in ratios if r["kind"] == "flops"]
+    if flops:
+        body = [
+            [r["model"], r["reference"], r["precision"], _chunk(r["chunk"]), r["engine"],
+             f"{r['rtf_ratio']:.2f} ({r['timed']})", f"{r['flops_ratio']:.2f}",
+             f"{100 * r['overhead']:+.1f} %"]
+            for r in flops
+        ]  # fmt: skip
+        header = ["model", "vs", "precision", "chunk", "engine", "time ratio (timed)",
+                  "active FLOPs ratio", "overhead beyond active FLOPs"]  # fmt: skip
+        out += "\n" + md_table(header, "lllllrrr", body)
+    return out
 
 
 def streaming_latency(data: dict) -> str:
@@ -267,3 +323,29 @@ def train_throughput(data: dict) -> str:
     header = ["model", "params M", "dtype", "batch x frames", "s / update", "min s / update",
               "frames / s"]  # fmt: skip
     return md_table(header, "lrlrrrr", [row])
+
+
+def runtime_lm(data: dict) -> str:
+    """bin.benchmark runtime_lm: loading an ARPA LM (time, RSS) and the C++ prefix beam search's
+    cost with the LM and with context-biasing phrases."""
+    mib, ld = 1 / 2**20, data["load"]
+    load = [
+        [name, f"{ld[f'{key}_seconds']:.2f}", f"{ld[f'{key}_cpu_seconds']:.2f}",
+         f"{ld[f'{key}_rss_bytes'] * mib:.1f}", f"{ld[f'{key}_rss_bytes'] / data['ngrams']:.1f}"]
+        for name, key in (("C++", "cpp"), ("Python", "python"))
+        if f"{key}_seconds" in ld
+    ]  # fmt: skip
+    search = [
+        [name, f"{s['cpu_ms_per_utt']:.2f}", f"{s['cpu_rtf']:.5f}", f"{s['cpu_vs_plain']:.2f}",
+         f"{s['ms_per_utt']:.2f}"]
+        for name, s in data["search"].items()
+    ]  # fmt: skip
+    return (
+        f"{data['order']}-gram LM, {data['ngrams']:,} n-grams ({data['arpa_bytes'] * mib:.0f} MiB "
+        f"ARPA); C++ tables {ld['cpp_table_bytes'] * mib:.1f} MiB.\n\n"
+        + md_table(["reader", "load s", "CPU s", "RSS MiB", "bytes / n-gram"], "lrrrr", load)
+        + f"\nC++ prefix beam search, beam {data['beam_size']}, {data['utterances']} utterances of "
+        f"{data['frames_per_utt']:.0f} frames, {data['phrases']} context phrases.\n\n"
+        + md_table(["setup", "CPU ms / utt", "CPU RTF", "x plain", "wall ms / utt"], "lrrrr",
+                   search)
+    )  # fmt: skip
