@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 
@@ -38,6 +39,38 @@ def test_optimizer_names_and_settings():
     assert type(build_optimizer(p, optim_cfg(name="adamw"))) is torch.optim.AdamW
     with pytest.raises(ValueError, match="optim.name"):
         build_optimizer(p, optim_cfg(name="sgd"))
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_adam_updates_and_resumes_as_the_per_parameter_loop(name):
+    # the fused kernel is a speed choice only: the same updates up to float rounding, and a
+    # checkpoint of the plain optimizer (written before it was fused) resumes into it
+    torch.manual_seed(0)
+    start = [torch.randn(7, 5), torch.randn(5)]
+    cfg = optim_cfg(name=name, lr=0.01, weight_decay=0.1)
+    fused_params = [torch.nn.Parameter(t.clone()) for t in start]
+    plain_params = [torch.nn.Parameter(t.clone()) for t in start]
+    fused = build_optimizer(fused_params, cfg)
+    plain = type(fused)(plain_params, lr=0.01, betas=fused.defaults["betas"],
+                        eps=fused.defaults["eps"], weight_decay=0.1, foreach=False)  # fmt: skip
+    for update in range(6):
+        if update == 3:  # resume the fused one from the plain one's state
+            fused = build_optimizer(fused_params, cfg)
+            saved = io.BytesIO()  # as a checkpoint file holds it
+            torch.save(plain.state_dict(), saved)
+            saved.seek(0)
+            fused.load_state_dict(torch.load(saved))
+            assert fused.param_groups[0]["fused"] and not plain.param_groups[0]["fused"]
+            for a, b in zip(fused_params, plain_params, strict=True):
+                a.data.copy_(b.data)
+        grads = [torch.randn_like(t) for t in start]
+        for params, opt in ((fused_params, fused), (plain_params, plain)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        for a, b in zip(fused_params, plain_params, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    assert float(fused.state[fused_params[0]]["step"]) == 6
 
 
 def test_warmuplr_is_wenets_formula():
