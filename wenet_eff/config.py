@@ -106,7 +106,7 @@ class TrainConfig:
     log_interval: int = 100
     save_interval: int = 0  # >0 also checkpoints every N steps within an epoch
     keep_checkpoints: int = 0  # >0 keeps only the newest N step checkpoints
-    dtype: str = "fp32"  # fp32 | bf16 (autocast)
+    dtype: str = "fp32"  # fp32 | bf16 (autocast) | auto (train/precision.py)
     train_engine: str = "torch_ddp"  # torch_ddp | deepspeed
     # >1: MoE experts split over groups of this many ranks (train.expert_parallel); 1: off
     expert_parallel: int = 1

@@ -273,6 +273,16 @@ def test_real_model_bf16(corpus, tmp_path):
     assert ckpt.read_info(tmp_path / "step_2.yaml")["cv_loss"] > 0
 
 
+def test_dtype_auto_is_resolved_at_the_start_and_logged(corpus, tmp_path, caplog):
+    # the tiny model is far narrower than bf16 needs to win, on any device
+    with caplog.at_level("INFO", logger="wenet_eff.train"):
+        _, trainer = real_setup(corpus, tmp_path, "train.dtype=auto")
+    assert not trainer.bf16
+    assert "training in fp32 (train.dtype=auto: " in caplog.text
+    with pytest.raises(ValueError, match=r"train\.dtype: 'fp16'"):
+        real_setup(corpus, tmp_path / "bad", "train.dtype=fp16")
+
+
 def test_moe_model_trains_and_logs_expert_usage(corpus, tmp_path):
     overrides = ["model/ffn=moe", "model.moe.load_balance_weight=0.01", "train.max_steps=4"]
     _, trainer = real_setup(corpus, tmp_path, *overrides, "train.log_interval=2")

@@ -1,6 +1,7 @@
 """The training loop of a U2++ model: one file to read a training step top to bottom.
 
-Per micro-batch: forward (bf16 autocast optional), backward of loss / accum_grad. At the end
+Per micro-batch: forward (in bf16 autocast where `train.dtype` says so; `auto` is resolved once
+at the start and logged, see precision.py), backward of loss / accum_grad. At the end
 of an accumulation window (`train.accum_grad` micro-batches, or fewer at the end of an
 epoch): clip to `train.grad_clip`, then update the model and scheduler, unless some rank
 saw a non-finite loss or the gradient norm is not finite; such a step is skipped, logged
@@ -52,6 +53,7 @@ from wenet_eff.train import resume
 from wenet_eff.train.dist import DistContext
 from wenet_eff.train.engine import build_engine
 from wenet_eff.train.optim import StepAdam
+from wenet_eff.train.precision import resolve_dtype
 from wenet_eff.train.reporting import LOSS_KEYS, IntervalStats, Reporter, format_skips, loss_values
 from wenet_eff.train.resume import EpochState, Progress
 from wenet_eff.train.stability import (
@@ -115,12 +117,13 @@ class Trainer:
         ctx: DistContext,
     ) -> None:
         tcfg = cfg.train
-        if tcfg.dtype not in ("fp32", "bf16"):
-            raise ValueError(f"train.dtype: '{tcfg.dtype}' is not one of fp32, bf16")
+        dtype, why = resolve_dtype(tcfg.dtype, cfg.model.encoder.output_size, ctx.device)
+        if ctx.is_main:
+            logger.info("training in %s (train.dtype=%s: %s)", dtype, tcfg.dtype, why)
         self.cfg, self.tcfg, self.ctx = cfg, tcfg, ctx
         self.exp_dir = Path(tcfg.exp_dir)
         self.train_loader, self.train_set, self.cv_loader = train_loader, train_set, cv_loader
-        self.bf16 = tcfg.dtype == "bf16"
+        self.bf16 = dtype == "bf16"
         self.model = model.to(ctx.device)  # the plain module: what N.pt holds
         self.progress = Progress()
         self.epoch_state = EpochState()
