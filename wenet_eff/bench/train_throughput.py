@@ -1,20 +1,29 @@
-"""Training throughput of a model config on this machine (eager): input frames per second.
+"""Training throughput of a model config on this machine: input frames per second, the time
+of each step's phases, peak memory.
 
     python -m wenet_eff.bench.train_throughput --model u2pp_conformer --threads 2
+    python -m wenet_eff.bench.train_throughput --model mini_moe --dtype auto --compile
     python -m wenet_eff.bench.train_throughput --model paper_moe_1b --device cuda --dtype bf16
 
-One timed iteration = forward + backward + gradient clipping + Adam step on a synthetic batch
-(random 80-dim features, `--batch_size` x `--frames` frames; random targets of
-`--tokens` tokens). Throughput counts input feature frames (10 ms each), so it also reads as
-seconds of audio trained per second / 100. On CUDA each step's time includes its GPU work (the
-loss is read back) and the peak GPU memory of the timed steps is reported. Writes JSON and
-prints a table.
+One timed iteration = forward + backward + optimizer (gradient clipping, the Adam step of
+`train.optim`'s optimizer, clearing the gradients) on a synthetic batch (random 80-dim
+features, `--batch_size` x `--frames` frames; random targets of `--tokens` tokens); each phase
+is timed on its own (on CUDA up to its GPU work: the device is synchronized between phases).
+Throughput counts input feature frames (10 ms each), so it also reads as seconds of audio
+trained per second / 100. `--dtype auto` resolves as `train.dtype=auto` does
+(train/precision.py). `--compile` runs the model through `torch.compile`: the first step
+compiles (its time is reported apart, less a timed step's: the compile time), the timed steps
+run the compiled model. Peak memory: the process's peak resident set (RSS; the model build
+included), and on CUDA the peak GPU memory of the timed steps. Writes JSON and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -23,14 +32,23 @@ from wenet_eff.bench.common import (
     add_model_args,
     build_bench_model,
     environment,
+    synchronize,
     write_json,
 )
 from wenet_eff.train.optim import build_optimizer
+from wenet_eff.train.precision import DTYPES, resolve_dtype
+
+PHASES = ("forward", "backward", "optimizer")
 
 
-def make_step(args: argparse.Namespace, cfg, model: torch.nn.Module):
-    """One training iteration on a fixed synthetic batch of `args` sizes; returns the loss."""
+def make_step(
+    args: argparse.Namespace, cfg, model: torch.nn.Module, module: torch.nn.Module | None = None
+) -> Callable[[], dict[str, float]]:
+    """One training iteration on a fixed synthetic batch of `args` sizes (in bf16 autocast
+    when `args.dtype` is bf16), run through `module` (default: `model`; e.g. its compiled
+    form). The step returns the seconds of each of PHASES and the loss."""
     model.train()
+    module = model if module is None else module
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     device = torch.device(args.device)
     feats = torch.randn(args.batch_size, args.frames, cfg.model.input_dim, device=device)
@@ -39,53 +57,100 @@ def make_step(args: argparse.Namespace, cfg, model: torch.nn.Module):
     target = text_ids[torch.randint(len(text_ids), (args.batch_size, args.tokens))].to(device)
     target_lengths = torch.full((args.batch_size,), args.tokens, device=device)
 
-    def step() -> float:
+    def step() -> dict[str, float]:
+        marks = [time.perf_counter()]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
-            loss = model(feats, feats_lengths, target, target_lengths)["loss"]
+            loss = module(feats, feats_lengths, target, target_lengths)["loss"]
+        synchronize(device)
+        marks.append(time.perf_counter())
         loss.backward()
+        synchronize(device)
+        marks.append(time.perf_counter())
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        synchronize(device)
+        marks.append(time.perf_counter())
+        seconds = {phase: marks[i + 1] - marks[i] for i, phase in enumerate(PHASES)}
+        return {**seconds, "loss": float(loss.detach())}
 
     return step
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run(args: argparse.Namespace) -> dict:
-    """Time `args.repeats` training iterations after `args.warmup` untimed ones."""
+    """Time `args.repeats` training iterations after `args.warmup` untimed ones (at least one
+    with --compile: the compiling step)."""
     cfg, model = build_bench_model(args)
-    vocab = model.vocab_size
-    step = make_step(args, cfg, model)
-    for _ in range(args.warmup):
+    dtype, why = resolve_dtype(args.dtype, cfg.model.encoder.output_size, torch.device(args.device))
+    module = torch.compile(model) if args.compile else model
+    step = make_step(argparse.Namespace(**{**vars(args), "dtype": dtype}), cfg, model, module)
+    first = time.perf_counter()
+    for _ in range(max(args.warmup, int(args.compile))):
         step()
+    first = time.perf_counter() - first if args.compile else None
     cuda = torch.device(args.device).type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(args.device)
-    times, losses = [], []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        losses.append(step())
-        times.append(time.perf_counter() - start)
+    steps = [step() for _ in range(args.repeats)]
+    times = [sum(s[phase] for phase in PHASES) for s in steps]
     frames = args.batch_size * args.frames
     mean = sum(times) / len(times)
     return {
         "model": cfg.model.name,
         "params": model.num_params(),
-        "dtype": args.dtype,
+        "dtype": dtype,
+        "dtype_setting": args.dtype,
+        "dtype_reason": why,
+        "compile": args.compile,
         "batch_size": args.batch_size,
         "frames": args.frames,
         "tokens": args.tokens,
-        "vocab_size": vocab,
+        "vocab_size": model.vocab_size,
         "repeats": args.repeats,
         "seconds_per_step": mean,
         "min_seconds_per_step": min(times),
+        "phase_ms": {p: 1e3 * sum(s[p] for s in steps) / len(steps) for p in PHASES},
+        # the warm-up steps (the first compiles) less as many timed steps
+        "compile_seconds": first - max(args.warmup, 1) * statistics.median(times)
+        if first is not None
+        else None,
         "frames_per_second": frames / mean,
-        "losses": losses,
+        "losses": [s["loss"] for s in steps],
+        "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_memory_gb": torch.cuda.max_memory_allocated(args.device) / 2**30
         if cuda
         else None,
         **environment(args.device),
     }
+
+
+def print_table(result: dict, threads: int) -> None:
+    """The run's settings, then one row: step time, its phases, throughput, peak memory."""
+    params = result["params"]["total"] / 1e6
+    where = result.get("device", f"{threads} threads")
+    compiled = f", compiled in {result['compile_seconds']:.1f} s" if result["compile"] else ""
+    print(
+        f"training throughput: {result['model']} ({params:.1f}M params), {where}, "
+        f"{result['dtype']} ({result['dtype_setting']}: {result['dtype_reason']}){compiled}, "
+        f"batch {result['batch_size']} x {result['frames']} frames, vocab {result['vocab_size']}"
+    )
+    peak = result["peak_gpu_memory_gb"]
+    print(
+        f"{'ms/step':>9}{'min ms':>9}{'forward':>9}{'backward':>9}{'optim':>8}"
+        f"{'frames/s':>10}{'audio s/s':>10}{'RSS MB':>8}" + (f"{'GPU GB':>8}" if peak else "")
+    )
+    fps, ms = result["frames_per_second"], result["phase_ms"]
+    print(
+        f"{1e3 * result['seconds_per_step']:>9.0f}{1e3 * result['min_seconds_per_step']:>9.0f}"
+        + "".join(f"{ms[p]:>{w}.0f}" for p, w in zip(PHASES, (9, 9, 8), strict=True))
+        + f"{fps:>10.0f}{fps / 100:>10.2f}{result['peak_rss_mb']:>8.0f}"
+        + (f"{peak:>8.1f}" if peak else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -95,30 +160,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--frames", type=int, default=1000, help="input frames per utterance")
     p.add_argument("--tokens", type=int, default=30, help="target tokens per utterance")
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--dtype", choices=DTYPES, default="fp32", help="as train.dtype")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
     if 0 < args.vocab_size < 3:
         p.error("--vocab_size must be >= 3 (blank, a token, sos/eos)")
     result = run(args)
-    params = result["params"]["total"] / 1e6
-    where = result.get("device", f"{args.threads} threads")
-    print(
-        f"training throughput: {result['model']} ({params:.1f}M params), {where}, "
-        f"{args.dtype}, batch {args.batch_size} x {args.frames} frames, "
-        f"vocab {result['vocab_size']}"
-    )
-    peak = result["peak_gpu_memory_gb"]
-    print(
-        f"{'seconds/step':>14}{'min s/step':>12}{'frames/s':>12}{'audio s/s':>11}"
-        + (f"{'peak GB':>9}" if peak is not None else "")
-    )
-    fps = result["frames_per_second"]
-    print(
-        f"{result['seconds_per_step']:>14.3f}{result['min_seconds_per_step']:>12.3f}"
-        f"{fps:>12.0f}{fps / 100:>11.2f}" + (f"{peak:>9.1f}" if peak is not None else "")
-    )
+    print_table(result, args.threads)
     write_json(result, args.out)
     return result
 
