@@ -144,9 +144,11 @@ def register_schema() -> None:
 
 
 def schema() -> DictConfig:
-    """An empty, struct-mode config of the schema's defaults."""
+    """An empty, struct-mode config of the schema's defaults. Its one free mapping,
+    `tokenizer.special_tokens` (WeNet's `<blank>`, `<sos>`, ... keys), takes new keys."""
     cfg = OmegaConf.structured(Config)
     OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_struct(cfg.tokenizer.special_tokens, False)
     return cfg
 
 

@@ -121,6 +121,17 @@ def test_packed_model_reproduces_the_qat_model_bit_for_bit(tmp_path, overrides):
     assert report["file_bytes"] < report["total"]["float32_bytes"]
 
 
+def test_a_packed_model_keeps_its_special_tokens(tmp_path):
+    """A run's config names its special tokens (WeNet's tokenizer_conf.special_tokens, as the
+    mini recipe writes them): the packed file loads with them."""
+    tokens = {"<blank>": 0, "<unk>": 1, "<sos>": 2, "<eos>": 2}
+    cfg, model = _model("compress=qat_int4")
+    cfg.tokenizer.special_tokens = tokens
+    save_packed(model, cfg, tmp_path / "packed.pt")
+    loaded_cfg, _ = load_packed(tmp_path / "packed.pt")
+    assert dict(loaded_cfg.tokenizer.special_tokens) == tokens
+
+
 def test_packing_a_packed_model_again_keeps_its_records(tmp_path):
     """The runtime export packs a loaded packed model again: it gets the file's records byte
     for byte, N:M positions included (its config no longer has the masks)."""
