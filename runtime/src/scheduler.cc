@@ -66,6 +66,7 @@ void Stream::Cancel() {
     std::lock_guard<std::mutex> lock(mu_);
     cancelled_ = true;
   }
+  scheduler_->Remove(this);  // its place under max_streams is free at once
   scheduler_->Notify();
 }
 
@@ -169,9 +170,11 @@ void Scheduler::Notify() {
   wake_.notify_one();
 }
 
-void Scheduler::Remove(const std::shared_ptr<Stream>& stream) {
+void Scheduler::Remove(const Stream* stream) {
   std::lock_guard<std::mutex> lock(mu_);
-  streams_.erase(std::remove(streams_.begin(), streams_.end(), stream), streams_.end());
+  streams_.erase(std::remove_if(streams_.begin(), streams_.end(),
+                                [stream](const auto& s) { return s.get() == stream; }),
+                 streams_.end());
 }
 
 void Scheduler::Run() {
@@ -213,7 +216,7 @@ void Scheduler::Collect(std::vector<std::shared_ptr<Stream>>* streams) {
   for (const auto& s : *streams) {
     try {
       if (!s->Feed()) {
-        Remove(s);  // cancelled
+        Remove(s.get());  // cancelled
         continue;
       }
       if (s->input_finished_ && s->ready_times_.empty()) {
@@ -222,7 +225,7 @@ void Scheduler::Collect(std::vector<std::shared_ptr<Stream>>* streams) {
       }
     } catch (const std::exception& e) {
       s->callback_({StreamEvent::Type::kFailed, {}, std::string("decoding failed: ") + e.what()});
-      Remove(s);
+      Remove(s.get());
       continue;
     }
     live.push_back(s);
@@ -234,7 +237,7 @@ void Scheduler::Finish(const std::shared_ptr<Stream>& stream) {
   stream->decoder_.Finish();
   stream->ReportFinals();
   stream->callback_({StreamEvent::Type::kEnd, {}, ""});
-  Remove(stream);
+  Remove(stream.get());
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.streams_finished;
 }
@@ -268,7 +271,7 @@ void Scheduler::Step(const std::vector<std::shared_ptr<Stream>>& batch) {
   } catch (const std::exception& e) {
     for (const auto& s : batch) {
       s->callback_({StreamEvent::Type::kFailed, {}, std::string("encoder failed: ") + e.what()});
-      Remove(s);
+      Remove(s.get());
     }
     return;
   }
@@ -292,7 +295,7 @@ void Scheduler::Step(const std::vector<std::shared_ptr<Stream>>& batch) {
       s->ready_times_.pop_front();
     } catch (const std::exception& e) {
       s->callback_({StreamEvent::Type::kFailed, {}, std::string("decoding failed: ") + e.what()});
-      Remove(s);
+      Remove(s.get());
     }
   }
   std::lock_guard<std::mutex> lock(mu_);

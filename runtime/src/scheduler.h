@@ -73,7 +73,9 @@ class Stream {
 
   void AcceptPcm16(const int16_t* pcm, size_t n);  // mono samples at the model's rate
   void InputFinished();                            // the client's end signal
-  void Cancel();  // the client is gone: drop the stream without reporting
+  // The client is gone: drop the stream without reporting; its place under max_streams is
+  // free when this returns.
+  void Cancel();
 
  private:
   friend class Scheduler;
@@ -127,7 +129,7 @@ class Scheduler {
   // One batched step over `batch`.
   void Step(const std::vector<std::shared_ptr<Stream>>& batch);
   void Finish(const std::shared_ptr<Stream>& stream);
-  void Remove(const std::shared_ptr<Stream>& stream);
+  void Remove(const Stream* stream);  // from the live streams (no-op when not there)
 
   std::shared_ptr<const AsrModel> model_;
   DecodeOptions decode_options_;
