@@ -2,6 +2,7 @@
 #   make demo   the mini recipe end to end (synthesise, prepare, train, decode, WER, export, RTF)
 #   make test   the C++ runtime, its unit tests (ctest) and the Python test suite
 #   make runtime  the C++ runtime only (runtime/build)
+#   make serve  the WebSocket server on the demo's exported model (after make demo)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +13,7 @@ APT_PACKAGES := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt
 	libgflags-dev libboost-dev nlohmann-json3-dev
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup system-deps lint clean-venv runtime gpu-wheels gpu-data gpu-check
+.PHONY: demo test setup system-deps lint clean-venv runtime serve gpu-wheels gpu-data gpu-check
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -48,6 +49,19 @@ runtime: $(STAMP)
 
 demo: setup runtime
 	cd recipes/mini/s0 && ./run.sh
+
+# The WebSocket server (WeNet's protocol, docs/runtime.md) on the model that the demo's stage 6
+# exports; stream to it with python -m wenet_eff.bin.stream_client --url ws://127.0.0.1:$(PORT).
+SERVE_MODEL ?= recipes/mini/s0/exp/mini_moe/runtime_fp32
+PORT ?= 10086
+serve: $(STAMP)
+	@if [ ! -f $(SERVE_MODEL)/meta.json ]; then \
+	  echo "$(SERVE_MODEL) is not exported yet: run make demo (its stage 6 exports it), or" \
+	    "make serve SERVE_MODEL=DIR with a directory of python -m wenet_eff.bin.export" >&2; \
+	  exit 1; \
+	fi
+	@PYTHON=$(abspath $(PY)) runtime/build.sh
+	runtime/build/websocket_server_main --model_dir $(SERVE_MODEL) --port $(PORT)
 
 # pytest exits 5 when it collected no test: that is a failure, not a pass.
 test: setup runtime

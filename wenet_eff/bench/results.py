@@ -54,6 +54,7 @@ RESULT_KINDS = {
     "train_throughput": {"frames_per_second"},
     "model_info": {"breakdown", "flops_per_audio_second"},
     "runtime_lm": {"load", "search", "ngrams"},
+    "serve": {"serve_runs", "capacity"},
 }
 PROVENANCE_KEYS = ("command", "commit", "dirty", "date", "cpu", "isa", "cores", "threads")
 

@@ -43,6 +43,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "compress_size": ("Packed model sizes", sections.compress_size),
     "model_info": ("Parameters and FLOPs", sections.model_info),
     "runtime_lm": ("C++ runtime: n-gram LM and context biasing", sections.runtime_lm),
+    "serve": ("WebSocket server: concurrent streams", sections.serve),
 }
 
 

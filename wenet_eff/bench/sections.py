@@ -248,14 +248,15 @@ def runtime_rtf(data: dict) -> str:
             [r["model"], r["precision"], r["kernel_path"],
              ", ".join(f"{k} {v}" for k, v in sorted(r["layer_paths"].items())),
              f"{r['dir_mb']:.2f}", _f(fp32[r["model"]] / r["dir_mb"] if r["model"] in fp32
-                                      else None, ".2f"), f"{r['rss_mb']:.0f}",
-             _f(r.get("encoder_rel_error"), ".1e")]
+                                      else None, ".2f"), _f(r.get("pack_mb"), ".2f"),
+             _f(r["dir_mb"] / r["pack_mb"] if r.get("pack_mb") else None, ".2f"),
+             f"{r['rss_mb']:.0f}", _f(r.get("encoder_rel_error"), ".1e")]
             for r in sizes
         ]  # fmt: skip
         header = ["model", "precision", "kernel path", "layers per path", "runtime dir MB",
-                  "x smaller than fp32", "RSS after load MB",
-                  "encoder output vs eager (rel.)"]  # fmt: skip
-        out += "\n" + md_table(header, "llllrrrr", body)
+                  "x smaller than fp32", "bin.pack MB", "runtime dir / bin.pack",
+                  "RSS after load MB", "encoder output vs eager (rel.)"]  # fmt: skip
+        out += "\n" + md_table(header, "llllrrrrrr", body)
     speedups = [r for r in ratios if r["kind"] in ("precision", "int8")]  # int8: older JSON
     if speedups:
         body = [
@@ -348,4 +349,48 @@ def runtime_lm(data: dict) -> str:
         f"{data['frames_per_utt']:.0f} frames, {data['phrases']} context phrases.\n\n"
         + md_table(["setup", "CPU ms / utt", "CPU RTF", "x plain", "wall ms / utt"], "lrrrr",
                    search)
+    )  # fmt: skip
+
+
+def serve(data: dict) -> str:
+    """bin.benchmark serve: partial-result latency of N concurrent streams through the WebSocket
+    server, batched across streams and not; capacity; encoder milliseconds per step by batch."""
+    rows = [
+        [r["model"], r["batch_max"], r["streams"], f"{r['latency_ms']['p50']:.0f}",
+         f"{r['latency_ms']['p95']:.0f}", f"{r['latency_ms']['p99']:.0f}",
+         f"{r['audio_s'] / r['wall_s']:.1f}", f"{r['utterances']}/{r['wrong']}/{r['failed']}",
+         f"{r['rss_kib']['start'] / 1024:.0f} / {r['rss_kib']['peak'] / 1024:.0f} / "
+         f"{r['rss_kib']['after'] / 1024:.0f}"]
+        for r in data["serve_runs"]
+    ]  # fmt: skip
+    capacity = [
+        [model, *(caps.get(k, "") for k in ("1", max(caps, key=int))),
+         _f(caps[max(caps, key=int)] / caps["1"] if caps.get("1") else None, ".1f")]
+        for model, caps in data["capacity"].items()
+    ]  # fmt: skip
+    steps: dict[tuple[str, int], dict[int, list[float]]] = {}
+    for r in data["serve_runs"]:
+        per = steps.setdefault((r["model"], r["batch_max"]), {})
+        for b, f in r["encoder_by_batch"].items():
+            acc = per.setdefault(int(b), [0, 0.0])
+            acc[0] += f["steps"]
+            acc[1] += f["seconds"]
+    encoder = [
+        [model, batch_max, b, n, f"{1000 * s / n:.2f}", f"{1000 * s / n / b:.2f}"]
+        for (model, batch_max), per in steps.items()
+        for b, (n, s) in sorted(per.items())
+    ]  # fmt: skip
+    mode = "in real time" if data["realtime"] else "as fast as the server takes them"
+    return (
+        f"Streams of {data['chunk_ms']} ms PCM16 frames sent {mode} for {data['duration_s']:.0f} s "
+        f"per run; latency: a partial result after its chunk's audio arrived (ms); capacity: the "
+        f"most streams with p95 <= {data['latency_bound_ms']:.0f} ms and every text right.\n\n"
+        + md_table(["model", "batch_max", "streams", "p50", "p95", "p99", "audio s / s",
+                    "right / wrong / failed", "RSS MiB start / peak / after"], "lrrrrrrrr", rows)
+        + "\n"
+        + md_table(["model", "capacity, batch_max 1", "capacity, batched", "ratio"], "lrrr",
+                   capacity)
+        + "\nEncoder steps by batch size (all runs of a setting).\n\n"
+        + md_table(["model", "batch_max", "batch", "steps", "ms / step", "ms / stream"],
+                   "lrrrrr", encoder)
     )  # fmt: skip

@@ -7,6 +7,7 @@
     python -m wenet_eff.bin.benchmark runtime_rtf \
         --model dense=exp/mini/train.yaml:exp/mini/avg_2.pt --data data/test/data.list
     python -m wenet_eff.bin.benchmark runtime_lm --ngrams 1000000 --phrases 1000
+    python -m wenet_eff.bin.benchmark serve --model_dir exp/mini_moe/runtime_fp32 --streams 1 8 32
 
 Each benchmark prints a table and writes JSON (see `--help` of each) with its provenance: this
 command, the git commit, the date and the machine (`wenet_eff.bench.common.write_json`), so
@@ -27,6 +28,7 @@ BENCHMARKS = (
     "monitor_overhead",
     "runtime_rtf",
     "runtime_lm",
+    "serve",
 )
 
 

@@ -1,5 +1,5 @@
 """Finding the C++ runtime built by `make runtime` (runtime/build): the pybind11 module
-`wenet_eff_runtime` and the `decoder_main` binary."""
+`wenet_eff_runtime` and its programs (`decoder_main`, `websocket_server_main`)."""
 
 from __future__ import annotations
 
@@ -28,9 +28,15 @@ def load_runtime():
         ) from exc
 
 
-def decoder_main() -> Path:
-    """Path of the decoder_main binary (FileNotFoundError when not built)."""
-    path = BUILD_DIR / "decoder_main"
+def binary(name: str) -> Path:
+    """Path of the runtime's program `name` (decoder_main, websocket_server_main, ...;
+    FileNotFoundError when not built)."""
+    path = BUILD_DIR / name
     if not path.exists():
         raise FileNotFoundError(f"{path}: not built; run `make runtime`")
     return path
+
+
+def decoder_main() -> Path:
+    """Path of the decoder_main binary (FileNotFoundError when not built)."""
+    return binary("decoder_main")
