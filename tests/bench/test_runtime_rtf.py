@@ -87,7 +87,8 @@ def test_table_shows_kernel_paths_sizes_and_speedups():
         {**_row("dense", "fp32", -1, "cpp", 0.004, 50.0, encoder_rtf=0.002), "dir_mb": 160.0,
          "kernel_path": "fp32", "layer_paths": {"fp32": 52}, **size},
         {**_row("dense", "packed:qat_int4", -1, "cpp", 0.002, 51.0, encoder_rtf=0.001),
-         "dir_mb": 20.0, "kernel_path": "int8", "layer_paths": {"fp32": 5, "int8": 47}, **size},
+         "dir_mb": 20.0, "pack_mb": 18.0, "kernel_path": "int8",
+         "layer_paths": {"fp32": 5, "int8": 47}, **size},
     ]  # fmt: skip
     result = {"environment": {"cpu_features": "avx2 avx512_vnni"}, "utterances": 3,
               "audio_seconds": 9.0, "mode": "attention_rescoring", "chunk_size": 16,
@@ -96,7 +97,8 @@ def test_table_shows_kernel_paths_sizes_and_speedups():
     table = runtime_rtf(result)
     assert "CPU features: avx2 avx512_vnni" in table
     assert (
-        "| dense | packed:qat_int4 | int8 | fp32 5, int8 47 | 20.00 | 8.00 | 95 | 1.2e-02 |"
-        in table
+        "| dense | packed:qat_int4 | int8 | fp32 5, int8 47 | 20.00 | 8.00 | 18.00 | 1.11 | 95 "
+        "| 1.2e-02 |" in table
     )
+    assert "| dense | fp32 | fp32 | fp32 52 | 160.00 | 1.00 |  |  | 95 | 1.2e-02 |" in table
     assert "| dense | packed:qat_int4 | full | cpp | 2.00x | 2.00 | +2.0 % |" in table

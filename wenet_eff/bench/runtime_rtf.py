@@ -33,9 +33,11 @@ RTF = decode time / audio time (threads stated; features included), of the faste
 `rtf_passes`). Reported per row: RTF, the encoder graphs' share (C++ and onnxruntime time
 them), WER against the references, agreement with eager (identical transcripts, WER
 difference), and for the C++ rows the kernel path it ran, the runtime directory's size (what a
-device downloads: graphs, weights, meta.json, units; the .onnx files not counted) and the
-memory a process holds once the model is loaded (RSS after load minus before, measured in a
-fresh process). Ratios within the run: cpp/eager, cpp/onnx, and each precision's speed-up over
+device downloads: graphs, weights, meta.json, units; the .onnx files not counted; for a
+packed row also the size of the file `bin.pack` writes for the same model, the ratio's
+reference), the encoder output's relative difference from eager, and the memory a process
+holds once the model is loaded (RSS after load minus before, measured in a fresh process).
+Ratios within the run: cpp/eager, cpp/onnx, and each precision's speed-up over
 fp32 (whole decode and encoder alone). Writes JSON and prints the tables.
 
 Speed at other model sizes: CHECKPOINT `random` builds the config's model with seeded random
@@ -54,6 +56,7 @@ import copy
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -162,10 +165,11 @@ def _eager_decoder(model, tokenizer, chunk: int, left: int, args, data_cfg):
     return decode
 
 
-def _served(model, config: str, precision: str, overrides: list[str]):
-    """(the model a precision serves, export keyword arguments, formats): a packed precision
-    applies its compress config to a copy of the float model (quantizer state from the
-    weights); the float ones export the model on that kernel path."""
+def _served(model, config: str, precision: str, overrides: list[str], engines: list[str]):
+    """(the model a precision serves, its config, export keyword arguments, formats): a packed
+    precision applies its compress config to a copy of the float model (quantizer state from
+    the weights); the float ones export the model on that kernel path (.onnx too where the
+    onnx engine runs)."""
     from wenet_eff import compress
     from wenet_eff.config import load_config
 
@@ -175,9 +179,21 @@ def _served(model, config: str, precision: str, overrides: list[str]):
         if not compress.is_compressed(cfg):
             raise ValueError(f"--precisions {precision}: compress={name} compresses nothing")
         served = compress.apply(copy.deepcopy(model), cfg).eval()
-        return served, {}, ("pt2",)
-    formats = ("pt2",) if precision == "bf16" else ("pt2", "onnx")
-    return model, {"precisions": (precision,)}, formats
+        return served, cfg, {}, ("pt2",)
+    formats = ("pt2", "onnx") if precision != "bf16" and "onnx" in engines else ("pt2",)
+    return model, None, {"precisions": (precision,)}, formats
+
+
+def packed_file_bytes(served, cfg) -> int | None:
+    """Bytes of the file `bin.pack` writes for the compressed model `served` (None without
+    quantized layers: bin.pack packs QAT models; N:M float masks are folded)."""
+    from wenet_eff.compress import quant_layers
+    from wenet_eff.compress.pack import save_packed
+
+    if not quant_layers(served):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_packed(served, cfg, Path(tmp) / "packed.pt")["file_bytes"]
 
 
 _RSS = """
@@ -268,7 +284,9 @@ def run(args: argparse.Namespace) -> dict:
         refs = [u["txt"] for u in utts]
         audio = sum(len(u["wav"]) for u in utts) / cfg.data.sample_rate
         for precision in args.precisions:
-            served, export_args, formats = _served(model, config, precision, args.override)
+            served, served_cfg, export_args, formats = _served(
+                model, config, precision, args.override, args.engines
+            )
             model_dir = work / f"{name}_{precision.replace(':', '_')}"
             if args.reexport or not (model_dir / "meta.json").exists():
                 print(f"exporting {name} {precision} to {model_dir} ...", flush=True)
@@ -287,6 +305,9 @@ def run(args: argparse.Namespace) -> dict:
                     "encoder_rel_error": encoder_rel_error(rt, model_dir, cpp_model.precision,
                                                            eager_model, utts, cfg.data),
                     "layer_paths": meta["kernel_paths"][cpp_model.precision]["layers"]}  # fmt: skip
+            pack_bytes = packed_file_bytes(served, served_cfg) if served_cfg else None
+            if pack_bytes:  # the runtime directory against bin.pack's file
+                size["pack_mb"] = pack_bytes / 1e6
             engines = [e for e in args.engines if e != "onnx" or "onnx" in formats]
             for chunk in (-1, args.chunk_size):
                 left = args.num_left_chunks if chunk > 0 else -1
