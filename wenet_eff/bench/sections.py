@@ -368,17 +368,20 @@ def serve(data: dict) -> str:
          _f(caps[max(caps, key=int)] / caps["1"] if caps.get("1") else None, ".1f")]
         for model, caps in data["capacity"].items()
     ]  # fmt: skip
+    # batch sizes in powers of two (1, 2-3, 4-7, ...): steps, stream chunks, seconds
     steps: dict[tuple[str, int], dict[int, list[float]]] = {}
     for r in data["serve_runs"]:
         per = steps.setdefault((r["model"], r["batch_max"]), {})
         for b, f in r["encoder_by_batch"].items():
-            acc = per.setdefault(int(b), [0, 0.0])
+            acc = per.setdefault(1 << (int(b).bit_length() - 1), [0, 0, 0.0])
             acc[0] += f["steps"]
-            acc[1] += f["seconds"]
+            acc[1] += f["steps"] * int(b)
+            acc[2] += f["seconds"]
     encoder = [
-        [model, batch_max, b, n, f"{1000 * s / n:.2f}", f"{1000 * s / n / b:.2f}"]
+        [model, batch_max, str(lo) if lo == 1 else f"{lo}-{2 * lo - 1}", n, f"{c / n:.1f}",
+         f"{1000 * s / n:.2f}", f"{1000 * s / c:.2f}"]
         for (model, batch_max), per in steps.items()
-        for b, (n, s) in sorted(per.items())
+        for lo, (n, c, s) in sorted(per.items())
     ]  # fmt: skip
     mode = "in real time" if data["realtime"] else "as fast as the server takes them"
     return (
@@ -390,7 +393,7 @@ def serve(data: dict) -> str:
         + "\n"
         + md_table(["model", "capacity, batch_max 1", "capacity, batched", "ratio"], "lrrr",
                    capacity)
-        + "\nEncoder steps by batch size (all runs of a setting).\n\n"
-        + md_table(["model", "batch_max", "batch", "steps", "ms / step", "ms / stream"],
-                   "lrrrrr", encoder)
+        + "\nEncoder steps by batch size (all runs of a setting; the JSON has every size).\n\n"
+        + md_table(["model", "batch_max", "batch", "steps", "mean batch", "ms / step",
+                    "ms / stream chunk"], "lrrrrrr", encoder)
     )  # fmt: skip
