@@ -54,6 +54,8 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
         "--max_epoch", "3", "--average_num", "2", "--beam_size", "4", "--lm_beam_size", "4",
         "--nj", "2",
         "--runtime_precisions", "fp32", "--runtime_formats", "pt2",  # int8/onnx: tests/runtime
+        # the server's batched step: tests/runtime/test_server.py (one compile less here)
+        "--runtime_pieces", "encoder_chunk encoder_full decoder",
         "--train_opts", " ".join([*model, "optim.warmup_steps=20", "data.batch_type=static",
                                   "data.batch_size=8", "optim.lr=0.002",
                                   "train.log_interval=5"]),

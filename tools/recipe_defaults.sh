@@ -86,6 +86,7 @@ compress_runtime_precisions=""  # stage 11's C++ export; default: fp32 int8 (a f
 runtime_precisions="fp32 int8"
 runtime_int8=auto       # auto: int8 only on CPUs with int8 dot products | always
 runtime_formats="pt2 onnx"  # pt2 for decoder_main (needed by stage 7), onnx for onnxruntime
+runtime_pieces=""       # graphs to export (bin.export --pieces); default: all, incl. the server's
 runtime_chunk_size=16   # the streaming step's chunk (encoder frames) ...
 runtime_left_chunks=4   # ... and left chunks kept in its cache
 runtime_chunks=""       # chunk sizes decoded in stage 7; default "-1 $runtime_chunk_size"

@@ -285,10 +285,13 @@ runtime_precisions_here() {
 
 # Export $1/avg_$average_num.pt to the C++ runtime, one directory $1/runtime_<precision> per
 # precision in $runtime_precisions, in the formats $runtime_formats (AOTInductor .pt2, which
-# decoder_main runs, and ONNX; checked against PyTorch). Up to 3 pieces compile at once ($nj
-# caps it; each process holds a copy of the model).
+# decoder_main runs, and ONNX; checked against PyTorch), the graphs $runtime_pieces (default:
+# all, the server's batched step encoder_chunk_batch included). Up to 3 pieces compile at once
+# ($nj caps it; each process holds a copy of the model).
 export_runtime() {
-  local exp=$1 precision out
+  local exp=$1 precision out pieces=()
+  # shellcheck disable=SC2206  # a list of graph names
+  [ -n "$runtime_pieces" ] && pieces=(--pieces $runtime_pieces)
   case " $runtime_formats " in
     *" pt2 "*) ;;
     *) echo "export_runtime: --runtime_formats '$runtime_formats' lacks pt2, which decoder_main" \
@@ -303,7 +306,7 @@ export_runtime() {
         --checkpoint "$exp/avg_${average_num}.pt" --out_dir "$out" \
         --chunk_size "$runtime_chunk_size" --num_left_chunks "$runtime_left_chunks" \
         --precisions "$precision" --formats $runtime_formats --jobs "$(( nj < 3 ? nj : 3 ))" \
-        --check
+        "${pieces[@]}" --check
     fi
   done
 }

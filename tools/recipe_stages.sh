@@ -16,7 +16,8 @@
 : "${streaming_test_sets?}" "${streaming_modes:?}" "${compress_configs?}" "${compress_steps:?}"
 : "${compress_lr:?}" "${compress_warmup:?}" "${compress_test_sets?}" "${compress_modes:?}"
 : "${compress_runtime_precisions?}"
-: "${runtime_precisions:?}" "${runtime_int8:?}" "${runtime_formats:?}" "${runtime_chunk_size:?}"
+: "${runtime_precisions:?}" "${runtime_int8:?}" "${runtime_formats:?}" "${runtime_pieces?}"
+: "${runtime_chunk_size:?}"
 : "${runtime_left_chunks:?}" "${runtime_chunks?}" "${runtime_threads:?}" "${tables_bench?}"
 
 # Derived from the options (recipe_lib.sh and the recipe's own later stages read these too)
