@@ -224,8 +224,8 @@ void Scheduler::Collect(std::vector<std::shared_ptr<Stream>>* streams) {
         continue;
       }
     } catch (const std::exception& e) {
-      s->callback_({StreamEvent::Type::kFailed, {}, std::string("decoding failed: ") + e.what()});
       Remove(s.get());
+      s->callback_({StreamEvent::Type::kFailed, {}, std::string("decoding failed: ") + e.what()});
       continue;
     }
     live.push_back(s);
@@ -235,11 +235,13 @@ void Scheduler::Collect(std::vector<std::shared_ptr<Stream>>* streams) {
 
 void Scheduler::Finish(const std::shared_ptr<Stream>& stream) {
   stream->decoder_.Finish();
+  Remove(stream.get());  // before the client hears of the end: it may open the next at once
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.streams_finished;
+  }
   stream->ReportFinals();
   stream->callback_({StreamEvent::Type::kEnd, {}, ""});
-  Remove(stream.get());
-  std::lock_guard<std::mutex> lock(mu_);
-  ++stats_.streams_finished;
 }
 
 void Scheduler::Step(const std::vector<std::shared_ptr<Stream>>& batch) {
@@ -270,8 +272,8 @@ void Scheduler::Step(const std::vector<std::shared_ptr<Stream>>& batch) {
     }
   } catch (const std::exception& e) {
     for (const auto& s : batch) {
-      s->callback_({StreamEvent::Type::kFailed, {}, std::string("encoder failed: ") + e.what()});
       Remove(s.get());
+      s->callback_({StreamEvent::Type::kFailed, {}, std::string("encoder failed: ") + e.what()});
     }
     return;
   }
@@ -294,8 +296,8 @@ void Scheduler::Step(const std::vector<std::shared_ptr<Stream>>& batch) {
                               .count());
       s->ready_times_.pop_front();
     } catch (const std::exception& e) {
-      s->callback_({StreamEvent::Type::kFailed, {}, std::string("decoding failed: ") + e.what()});
       Remove(s.get());
+      s->callback_({StreamEvent::Type::kFailed, {}, std::string("decoding failed: ") + e.what()});
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
