@@ -4,6 +4,7 @@ modules, int8 stays close to float, MoE stays sparse, compressed models fold."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import zipfile
 
@@ -24,7 +25,7 @@ from wenet_eff.export.modules import (
     prepare_for_export,
     subsampled_frames,
 )
-from wenet_eff.export.package import PIECES, cache_shapes
+from wenet_eff.export.package import CHUNK_BATCH_MAX, PIECES, _pieces, cache_shapes
 from wenet_eff.export.verify import verify_export
 from wenet_eff.nn.moe import MoEFFNLayer, moe_layers
 
@@ -252,6 +253,33 @@ def test_moe_export_graph(tmp_path):
     float_inits = {i.name for i in graph.initializer}
     gates = [i for i in float_inits if i.endswith(".gate.weight")]
     assert len(gates) == 4 and any(n.op_type == "MatMulInteger" for n in graph.node)
+
+
+@torch.no_grad()
+def test_moe_batched_step_keeps_its_batch_range_through_aotinductors_trace():
+    """AOTInductor re-traces the exported program (aot_export_module, its first step) in the
+    program's fake mode; a guard there narrows the dynamic batch for good, and the MoE experts'
+    frame counts with it (their bounds become runtime asserts). A convolution used to guard on
+    the example batch (< 16: ATen's kernel choice), and the batched step of an MoE model then
+    failed on 16 or more streams ("Expected u5 <= 240 but received 304")."""
+    from torch._functorch.aot_autograd import aot_export_module
+    from torch._guards import detect_fake_mode
+
+    model = prepare_for_export(tiny_model("model.encoder.mlp_type=moe", "model.encoder.n_expert=4"))
+    module, args, dyn, _, _ = _pieces(model, CHUNK, LEFT, 80)["encoder_chunk_batch"]
+    ep = torch.export.export(module, args, dynamic_shapes=dyn, strict=False)
+    saved = io.BytesIO()  # a fresh shape environment, as in a compile of the saved program
+    torch.export.save(ep, saved)
+    saved.seek(0)
+    gm = torch.export.load(saved).module()
+    fakes = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
+    with detect_fake_mode(fakes) as mode:
+        aot_export_module(gm, fakes, trace_joint=False)
+    ranges = {str(s): r for s, r in mode.shape_env.var_to_range.items()}
+    frames = {name: r for name, r in ranges.items() if name.startswith("u")}
+    assert frames and {int(r.upper) for r in frames.values()} == {CHUNK_BATCH_MAX * CHUNK}
+    (batch,) = {r for name, r in ranges.items() if name.startswith("s")}
+    assert int(batch.upper) == CHUNK_BATCH_MAX
 
 
 @torch.no_grad()
