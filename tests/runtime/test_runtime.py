@@ -11,32 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import soxr
 import torch
 
 from wenet_eff.data.features import compute_fbank
 from wenet_eff.decode.ctc import CtcPrefixBeam
 from wenet_eff.export.cpp import BUILD_DIR, decoder_main
-
-ASTERISK = Path("/usr/share/asterisk/sounds/en")
-PROMPTS = ["hello-world", "vm-goodbye", "agent-pass", "conf-onlyperson", "vm-intro"]
-
-
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory) -> list[tuple[str, Path, np.ndarray]]:
-    """Real recorded prompts (asterisk-core-sounds-en-wav), resampled to 16 kHz wavs."""
-    if not (ASTERISK / "hello-world.wav").exists():
-        pytest.skip(f"{ASTERISK} missing: install asterisk-core-sounds-en-wav")
-    root = tmp_path_factory.mktemp("speech")
-    out = []
-    for name in PROMPTS:
-        wav, sr = sf.read(ASTERISK / f"{name}.wav", dtype="float32")
-        wav = soxr.resample(wav, sr, 16000).astype(np.float32)
-        path = root / f"{name}.wav"
-        sf.write(path, wav, 16000, subtype="PCM_16")
-        wav, _ = sf.read(path, dtype="float32")  # what the int16 file holds
-        out.append((name, path, wav))
-    return out
 
 
 def test_ctest_unit_tests(runtime):
