@@ -4,7 +4,7 @@
 //
 //   websocket_server_main --model_dir exp/mini_moe/runtime_fp32 --port 10086 \
 //       [--lm data/lm/3gram.arpa --context_path hotwords.txt] [--max_streams 64] \
-//       [--batch_max 32] [--batch_wait_ms 10] [--idle_timeout_s 30] [--threads 2]
+//       [--batch_max 15] [--batch_wait_ms 10] [--idle_timeout_s 30] [--threads 2]
 //
 // The decoding flags are decoder_main's (src/flags.h); the model directory needs
 // encoder_chunk.pt2 and, for --batch_max > 1, encoder_chunk_batch.pt2. stderr: "listening on
@@ -27,7 +27,7 @@
 DEFINE_int32(port, 10086, "TCP port to listen on (0: any free port, printed on stderr)");
 DEFINE_int32(max_streams, 64, "live streams at most; a start signal beyond them is refused "
              "(>= 1)");
-DEFINE_int32(batch_max, 32, "streams per batched encoder step (1: one stream per step; > 1 "
+DEFINE_int32(batch_max, 15, "streams per batched encoder step (1: one stream per step; > 1 "
              "needs encoder_chunk_batch.pt2)");
 DEFINE_int32(batch_wait_ms, 10, "longest wait, from the oldest ready chunk, for more streams "
              "before a step that is not full (>= 0)");

@@ -31,7 +31,7 @@ namespace wenet_eff {
 
 struct SchedulerOptions {
   int max_streams = 64;    // live streams; Open refuses more
-  int batch_max = 32;      // streams per batched step (1: one stream per step)
+  int batch_max = 15;      // streams per batched step (1: one stream per step; <= chunk_batch_max)
   int batch_wait_ms = 10;  // longest wait for more ready streams before a step that is not full
 };
 

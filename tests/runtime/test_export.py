@@ -259,9 +259,10 @@ def test_moe_export_graph(tmp_path):
 def test_moe_batched_step_keeps_its_batch_range_through_aotinductors_trace():
     """AOTInductor re-traces the exported program (aot_export_module, its first step) in the
     program's fake mode; a guard there narrows the dynamic batch for good, and the MoE experts'
-    frame counts with it (their bounds become runtime asserts). A convolution used to guard on
-    the example batch (< 16: ATen's kernel choice), and the batched step of an MoE model then
-    failed on 16 or more streams ("Expected u5 <= 240 but received 304")."""
+    frame counts with it (their bounds become runtime asserts). A Conv1d guards on the example
+    batch (< 16: ATen's kernel choice), so the batched step takes CHUNK_BATCH_MAX (15) streams,
+    which meta.json states and the server keeps to; at 256 declared, an MoE model's batched
+    step failed on 16 or more streams ("Expected u5 <= 240 but received 304")."""
     from torch._functorch.aot_autograd import aot_export_module
     from torch._guards import detect_fake_mode
 

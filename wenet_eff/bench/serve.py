@@ -2,9 +2,9 @@
 not, per exported model.
 
     python -m wenet_eff.bin.benchmark serve --model_dir exp/mini_moe/runtime_fp32 \
-        --streams 1 8 32 64 --batch_max 32 1 --duration_s 20
+        --streams 1 8 32 64 --batch_max 15 1 --duration_s 20
 
-For every model directory, every --batch_max (32: cross-stream batching; 1: one stream per
+For every model directory, every --batch_max (15: cross-stream batching; 1: one stream per
 encoder step) and every stream count N, a fresh runtime/build/websocket_server_main serves N
 clients (wenet_eff.export.ws_client's `stream`, one thread each) that stream utterances of
 --data (audio files or data.list; default: the asterisk prompts) one after another, each as
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--model_dir", nargs="+", required=True, help="exported model directories")
     p.add_argument("--data", nargs="*", default=[], help="audio files and/or data.list files")
     p.add_argument("--streams", nargs="+", type=int, default=[1, 8, 32, 64])
-    p.add_argument("--batch_max", nargs="+", type=int, default=[32, 1])
+    p.add_argument("--batch_max", nargs="+", type=int, default=[15, 1])
     p.add_argument("--batch_wait_ms", type=int, default=10)
     p.add_argument("--duration_s", type=float, default=20.0, help="streaming time per run")
     p.add_argument("--latency_ms", type=float, default=300.0, help="p95 bound for capacity")

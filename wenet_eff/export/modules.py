@@ -136,44 +136,6 @@ def prepare_for_export(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-class ConvFreeConv1d(nn.Conv1d):
-    """A pointwise (kernel 1) or depthwise `nn.Conv1d` (stride 1, no padding) computed
-    without a convolution op, for the AOTInductor graphs (`package._pieces` swaps the class in
-    and out, state-dict names kept): pointwise as a matrix product, depthwise as a sum of
-    shifted products. The same values.
-
-    AOTInductor's trace of a convolution asks which ATen kernel the batch size picks (batch
-    >= 16 or not) and so narrows a dynamic batch to the example's side, 2..15. The MoE experts'
-    frame counts (`export_moe_forward`) are bounded by that range: the batched step of an MoE
-    model failed on 16 or more streams ("Expected u5 <= 240 but received 304").
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel_size == (1,):
-            y = torch.matmul(self.weight.squeeze(-1), x)
-        else:
-            k = self.kernel_size[0]
-            t = x.size(2) - k + 1
-            w = self.weight.squeeze(1).unsqueeze(-1)  # (C, k, 1)
-            y = x[:, :, :t] * w[:, 0]
-            for i in range(1, k):
-                y = y + x[:, :, i : i + t] * w[:, i]
-        return y if self.bias is None else y + self.bias.unsqueeze(1)
-
-
-def is_conv_free_conv1d(conv: nn.Module) -> bool:
-    """A Conv1d that `ConvFreeConv1d` computes (plain or already swapped)."""
-    if type(conv) not in (nn.Conv1d, ConvFreeConv1d):
-        return False
-    pointwise = conv.kernel_size == (1,) and conv.groups == 1
-    depthwise = conv.groups == conv.in_channels == conv.out_channels
-    return (pointwise or depthwise) and (conv.stride, conv.padding, conv.dilation) == (
-        (1,),
-        (0,),
-        (1,),
-    )
-
-
 def _is_plain_single_channel_conv(conv: nn.Module) -> bool:
     # isinstance and the inherited forward, not `type(conv) is nn.Conv2d`: under torch.export
     # submodules can arrive as proxy subclasses of their own class (the module-stack tracer's

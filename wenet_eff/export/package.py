@@ -44,13 +44,11 @@ from omegaconf import DictConfig
 
 from wenet_eff.export.kernels import PRECISIONS, default_precisions, kernel_meta, lower
 from wenet_eff.export.modules import (
-    ConvFreeConv1d,
     EncoderChunkBatch,
     EncoderChunkStep,
     EncoderFull,
     RescoringDecoder,
     chunk_window,
-    is_conv_free_conv1d,
     prepare_for_export,
 )
 from wenet_eff.export.packed import packed_tensors, prepare_packed
@@ -62,7 +60,11 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 PIECES = ("encoder_chunk", "encoder_chunk_batch", "encoder_full", "decoder")
-CHUNK_BATCH_MAX = 256  # most streams the batched streaming step takes in one call
+# Most streams the batched streaming step takes in one call. 15: AOTInductor's trace of a
+# Conv1d guards on the example batch being below 16 (ATen's kernel choice), which bounds the
+# compiled graph's batch, and an MoE model's expert frame counts, to 15 streams (16+ failed:
+# "Expected u5 <= 240 but received 304"). The server batches up to this (--batch_max).
+CHUNK_BATCH_MAX = 15
 # the shortest utterance (feature frames) the full-context graph accepts: one encoder frame
 # ONNX files are protobufs, limited to 2 GiB: larger graphs keep their weights in a side file
 _ONNX_EXTERNAL_BYTES = 1_500_000_000
@@ -140,18 +142,15 @@ def _pieces(
         ["feats"],
         ["ctc_log_probs", "encoder_out"],
     )
-    # AOTInductor only: the channels-last front end (modules._single_channel_conv_nhwc), the
-    # fused attention kernel (nn.attention, `fused_softmax`) and the pointwise and depthwise
-    # Conv1d without a conv op (modules.ConvFreeConv1d); the .onnx graphs keep the Conv and
-    # Softmax ops, which onnxruntime fuses its own way
+    # AOTInductor only: the channels-last front end (modules._single_channel_conv_nhwc) and
+    # the fused attention kernel (nn.attention, `fused_softmax`); the .onnx graphs keep the
+    # Conv and Softmax ops, which onnxruntime fuses its own way
     for name in ("encoder_chunk", "encoder_chunk_batch", "encoder_full"):
         if name in pieces:
             pieces[name][0].channels_last_front_end = fmt == "pt2"
     for module in model.modules():
         if isinstance(module, MultiHeadedAttention):
             module.fused_softmax = fmt == "pt2"
-        elif is_conv_free_conv1d(module):  # no conv op: keeps a dynamic batch whole
-            module.__class__ = ConvFreeConv1d if fmt == "pt2" else nn.Conv1d
     d = model.encoder.output_size()
     t_enc = torch.export.Dim("t_enc", min=DECODER_MIN_FRAMES, max=_decoder_max_frames(model))
     nbest = torch.export.Dim("nbest", min=1, max=1024)
