@@ -148,7 +148,7 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     assert (qat / "packed.pt").stat().st_size < (exp / "avg_2.pt").stat().st_size / 5
     assert (qat / "test" / "attention_rescoring" / "wer").exists()
     meta = json.loads((qat / "runtime" / "meta.json").read_text())
-    assert meta["packed"] and meta["layers"]["encoder.encoders.0.feed_forward.w_1"]["bits"] == 4
+    assert meta["packed"] and meta["layers"]["encoder.encoders.0.self_attn.linear_q"]["bits"] == 4
     assert json.loads((qat / "runtime" / "test" / "chunk-1" / "rtf.json").read_text())["rtf"] > 0
     table = (exp / "compress_table.md").read_text()
     assert "4-bit sym channel ste" in table and "float32" in table
