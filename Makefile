@@ -12,6 +12,8 @@ APT_PACKAGES := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt
 	sox ffmpeg asterisk-core-sounds-en asterisk-core-sounds-en-wav asterisk-core-sounds-en-g722 \
 	libgflags-dev libboost-dev nlohmann-json3-dev
 PYTEST_ARGS ?=
+# pytest-xdist workers for make test (the tests run one thread each); 0 runs them in-process
+TEST_JOBS ?= 2
 
 .PHONY: demo test setup system-deps lint clean-venv runtime serve gpu-wheels gpu-data gpu-check
 
@@ -65,7 +67,7 @@ serve: $(STAMP)
 
 # pytest exits 5 when it collected no test: that is a failure, not a pass.
 test: setup runtime
-	@OMP_NUM_THREADS=1 $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	@OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # ruff, and the import contracts of pyproject.toml (imports point one way: bin > ... > nn)

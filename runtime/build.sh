@@ -8,6 +8,10 @@ py="${PYTHON:-$here/../.venv/bin/python}"
 build="${WENET_EFF_RUNTIME_BUILD:-$here/build}"
 venv_bin="$(dirname "$py")"
 export PATH="$venv_bin:$PATH"  # the venv's cmake/ninja when pip installed them
+mkdir -p "$build"
+# one build at a time in a build directory (make test's parallel workers, recipe stages)
+exec 9>"$build/.build.lock"
+flock 9
 if [ ! -f "$build/CMakeCache.txt" ]; then
   generator=()
   if command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi

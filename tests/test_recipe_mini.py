@@ -41,6 +41,7 @@ def _run(s0: Path, *args: str) -> str:
 
 
 @needs_tts
+@pytest.mark.slow
 @pytest.mark.timeout(1800)  # every stage, with three AOTInductor compiles: ~15 min when loaded
 def test_mini_recipe_tiny_end_to_end(tmp_path):
     s0 = tmp_path / "s0"
