@@ -360,3 +360,18 @@ def test_pieces_fuse_attention_for_aotinductor_only():
     for fmt in ("pt2", "onnx", "pt2"):
         _pieces(model, CHUNK, LEFT, 80, fmt)
         assert all(m.fused_softmax == (fmt == "pt2") for m in attention)
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--int8", "--int8 is now --precisions: e.g. --precisions fp32 int8"),
+        ("--fp16", "unrecognized arguments: --fp16"),
+    ],
+)
+def test_export_cli_names_a_removed_or_unknown_flag(flag, message, capsys):
+    from wenet_eff.bin import export as export_cli
+
+    with pytest.raises(SystemExit):
+        export_cli.main(["--config", "c.yaml", "--checkpoint", "m.pt", "--out_dir", "o", flag])
+    assert message in capsys.readouterr().err

@@ -7,10 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-import soxr
 import torch
 
 from tests.decode.test_context import UNITS as HOTWORD_UNITS
@@ -25,7 +22,6 @@ from wenet_eff.export.weights import load_graph
 
 SENTENCES = ["BAD BED", "A BAD CAB", "FACE THE BED", "HEAD BED", "B B A", "DEAF CAB FADE"]
 PHRASES = ["FADE", "BEACH", "B CAB"]
-ASTERISK = Path("/usr/share/asterisk/sounds/en")
 
 
 @pytest.fixture(scope="module")
@@ -97,22 +93,8 @@ def test_hotword_turns_a_rare_word_in_cpp(runtime):
         [[HOTWORD_UNITS[c] for c in "BED"]], 1.0))[0].score  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def wavs(tmp_path_factory) -> list[tuple[str, Path, np.ndarray]]:
-    if not (ASTERISK / "hello-world.wav").exists():
-        pytest.skip(f"{ASTERISK} missing: install asterisk-core-sounds-en-wav")
-    root = tmp_path_factory.mktemp("wavs")
-    out = []
-    for name in ["hello-world", "vm-goodbye", "agent-pass", "vm-intro"]:
-        wav, sr = sf.read(ASTERISK / f"{name}.wav", dtype="float32")
-        path = root / f"{name}.wav"
-        sf.write(path, soxr.resample(wav, sr, 16000), 16000, subtype="PCM_16")
-        out.append((name, path, sf.read(path, dtype="float32")[0]))
-    return out
-
-
 def test_decoder_with_lm_and_context_equals_python_search(
-    runtime, dense_fp32, lm_path, tokenizer, wavs, tmp_path
+    runtime, dense_fp32, lm_path, tokenizer, speech, tmp_path
 ):
     """Full context: the C++ decoder's transcripts equal Python's prefix search (with the same
     LM, phrases and settings) over the posteriors of the same encoder graph and fbank; the LM
@@ -128,7 +110,7 @@ def test_decoder_with_lm_and_context_equals_python_search(
     fusion = WordLmFusion(NgramLM.read_arpa(lm_path), tokenizer.word_pieces(), 2.0, 0.5)
     graph = ContextGraph(_phrase_ids(tokenizer), 1.5)
     got, expected, plain = [], [], []
-    for _, _, wav in wavs:
+    for _, _, wav in speech:
         got.append(cpp.decode(wav)["tokens"])
         logp = encoder(torch.from_numpy(runtime.fbank(wav, 16000))[None])[0][0]
         hyps = ctc_prefix_beam_search(logp, 6, lm=fusion, min_token_logp=-6.0, context=graph)
@@ -137,7 +119,7 @@ def test_decoder_with_lm_and_context_equals_python_search(
     assert got == expected
     assert got != plain
     scp = tmp_path / "wav.scp"
-    scp.write_text("".join(f"{n} {p}\n" for n, p, _ in wavs))
+    scp.write_text("".join(f"{n} {p}\n" for n, p, _ in speech))
     proc = subprocess.run(
         [str(decoder_main()), "--model_dir", str(dense_fp32), "--wav_scp", str(scp),
          "--chunk_size", "-1", "--mode", "ctc_prefix_beam_search", "--beam_size", "6",
@@ -150,7 +132,7 @@ def test_decoder_with_lm_and_context_equals_python_search(
     assert "3-gram" in proc.stderr and "3 phrases" in proc.stderr
     texts = [tokenizer.detokenize(t)[0] for t in got]
     assert proc.stdout.splitlines() == [
-        f"{n} {t}" for (n, _, _), t in zip(wavs, texts, strict=True)
+        f"{n} {t}" for (n, _, _), t in zip(speech, texts, strict=True)
     ]
 
 

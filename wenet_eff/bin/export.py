@@ -71,7 +71,11 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = get_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if "--int8" in unknown:  # the flag of earlier versions
+        parser.error("--int8 is now --precisions: e.g. --precisions fp32 int8")
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1 (got {args.jobs})")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
