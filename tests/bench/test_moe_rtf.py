@@ -12,6 +12,7 @@ import wenet_eff
 from tests.tiny import TINY
 from wenet_eff.bench import model_info
 from wenet_eff.bench.moe_rtf import streaming_traffic
+from wenet_eff.bench.moe_streams import Streams
 from wenet_eff.bin import benchmark
 from wenet_eff.config import save_config
 from wenet_eff.nn.moe import moe_layers
@@ -35,7 +36,8 @@ def test_moe_rtf_benchmark_counts_active_flops_experts_and_weight_traffic(tmp_pa
         ["moe_rtf", "--models", "mini", "paper_moe_1b", "--threads", "1", "--seconds", "2",
          "--repeats", "1", "--frames", "64", "--shapes", "16x32", "8x24", "--vocab_size", "12",
          "--chunks", "4", "16", "--gemm_size", "64", "--bandwidth_mb", "8",
-         "--nbest", "2", "--hyp_len", "5", "--out", str(out), "--override", *overrides]
+         "--nbest", "2", "--hyp_len", "5", "--streams", "1", "3", "--left_chunks", "2",
+         "--stream_rounds", "1", "--out", str(out), "--override", *overrides]
     )  # fmt: skip
     assert json.loads(out.read_text()) == result
     dense, moe = result["models"]
@@ -78,8 +80,22 @@ def test_moe_rtf_benchmark_counts_active_flops_experts_and_weight_traffic(tmp_pa
     assert (small["chunks"], large["chunks"]) == (13, 4)
     assert "bandwidth_only_rtf_ratio" not in dense["streaming_traffic"]["streaming_chunk4"]
     assert small["bandwidth_only_rtf_ratio"] > 1.0  # more bytes than the dense model's
+    # batched streaming steps: per chunk and B, the MoE model's extra FLOPs per step are those
+    # of its B x chunk frames, the counts by hand above
+    steps = {(r["model"], r["chunk"], r["streams"]): r for r in result["streams"]}
+    assert sorted(steps) == sorted((m, c, b) for m in ("mini", "paper_moe_1b") for c in (4, 16)
+                                   for b in (1, 3))  # fmt: skip
+    per_frame = _extra_moe_flops(cfg, 1.0) / ((100 - 7) // 4 + 1) / 1e9
+    for (name, chunk, batch), row in steps.items():
+        if name == "mini":
+            assert row["n_expert"] is None and row["experts_touched_mean"] is None
+            continue
+        extra = row["gflop_per_step"] - steps["mini", chunk, batch]["gflop_per_step"]
+        assert extra == pytest.approx(batch * chunk * per_frame, rel=1e-9)
+        assert 2 <= row["experts_touched_min"] <= row["experts_touched_mean"] <= 8
     text = capsys.readouterr().out
     assert "full scan" in text and "MoE overhead" in text and "weight traffic" in text
+    assert "Batched streaming steps" in text
 
 
 def test_model_info_counts_active_parameters_and_flops(tmp_path, capsys):
@@ -143,3 +159,21 @@ def test_streaming_traffic_counts_the_experts_that_get_frames():
     assert t["bytes_per_chunk"] == shared + len(layers) * 2 * expert
     sub = model.encoder.embed.subsampling_rate
     assert t["chunks"] == len(range(0, 100 - model.encoder.embed.right_context, 4 * sub))
+
+
+@torch.inference_mode()
+def test_streams_step_together_as_each_stream_alone():
+    """The batched step of streams at their own positions (an empty, a partly filled and a full
+    cache of 2 left chunks) gives each stream the encoder output of streaming it alone."""
+    cfg = wenet_eff.load_config("mini", [*TINY, "model/ffn=moe"])
+    model = wenet_eff.build_model(cfg).eval()
+    feats = torch.randn(3, 300, cfg.model.input_dim, generator=torch.Generator().manual_seed(0))
+    streams = Streams(model, feats, 4, 2, [0, 1, 3])
+    for _ in range(3):
+        assert streams.advance().shape == (3, 4, cfg.model.encoder.output_size)
+    for b, chunks in enumerate((3, 4, 6)):
+        frames = (chunks - 1) * streams.stride + streams.window
+        alone, _ = model.encoder.forward_chunk_by_chunk(feats[b : b + 1, :frames], 4, 2)
+        got = torch.cat(streams.outputs[b], dim=1)
+        assert got.shape == alone.shape
+        assert torch.allclose(got, alone, atol=1e-4), (b, (got - alone).abs().max())

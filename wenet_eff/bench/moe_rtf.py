@@ -29,6 +29,10 @@ name measures the dispatch alone.
    RTF that reading alone costs (the floor no kernel can beat at batch 1). For MoE models,
    the bandwidth-only RTF ratio to the first model: its measured RTF plus the extra bytes'
    reading time (the extra compute left out).
+5. With `--streams B...`: B streams at their own positions stepping together through the
+   export's batched chunk step, eager (`bench.moe_streams`), the models interleaved: encoder ms
+   per step and per stream chunk, active FLOPs per step, the time and FLOP ratios to the first
+   model and their quotient (MoE at a serving batch), and the experts a step touches per layer.
 Writes JSON and prints tables.
 """
 
@@ -42,6 +46,8 @@ import torch
 
 from wenet_eff.bench.common import add_device_arg, environment, mean_seconds, write_json
 from wenet_eff.bench.model_info import flops_per_second
+from wenet_eff.bench.moe_streams import measure_streams
+from wenet_eff.bench.sections import moe_streams as streams_table
 from wenet_eff.config import load_config
 from wenet_eff.decode.attention import attention_rescoring
 from wenet_eff.decode.ctc import Hypothesis
@@ -170,12 +176,17 @@ def streaming_traffic(model, feats: torch.Tensor, chunk: int) -> dict:
     }
 
 
+def build(name: str, args: argparse.Namespace):
+    """(config, model in eval mode with random weights of seed 0) of a packaged model."""
+    torch.manual_seed(0)
+    cfg = load_config(name, [f"model.vocab_size={args.vocab_size}", *args.override])
+    return cfg, build_model(cfg).eval()
+
+
 @torch.inference_mode()
 def model_rtf(name: str, args: argparse.Namespace) -> dict:
     """RTF of one packaged model on `args.seconds` of random features (random weights)."""
-    torch.manual_seed(0)
-    cfg = load_config(name, [f"model.vocab_size={args.vocab_size}", *args.override])
-    model = build_model(cfg).eval()
+    cfg, model = build(name, args)
     flops = flops_per_second(model, args.seconds, cfg.model.input_dim)
     model = model.to(args.device)
     frames = int(args.seconds * 100)
@@ -274,6 +285,27 @@ def run(args: argparse.Namespace) -> dict:
             t["bandwidth_only_rtf_ratio"] = (
                 base["rtf"][key] + extra / bandwidth / 1e9 / args.seconds
             ) / base["rtf"][key]
+    if args.streams and args.models:
+        built = {name: build(name, args) for name in args.models}
+        models = {name: m.to(device) for name, (_, m) in built.items()}
+        input_dim = next(iter(built.values()))[0].model.input_dim
+        result["streams"] = [
+            row
+            for chunk in args.chunks
+            for batch in args.streams
+            for row in measure_streams(
+                models,
+                input_dim,
+                batch,
+                chunk,
+                args.left_chunks,
+                args.stream_rounds,
+                args.repeats,
+                device,
+            )  # fmt: skip
+        ]
+        del built, models
+        gc.collect()
     result["settings"] = {
         k: getattr(args, k)
         for k in (
@@ -285,6 +317,9 @@ def run(args: argparse.Namespace) -> dict:
             "frames",
             "threads",
             "device",
+            "streams",
+            "left_chunks",
+            "stream_rounds",
         )  # fmt: skip
     }
     return result
@@ -383,6 +418,8 @@ def print_result(result: dict, args: argparse.Namespace) -> None:
         "\n  The floor holds when the encoder's weights do not fit in the CPU's last-level cache "
         "(true of the paper models, not of mini)."
     )
+    if result.get("streams"):
+        print("\n" + streams_table(result))
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -427,6 +464,13 @@ def main(argv: list[str] | None = None) -> dict:
         type=int,
         default=512,
         help="tensor read for the memory bandwidth (half of it for the cold-weight probe)",
+    )
+    p.add_argument(
+        "--streams", type=int, nargs="*", default=[], help="batched streaming steps of B streams"
+    )
+    p.add_argument("--left_chunks", type=int, default=4, help="--streams: cache of left chunks")
+    p.add_argument(
+        "--stream_rounds", type=int, default=3, help="--streams: rounds of --repeats steps"
     )
     p.add_argument("--override", nargs="*", default=[], help="config overrides for every model")
     p.add_argument("--out", default="bench_results/moe_rtf.json")

@@ -195,11 +195,32 @@ def moe_rtf(data: dict) -> str:
     ]  # fmt: skip
     header = ["MoE layer (dim x units)", "ours ms", "per-expert scan ms", "every expert ms",
               "matmul floor ms", "training: scan / ours"]  # fmt: skip
+    text += "\nDispatch, one layer, inference unless stated:\n\n" + md_table(header, "lrrrrr", rows)
+    return text + ("\n" + moe_streams(data) if data.get("streams") else "")
+
+
+def moe_streams(data: dict) -> str:
+    """moe_rtf --streams: batched streaming steps per model and B, ratios to the first model."""
+    s = data["streams"]
+    rows = [
+        [r["model"], r["chunk"], r["streams"], f"{r['ms_per_step']:.1f}",
+         f"{r['ms_per_stream_chunk']:.2f}", f"{r['gflop_per_step']:.1f}",
+         f"{r['experts_touched_mean']:.2f} / {r['n_expert']} (min {r['experts_touched_min']})"
+         if r["n_expert"] else "", f"{r['time_ratio']:.2f}",
+         f"{min(r['round_time_ratio']):.2f}-{max(r['round_time_ratio']):.2f}",
+         f"{r['flops_ratio']:.2f}", f"{r['time_over_flops']:.2f}"]
+        for r in s
+    ]  # fmt: skip
+    header = ["model", "chunk", "streams B", "encoder ms / step", "ms / stream chunk",
+              "GFLOP / step", "experts / layer", "time x", "time x per round", "FLOPs x",
+              "time x / FLOPs x"]  # fmt: skip
     return (
-        text
-        + "\nDispatch, one layer, inference unless stated:\n\n"
-        + md_table(header, "lrrrrr", rows)
-    )
+        f"Batched streaming steps (the export's EncoderChunkBatch, eager): B streams at chunk "
+        f"positions 0..{s[0]['left_chunks'] + 1}, {s[0]['left_chunks']} left chunks of cache, "
+        f"one forward per step; median over {len(s[0]['round_ms'])} rounds, the models "
+        "interleaved; ratios to the first model (MoE at a serving batch, target "
+        "time x / FLOPs x <= 1.1):\n\n"
+    ) + md_table(header, "lrrrrrrrrrr", rows)
 
 
 def decode_rtf(data: dict) -> str:
