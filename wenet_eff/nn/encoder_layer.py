@@ -48,9 +48,11 @@ class ConformerEncoderLayer(nn.Module):
         self.normalize_before = normalize_before
 
     def _residual(self, x: torch.Tensor, norm: nn.Module, fn, scale: float = 1.0):
-        """Pre- or post-norm residual around fn; fn returns (y, extra)."""
+        """Pre- or post-norm residual around fn; fn returns (y, extra). x + scale * y in one
+        pass (add's alpha: no scaled copy of y, none at all at scale 1, the attention's and
+        the convolution's)."""
         y, extra = fn(norm(x) if self.normalize_before else x)
-        x = x + scale * self.dropout(y)
+        x = torch.add(x, self.dropout(y), alpha=scale)
         return (x if self.normalize_before else norm(x)), extra
 
     def forward(
