@@ -61,3 +61,15 @@ def test_dtype_auto_trains_a_narrow_model_in_fp32(tmp_path):
     result, _, linear_dtypes = run_recording(argv)
     assert result["dtype"] == "fp32" and result["dtype_setting"] == "auto"
     assert linear_dtypes == {torch.float32}
+
+
+def test_wenet_dir_must_hold_wenets_model_code(tmp_path):
+    # a folder without WeNet's package is named, with what to give instead, before any timing
+    argv = ["--model", "mini", "--threads", "1", "--batch_size", "1", "--frames", "60",
+            "--vocab_size", "20", "--wenet_dir", str(tmp_path), "--out",
+            str(tmp_path / "tp.json"), "--override", *TINY_MODEL]  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=f"--wenet_dir {tmp_path}: no wenet/models"):
+        train_throughput.main(argv)
+    assert not (tmp_path / "tp.json").exists()
+    with pytest.raises(SystemExit):  # both models run eagerly in the comparison
+        train_throughput.main([*argv, "--compile"])

@@ -51,6 +51,7 @@ RESULT_KINDS = {
     "moe_rtf": {"models", "dispatch"},
     "compress_size": {"results", "vocab_size", "overrides"},
     "monitor_overhead": {"overhead_by_interval"},
+    "train_vs_wenet": {"sides", "ratios", "wenet_commit"},
     "train_throughput": {"frames_per_second"},
     "model_info": {"breakdown", "flops_per_audio_second"},
     "runtime_lm": {"load", "search", "ngrams"},

@@ -39,6 +39,7 @@ SECTIONS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "moe_rtf": ("MoE cost against dense models", sections.moe_rtf),
     "streaming_latency": ("Streaming latency", sections.streaming_latency),
     "train_throughput": ("Training throughput", sections.train_throughput),
+    "train_vs_wenet": ("Training step against WeNet's code", sections.train_vs_wenet),
     "monitor_overhead": ("Stability monitor cost", sections.monitor_overhead),
     "compress_size": ("Packed model sizes", sections.compress_size),
     "model_info": ("Parameters and FLOPs", sections.model_info),

@@ -347,6 +347,32 @@ def train_throughput(data: dict) -> str:
     return md_table(header, "lrlrrrr", [row])
 
 
+def train_vs_wenet(data: dict) -> str:
+    """bin.benchmark train_throughput --wenet_dir: our training step against WeNet's model of
+    the same config and weights, one row per side, the ratios ours / WeNet's."""
+    check = data["loss_check"]
+    rows = [
+        [name, f"{st['median_seconds']:.2f}", f"{st['min_seconds']:.2f}",
+         *(f"{st['phase_ms'][p] / 1e3:.2f}" for p in ("forward", "backward", "optimizer")),
+         f"{st['frames_per_second']:.0f}", data["optimizers"][side]]
+        for side, name, st in ((s, n, data["sides"][s]) for s, n in (("ours", "ours"),
+                                                                       ("wenet", "WeNet")))
+    ]  # fmt: skip
+    header = ["code", "median s / step", "min s / step", "forward s", "backward s",
+              "optimizer s", "frames / s", "optimizer"]  # fmt: skip
+    ratios = data["ratios"]
+    return (
+        f"`{data['model']}` ({data['params']['total'] / 1e6:.1f}M parameters), {data['dtype']}, "
+        f"batch {data['batch_size']} x {data['frames']} frames, {data['tokens']} tokens each, "
+        f"{data['repeats']} interleaved rounds; WeNet `{data['wenet_commit'] or '?'}`. The same "
+        f"weights' loss (eval, full context): ours {check['ours']:.6g}, WeNet's "
+        f"{check['wenet']:.6g}. Phases: medians.\n\n"
+        + md_table(header, "lrrrrrrl", rows)
+        + f"\nours / WeNet: **{ratios['median']:.3f}** (median step), "
+        f"{ratios['min']:.3f} (fastest step)\n"
+    )
+
+
 def runtime_lm(data: dict) -> str:
     """bin.benchmark runtime_lm: loading an ARPA LM (time, RSS) and the C++ prefix beam search's
     cost with the LM and with context-biasing phrases."""
@@ -404,6 +430,15 @@ def serve(data: dict) -> str:
         for (model, batch_max), per in steps.items()
         for lo, (n, c, s) in sorted(per.items())
     ]  # fmt: skip
+    # where the server's time went, in seconds per second of the run (1.0: a core's worth)
+    work = []
+    for r in data["serve_runs"]:
+        by_batch = r["encoder_by_batch"].values()
+        seconds = (sum(f["seconds"] for f in by_batch), r["seconds"]["feed"],
+                   r["seconds"]["search"], r["seconds"]["finish"])  # fmt: skip
+        work.append([r["model"], r["batch_max"], r["streams"],
+                     f"{r['chunks'] / max(1, sum(f['steps'] for f in by_batch)):.1f}",
+                     *(f"{s / r['wall_s']:.2f}" for s in seconds)])  # fmt: skip
     mode = "in real time" if data["realtime"] else "as fast as the server takes them"
     return (
         f"Streams of {data['chunk_ms']} ms PCM16 frames sent {mode} for {data['duration_s']:.0f} s "
@@ -414,6 +449,13 @@ def serve(data: dict) -> str:
         + "\n"
         + md_table(["model", "capacity, batch_max 1", "capacity, batched", "ratio"], "lrrr",
                    capacity)
+        + f"\nThe server's work in seconds per second of the run (encoder steps on the scheduler "
+        f"thread with --threads {data['threads']}; fbank there too; CTC search and partial "
+        f"results, and the end of a stream (attention rescoring, final results), on "
+        f"{data['workers']} worker thread(s)); steps wait up to {data['batch_wait_ms']} ms for "
+        f"streams due.\n\n"
+        + md_table(["model", "batch_max", "streams", "mean batch", "encoder", "fbank",
+                    "search", "rescoring"], "lrrrrrrr", work)
         + "\nEncoder steps by batch size (all runs of a setting; the JSON has every size).\n\n"
         + md_table(["model", "batch_max", "batch", "steps", "mean batch", "ms / step",
                     "ms / stream chunk"], "lrrrrrr", encoder)
