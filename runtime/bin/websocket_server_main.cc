@@ -4,7 +4,7 @@
 //
 //   websocket_server_main --model_dir exp/mini_moe/runtime_fp32 --port 10086 \
 //       [--lm data/lm/3gram.arpa --context_path hotwords.txt] [--max_streams 64] \
-//       [--batch_max 15] [--batch_wait_ms 10] [--idle_timeout_s 30] [--threads 2]
+//       [--batch_max 15] [--batch_wait_ms 10] [--workers 1] [--idle_timeout_s 30] [--threads 1]
 //
 // The decoding flags are decoder_main's (src/flags.h); the model directory needs
 // encoder_chunk.pt2 and, for --batch_max > 1, encoder_chunk_batch.pt2. stderr: "listening on
@@ -31,6 +31,8 @@ DEFINE_int32(batch_max, 15, "streams per batched encoder step (1: one stream per
              "needs encoder_chunk_batch.pt2)");
 DEFINE_int32(batch_wait_ms, 10, "longest wait, from the oldest ready chunk, for more streams "
              "before a step that is not full (>= 0)");
+DEFINE_int32(workers, 1, "threads for each stream's own work (CTC search, partial results, "
+             "attention rescoring at the end) beside the encoder steps (>= 1)");
 DEFINE_int32(idle_timeout_s, 30, "close a connection that sends nothing for this long (>= 1)");
 DEFINE_string(stats_json, "", "on exit (SIGINT / SIGTERM): write the steps, encoder time per "
               "batch size and chunk latency percentiles here as JSON");
@@ -53,6 +55,7 @@ DEFINE_validator(port, Port);
 DEFINE_validator(max_streams, AtLeastOne);
 DEFINE_validator(batch_max, AtLeastOne);
 DEFINE_validator(batch_wait_ms, NotNegative);
+DEFINE_validator(workers, AtLeastOne);
 DEFINE_validator(idle_timeout_s, AtLeastOne);
 
 const char* kUsage =
@@ -74,7 +77,12 @@ void WriteStats(const wenet_eff::SchedulerStats& stats, const std::string& path)
       {"batch_max", FLAGS_batch_max},
       {"batch_wait_ms", FLAGS_batch_wait_ms},
       {"threads", FLAGS_threads},
+      {"workers", FLAGS_workers},
       {"encoder_by_batch", by_batch},
+      {"seconds",
+       {{"feed", stats.feed_seconds},
+        {"search", stats.search_seconds},
+        {"finish", stats.finish_seconds}}},
       {"latency_ms",
        {{"chunks", chunks_timed},
         {"p50", stats.LatencyPercentile(50)},
@@ -97,6 +105,7 @@ int main(int argc, char** argv) {
     scheduling.max_streams = FLAGS_max_streams;
     scheduling.batch_max = FLAGS_batch_max;
     scheduling.batch_wait_ms = FLAGS_batch_wait_ms;
+    scheduling.workers = FLAGS_workers;
     wenet_eff::Scheduler scheduler(model, options, scheduling);
     wenet_eff::ServerOptions serving;
     serving.port = FLAGS_port;
@@ -106,7 +115,7 @@ int main(int argc, char** argv) {
     std::cerr << "listening on port " << server.port() << " (" << model->meta().sample_rate
               << " Hz PCM16 mono; max_streams " << FLAGS_max_streams << ", batch_max "
               << FLAGS_batch_max << ", batch_wait_ms " << FLAGS_batch_wait_ms << ", threads "
-              << FLAGS_threads << ")" << std::endl;
+              << FLAGS_threads << ", workers " << FLAGS_workers << ")" << std::endl;
     server.Run();
     scheduler.Stop();  // before the connections go: no event is posted to a stopped server
     if (!FLAGS_stats_json.empty()) WriteStats(scheduler.stats(), FLAGS_stats_json);

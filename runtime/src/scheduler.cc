@@ -18,6 +18,11 @@ DecodeOptions WithContinuous(DecodeOptions options, bool continuous_decoding) {
   return options;
 }
 
+std::chrono::steady_clock::duration Ms(double ms) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double, std::milli>(ms));
+}
+
 }  // namespace
 
 double SchedulerStats::LatencyPercentile(double p) const {
@@ -39,7 +44,12 @@ Stream::Stream(std::shared_ptr<const AsrModel> model, const DecodeOptions& optio
     : scheduler_(scheduler),
       options_(stream_options),
       callback_(std::move(callback)),
-      decoder_(std::move(model), WithContinuous(options, stream_options.continuous_decoding)) {}
+      decoder_(model, WithContinuous(options, stream_options.continuous_decoding)),
+      chunk_audio_(Ms(model->meta().frame_shift_ms * model->meta().subsampling_rate *
+                      model->meta().chunk_size)) {
+  const ModelMeta& m = model->meta();  // the first step's window of features
+  next_due_ = Clock::now() + Ms((m.chunk_window - 1) * m.frame_shift_ms + m.frame_length_ms);
+}
 
 void Stream::AcceptPcm16(const int16_t* pcm, size_t n) {
   std::vector<float> samples(n);
@@ -86,6 +96,7 @@ bool Stream::Feed() {
   for (size_t i = 0; i < packets.size(); ++i) {
     decoder_.AcceptWaveform(packets[i].data(), packets[i].size());
     const size_t ready = static_cast<size_t>(decoder_.ChunksReady());
+    if (ready_times_.size() < ready) next_due_ = times[i] + chunk_audio_;
     while (ready_times_.size() < ready) ready_times_.push_back(times[i]);
   }
   if (finished && !input_finished_) {
@@ -115,8 +126,10 @@ Scheduler::Scheduler(std::shared_ptr<const AsrModel> model, const DecodeOptions&
         "serving streams needs the streaming step: chunk_size -1 is full context, or the model "
         "directory has no encoder_chunk.pt2 (export with --chunk_size > 0)");
   AsrDecoder probe(model_, options);  // throws for options that do not fit the model
-  if (options_.max_streams < 1 || options_.batch_max < 1 || options_.batch_wait_ms < 0)
-    throw std::invalid_argument("max_streams and batch_max must be >= 1, batch_wait_ms >= 0");
+  if (options_.max_streams < 1 || options_.batch_max < 1 || options_.batch_wait_ms < 0 ||
+      options_.workers < 1)
+    throw std::invalid_argument(
+        "max_streams, batch_max and workers must be >= 1, batch_wait_ms >= 0");
   if (options_.batch_max > 1 && !model_->has_chunk_batch_encoder())
     throw std::invalid_argument(
         "batch_max " + std::to_string(options_.batch_max) +
@@ -126,6 +139,7 @@ Scheduler::Scheduler(std::shared_ptr<const AsrModel> model, const DecodeOptions&
     throw std::invalid_argument("batch_max " + std::to_string(options_.batch_max) +
                                 ": encoder_chunk_batch.pt2 takes at most " +
                                 std::to_string(m.chunk_batch_max) + " streams");
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back(&Scheduler::Work, this);
   thread_ = std::thread(&Scheduler::Run, this);
 }
 
@@ -137,7 +151,12 @@ void Scheduler::Stop() {
     stop_ = true;
   }
   wake_.notify_all();
+  job_ready_.notify_all();
   if (thread_.joinable()) thread_.join();
+  for (std::thread& w : workers_)
+    if (w.joinable()) w.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  jobs_.clear();  // not run: the streams report nothing more
 }
 
 std::shared_ptr<Stream> Scheduler::Open(const StreamOptions& options, StreamCallback callback) {
@@ -170,11 +189,44 @@ void Scheduler::Notify() {
   wake_.notify_one();
 }
 
-void Scheduler::Remove(const Stream* stream) {
+void Scheduler::Remove(Stream* stream) {
+  stream->removed_ = true;
   std::lock_guard<std::mutex> lock(mu_);
   streams_.erase(std::remove_if(streams_.begin(), streams_.end(),
                                 [stream](const auto& s) { return s.get() == stream; }),
                  streams_.end());
+}
+
+void Scheduler::Fail(const std::shared_ptr<Stream>& stream, const std::string& message) {
+  Remove(stream.get());
+  stream->callback_({StreamEvent::Type::kFailed, {}, message});
+}
+
+void Scheduler::Post(const std::shared_ptr<Stream>& stream, std::function<void()> job) {
+  stream->busy_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back([this, stream, job = std::move(job)] {
+      job();
+      stream->busy_ = false;
+      Notify();  // it may step again
+    });
+  }
+  job_ready_.notify_one();
+}
+
+void Scheduler::Work() {
+  while (true) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      job_ready_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (stop_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job();
+  }
 }
 
 void Scheduler::Run() {
@@ -188,6 +240,7 @@ void Scheduler::Run() {
       work_ = false;
       streams = streams_;
     }
+    const std::vector<std::shared_ptr<Stream>> all = streams;
     Collect(&streams);
     std::vector<std::shared_ptr<Stream>> ready;
     for (const auto& s : streams)
@@ -198,8 +251,13 @@ void Scheduler::Run() {
     });
     const size_t batch_max = static_cast<size_t>(options_.batch_max);
     const Clock::time_point deadline = ready[0]->ready_times_.front() + wait;
-    if (ready.size() < batch_max && ready.size() < streams.size() && Clock::now() < deadline) {
-      // a step that is not full: wait for the other streams' chunks until the deadline
+    // a stream that has no chunk ready, or a worker has, and is due to step before the deadline
+    const bool due = std::any_of(all.begin(), all.end(), [&](const auto& s) {
+      return (s->busy_ || s->ready_times_.empty()) && !s->removed_ && !s->input_finished_ &&
+             s->next_due_ < deadline;
+    });
+    if (ready.size() < batch_max && due && Clock::now() < deadline) {
+      // a step that is not full: wait for the streams due until the deadline
       std::unique_lock<std::mutex> lock(mu_);
       if (!wake_.wait_until(lock, deadline, [&] { return stop_ || work_; })) work_ = true;
       continue;
@@ -212,33 +270,46 @@ void Scheduler::Run() {
 }
 
 void Scheduler::Collect(std::vector<std::shared_ptr<Stream>>* streams) {
-  std::vector<std::shared_ptr<Stream>> live;
+  const auto t0 = Clock::now();
+  std::vector<std::shared_ptr<Stream>> idle;
   for (const auto& s : *streams) {
+    // a worker has it (its audio waits), or it is gone since `streams` was taken
+    if (s->busy_ || s->removed_) continue;
     try {
       if (!s->Feed()) {
         Remove(s.get());  // cancelled
         continue;
       }
       if (s->input_finished_ && s->ready_times_.empty()) {
-        Finish(s);
+        s->removed_ = true;  // by Finish, on the worker: the scheduler is done with it
+        Post(s, [this, s] { Finish(s); });
         continue;
       }
     } catch (const std::exception& e) {
-      Remove(s.get());
-      s->callback_({StreamEvent::Type::kFailed, {}, std::string("decoding failed: ") + e.what()});
+      Fail(s, std::string("decoding failed: ") + e.what());
       continue;
     }
-    live.push_back(s);
+    idle.push_back(s);
   }
-  streams->swap(live);
+  streams->swap(idle);
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.feed_seconds += seconds;
 }
 
 void Scheduler::Finish(const std::shared_ptr<Stream>& stream) {
-  stream->decoder_.Finish();
+  const auto t0 = Clock::now();
+  try {
+    stream->decoder_.Finish();
+  } catch (const std::exception& e) {
+    return Fail(stream, std::string("decoding failed: ") + e.what());
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   Remove(stream.get());  // before the client hears of the end: it may open the next at once
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.streams_finished;
+    stats_.finish_seconds += seconds;
   }
   stream->ReportFinals();
   stream->callback_({StreamEvent::Type::kEnd, {}, ""});
@@ -271,43 +342,49 @@ void Scheduler::Step(const std::vector<std::shared_ptr<Stream>>& batch) {
       out = model_->EncoderChunkBatch({feats, offset, valid, at::stack(att), at::stack(cnn)});
     }
   } catch (const std::exception& e) {
-    for (const auto& s : batch) {
-      Remove(s.get());
-      s->callback_({StreamEvent::Type::kFailed, {}, std::string("encoder failed: ") + e.what()});
-    }
+    for (const auto& s : batch) Fail(s, std::string("encoder failed: ") + e.what());
     return;
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::vector<int64_t> latencies;
-  for (int64_t i = 0; i < b; ++i) {
-    const auto& s = batch[i];
-    try {
-      if (b == 1)
-        s->decoder_.AcceptChunk(out[0], out[1], out[2], out[3]);
-      else  // this stream's rows, its caches in the single-stream layout
-        s->decoder_.AcceptChunk(out[0].narrow(0, i, 1), out[1].narrow(0, i, 1), out[2][i],
-                                out[3][i].unsqueeze(1));
-      s->ReportFinals();
-      std::vector<std::string> nbest = s->decoder_.SegmentNBest(s->options_.nbest);
-      if (!nbest.empty() && !nbest[0].empty())  // as WeNet: once something is decoded
-        s->callback_({StreamEvent::Type::kPartial, std::move(nbest), ""});
-      latencies.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(
-                              Clock::now() - s->ready_times_.front())
-                              .count());
-      s->ready_times_.pop_front();
-    } catch (const std::exception& e) {
-      Remove(s.get());
-      s->callback_({StreamEvent::Type::kFailed, {}, std::string("decoding failed: ") + e.what()});
-    }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.steps;
+    stats_.chunks += b;
+    auto& [steps, encoder_seconds] = stats_.encoder_by_batch[static_cast<int>(b)];
+    ++steps;
+    encoder_seconds += seconds;
   }
+  for (int64_t i = 0; i < b; ++i) {
+    const std::shared_ptr<Stream>& s = batch[i];
+    // this stream's rows, its caches in the single-stream layout
+    std::vector<at::Tensor> rows =
+        b == 1 ? out
+               : std::vector<at::Tensor>{out[0].narrow(0, i, 1), out[1].narrow(0, i, 1),
+                                         out[2][i], out[3][i].unsqueeze(1)};
+    const Clock::time_point ready_time = s->ready_times_.front();
+    s->ready_times_.pop_front();
+    Post(s, [this, s, rows = std::move(rows), ready_time] { Accept(s, rows, ready_time); });
+  }
+}
+
+void Scheduler::Accept(const std::shared_ptr<Stream>& s, const std::vector<at::Tensor>& out,
+                       Clock::time_point ready_time) {
+  const auto t0 = Clock::now();
+  try {
+    s->decoder_.AcceptChunk(out[0], out[1], out[2], out[3]);
+    s->ReportFinals();
+    std::vector<std::string> nbest = s->decoder_.SegmentNBest(s->options_.nbest);
+    if (!nbest.empty() && !nbest[0].empty())  // as WeNet: once something is decoded
+      s->callback_({StreamEvent::Type::kPartial, std::move(nbest), ""});
+  } catch (const std::exception& e) {
+    return Fail(s, std::string("decoding failed: ") + e.what());
+  }
+  const auto now = Clock::now();
+  const int64_t ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - ready_time).count();
   std::lock_guard<std::mutex> lock(mu_);
-  ++stats_.steps;
-  stats_.chunks += b;
-  auto& [steps, encoder_seconds] = stats_.encoder_by_batch[static_cast<int>(b)];
-  ++steps;
-  encoder_seconds += seconds;
-  for (int64_t ms : latencies)
-    ++stats_.latency_hist[std::clamp<int64_t>(ms, 0, SchedulerStats::kLatencyBins - 1)];
+  stats_.search_seconds += std::chrono::duration<double>(now - t0).count();
+  ++stats_.latency_hist[std::clamp<int64_t>(ms, 0, SchedulerStats::kLatencyBins - 1)];
 }
 
 }  // namespace wenet_eff

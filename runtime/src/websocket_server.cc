@@ -1,7 +1,7 @@
 // WeNet's WebSocket protocol over the batching scheduler; see websocket_server.h.
 //
 // One I/O thread runs every connection (Boost.Asio's io_context, all handlers on it, so a
-// connection needs no lock); the scheduler thread decodes and posts each stream's events back
+// connection needs no lock); the scheduler's threads decode and post each stream's events back
 // to it. A connection reads continuously (a peer that goes away is noticed at once, its stream
 // cancelled) and writes through a queue, one message at a time.
 #include "websocket_server.h"
