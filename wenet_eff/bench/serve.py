@@ -170,15 +170,16 @@ def run(args: argparse.Namespace) -> dict:
         for batch_max in args.batch_max:
             for n in args.streams:
                 flags = ["--max_streams", str(max(args.streams)), "--batch_max", str(batch_max),
-                         "--batch_wait_ms", str(args.batch_wait_ms),
-                         "--threads", str(args.threads)]  # fmt: skip
+                         "--batch_wait_ms", str(args.batch_wait_ms), "--threads",
+                         str(args.threads), "--workers", str(args.workers)]  # fmt: skip
                 with Server(model_dir, *flags) as server:
                     figures = load_run(server, audio, expected, n, args)
                     stats = server.stop()
                 row = {"model": Path(model_dir).parent.name or str(model_dir),
                        "model_dir": str(model_dir), "batch_max": batch_max, "streams": n,
-                       **figures, "latency_ms": stats["latency_ms"],
-                       "encoder_by_batch": stats["encoder_by_batch"]}  # fmt: skip
+                       **figures, "chunks": stats["chunks"], "latency_ms": stats["latency_ms"],
+                       "encoder_by_batch": stats["encoder_by_batch"],
+                       "seconds": stats["seconds"]}  # fmt: skip
                 row["ok"] = (row["wrong"] == row["failed"] == 0
                              and stats["latency_ms"]["p95"] <= args.latency_ms)  # fmt: skip
                 print(f"{row['model']} batch_max {batch_max} streams {n}: p95 "
@@ -199,6 +200,8 @@ def run(args: argparse.Namespace) -> dict:
         "utterances": [key for key, _ in inputs],
         **environment(),
         "threads": args.threads,
+        "workers": args.workers,
+        "batch_wait_ms": args.batch_wait_ms,
     }
 
 
@@ -215,6 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--chunk_ms", type=int, default=100, help="audio per binary frame")
     p.add_argument("--sample_rate", type=int, default=16000, help="the models' sample rate")
     p.add_argument("--threads", type=int, default=1, help="the server's --threads")
+    p.add_argument("--workers", type=int, default=1, help="the server's --workers")
     p.add_argument("--out", default="bench_results/serve.json")
     args = p.parse_args(argv)
     r = run(args)
