@@ -4,7 +4,7 @@
 //
 //   websocket_server_main --model_dir exp/mini_moe/runtime_fp32 --port 10086 \
 //       [--lm data/lm/3gram.arpa --context_path hotwords.txt] [--max_streams 64] \
-//       [--batch_max 15] [--batch_wait_ms 10] [--workers 1] [--idle_timeout_s 30] [--threads 1]
+//       [--batch_max 15] [--batch_wait_ms 100] [--workers 1] [--idle_timeout_s 30] [--threads 1]
 //
 // The decoding flags are decoder_main's (src/flags.h); the model directory needs
 // encoder_chunk.pt2 and, for --batch_max > 1, encoder_chunk_batch.pt2. stderr: "listening on
@@ -29,8 +29,8 @@ DEFINE_int32(max_streams, 64, "live streams at most; a start signal beyond them 
              "(>= 1)");
 DEFINE_int32(batch_max, 15, "streams per batched encoder step (1: one stream per step; > 1 "
              "needs encoder_chunk_batch.pt2)");
-DEFINE_int32(batch_wait_ms, 10, "longest wait, from the oldest ready chunk, for more streams "
-             "before a step that is not full (>= 0)");
+DEFINE_int32(batch_wait_ms, 100, "longest wait, from the oldest ready chunk, for the streams "
+             "whose next chunk is due before a step that is not full (>= 0)");
 DEFINE_int32(workers, 1, "threads for each stream's own work (CTC search, partial results, "
              "attention rescoring at the end) beside the encoder steps (>= 1)");
 DEFINE_int32(idle_timeout_s, 30, "close a connection that sends nothing for this long (>= 1)");

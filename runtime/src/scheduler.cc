@@ -156,7 +156,8 @@ void Scheduler::Stop() {
   for (std::thread& w : workers_)
     if (w.joinable()) w.join();
   std::lock_guard<std::mutex> lock(mu_);
-  jobs_.clear();  // not run: the streams report nothing more
+  searches_.clear();  // not run: the streams report nothing more
+  ends_.clear();
 }
 
 std::shared_ptr<Stream> Scheduler::Open(const StreamOptions& options, StreamCallback callback) {
@@ -202,11 +203,12 @@ void Scheduler::Fail(const std::shared_ptr<Stream>& stream, const std::string& m
   stream->callback_({StreamEvent::Type::kFailed, {}, message});
 }
 
-void Scheduler::Post(const std::shared_ptr<Stream>& stream, std::function<void()> job) {
+void Scheduler::Post(const std::shared_ptr<Stream>& stream, std::function<void()> job,
+                     bool end) {
   stream->busy_ = true;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    jobs_.push_back([this, stream, job = std::move(job)] {
+    (end ? ends_ : searches_).push_back([this, stream, job = std::move(job)] {
       job();
       stream->busy_ = false;
       Notify();  // it may step again
@@ -220,10 +222,11 @@ void Scheduler::Work() {
     std::function<void()> job;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      job_ready_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      job_ready_.wait(lock, [&] { return stop_ || !searches_.empty() || !ends_.empty(); });
       if (stop_) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
+      auto& jobs = searches_.empty() ? ends_ : searches_;
+      job = std::move(jobs.front());
+      jobs.pop_front();
     }
     job();
   }
@@ -282,7 +285,7 @@ void Scheduler::Collect(std::vector<std::shared_ptr<Stream>>* streams) {
       }
       if (s->input_finished_ && s->ready_times_.empty()) {
         s->removed_ = true;  // by Finish, on the worker: the scheduler is done with it
-        Post(s, [this, s] { Finish(s); });
+        Post(s, [this, s] { Finish(s); }, true);
         continue;
       }
     } catch (const std::exception& e) {
@@ -363,7 +366,8 @@ void Scheduler::Step(const std::vector<std::shared_ptr<Stream>>& batch) {
                                          out[2][i], out[3][i].unsqueeze(1)};
     const Clock::time_point ready_time = s->ready_times_.front();
     s->ready_times_.pop_front();
-    Post(s, [this, s, rows = std::move(rows), ready_time] { Accept(s, rows, ready_time); });
+    Post(s, [this, s, rows = std::move(rows), ready_time] { Accept(s, rows, ready_time); },
+         false);
   }
 }
 

@@ -3,7 +3,8 @@
 // forward (encoder_chunk_batch.pt2: each stream at its own offset, cache fill and valid
 // frames) and hands each stream's rows to a small pool of worker threads for the stream's own
 // work: its CTC search and partial result after a step, its attention rescoring and final
-// results at the end. The next step's encoder runs while the workers search the last one's.
+// results at the end (searches first: a partial result waits for at most the rescoring a
+// worker is running). The next step's encoder runs while the workers search the last one's.
 // MoE experts thereby see the frames of every stream in a step, and read their weights once
 // per step instead of once per stream.
 //
@@ -38,7 +39,7 @@ namespace wenet_eff {
 struct SchedulerOptions {
   int max_streams = 64;    // live streams; Open refuses more
   int batch_max = 15;      // streams per batched step (1: one stream per step; <= chunk_batch_max)
-  int batch_wait_ms = 10;  // longest wait for streams due before a step that is not full
+  int batch_wait_ms = 100;  // longest wait for streams due before a step that is not full
   int workers = 1;         // threads for each stream's search and rescoring
 };
 
@@ -153,17 +154,18 @@ class Scheduler {
   void Finish(const std::shared_ptr<Stream>& stream);
   void Fail(const std::shared_ptr<Stream>& stream, const std::string& message);
   void Remove(Stream* stream);  // from the live streams (no-op when not there)
-  // Runs `job` on a worker with `stream` busy until it returns.
-  void Post(const std::shared_ptr<Stream>& stream, std::function<void()> job);
+  // Runs `job` on a worker with `stream` busy until it returns; the steps' searches before the
+  // streams' ends (`end`), whose rescoring would hold up partial results.
+  void Post(const std::shared_ptr<Stream>& stream, std::function<void()> job, bool end);
   void Work();  // a worker thread
 
   std::shared_ptr<const AsrModel> model_;
   DecodeOptions decode_options_;
   SchedulerOptions options_;
-  mutable std::mutex mu_;  // guards the five below
+  mutable std::mutex mu_;  // guards the six below
   std::condition_variable wake_, job_ready_;
   std::vector<std::shared_ptr<Stream>> streams_;
-  std::deque<std::function<void()>> jobs_;
+  std::deque<std::function<void()>> searches_, ends_;  // workers' jobs
   bool work_ = false, stop_ = false;
   SchedulerStats stats_;
   std::vector<std::thread> workers_;  // last: they start when the rest is ready

@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", nargs="*", default=[], help="audio files and/or data.list files")
     p.add_argument("--streams", nargs="+", type=int, default=[1, 8, 32, 64])
     p.add_argument("--batch_max", nargs="+", type=int, default=[15, 1])
-    p.add_argument("--batch_wait_ms", type=int, default=10)
+    p.add_argument("--batch_wait_ms", type=int, default=100)
     p.add_argument("--duration_s", type=float, default=20.0, help="streaming time per run")
     p.add_argument("--latency_ms", type=float, default=300.0, help="p95 bound for capacity")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True)
