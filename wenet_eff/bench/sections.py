@@ -354,12 +354,13 @@ def train_vs_wenet(data: dict) -> str:
     rows = [
         [name, f"{st['median_seconds']:.2f}", f"{st['min_seconds']:.2f}",
          *(f"{st['phase_ms'][p] / 1e3:.2f}" for p in ("forward", "backward", "optimizer")),
-         f"{st['frames_per_second']:.0f}", data["optimizers"][side]]
+         f"{st['frames_per_second']:.0f}", f"{st['median_cpu_seconds']:.1f}",
+         data["optimizers"][side]]
         for side, name, st in ((s, n, data["sides"][s]) for s, n in (("ours", "ours"),
                                                                        ("wenet", "WeNet")))
     ]  # fmt: skip
     header = ["code", "median s / step", "min s / step", "forward s", "backward s",
-              "optimizer s", "frames / s", "optimizer"]  # fmt: skip
+              "optimizer s", "frames / s", "CPU s / step", "optimizer"]  # fmt: skip
     ratios = data["ratios"]
     return (
         f"`{data['model']}` ({data['params']['total'] / 1e6:.1f}M parameters), {data['dtype']}, "
@@ -367,9 +368,10 @@ def train_vs_wenet(data: dict) -> str:
         f"{data['repeats']} interleaved rounds; WeNet `{data['wenet_commit'] or '?'}`. The same "
         f"weights' loss (eval, full context): ours {check['ours']:.6g}, WeNet's "
         f"{check['wenet']:.6g}. Phases: medians.\n\n"
-        + md_table(header, "lrrrrrrl", rows)
+        + md_table(header, "lrrrrrrrl", rows)
         + f"\nours / WeNet: **{ratios['median']:.3f}** (median step), "
-        f"{ratios['min']:.3f} (fastest step)\n"
+        f"{ratios['min']:.3f} (fastest step), {ratios['cpu_median']:.3f} (CPU seconds, "
+        "median: the process's threads together, without the time spent descheduled)\n"
     )
 
 

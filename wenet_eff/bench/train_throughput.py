@@ -88,6 +88,7 @@ def make_step(
     batch = batch or make_batch(args, cfg, model)
 
     def step() -> dict[str, float]:
+        cpu = time.process_time()
         marks = [time.perf_counter()]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
             loss = module(*batch)["loss"]
@@ -102,7 +103,7 @@ def make_step(
         synchronize(device)
         marks.append(time.perf_counter())
         seconds = {phase: marks[i + 1] - marks[i] for i, phase in enumerate(PHASES)}
-        return {**seconds, "loss": float(loss.detach())}
+        return {**seconds, "cpu": time.process_time() - cpu, "loss": float(loss.detach())}
 
     return step
 
@@ -161,13 +162,16 @@ def run(args: argparse.Namespace) -> dict:
 
 def side_stats(steps: list[dict[str, float]], frames: int) -> dict:
     """One model's timed steps: median and fastest step, median phase times, frames/s at the
-    median, the losses."""
+    median, the process's CPU seconds per step (all its threads: on a shared machine the work
+    done, without the time spent descheduled), the losses."""
     times = [sum(s[phase] for phase in PHASES) for s in steps]
     median = statistics.median(times)
     return {
         "median_seconds": median,
         "min_seconds": min(times),
         "seconds": times,
+        "median_cpu_seconds": statistics.median(s["cpu"] for s in steps),
+        "cpu_seconds": [s["cpu"] for s in steps],
         "phase_ms": {p: 1e3 * statistics.median(s[p] for s in steps) for p in PHASES},
         "frames_per_second": frames / median,
         "losses": [s["loss"] for s in steps],
@@ -239,6 +243,7 @@ def run_versus_wenet(args: argparse.Namespace) -> dict:
         "ratios": {
             "median": ours["median_seconds"] / theirs["median_seconds"],
             "min": ours["min_seconds"] / theirs["min_seconds"],
+            "cpu_median": ours["median_cpu_seconds"] / theirs["median_cpu_seconds"],
         },
         "peak_rss_mb": peak_rss_mb(),
         **environment(args.device),
@@ -281,7 +286,8 @@ def print_versus(result: dict) -> None:
         f"{check['wenet']:.6g}"
     )
     print(
-        f"{'':>7}{'median ms':>11}{'min ms':>9}{'forward':>9}{'backward':>9}{'optim':>8}  optimizer"
+        f"{'':>7}{'median ms':>11}{'min ms':>9}{'forward':>9}{'backward':>9}{'optim':>8}"
+        f"{'CPU s':>8}  optimizer"
     )
     for side, name in (("ours", "ours"), ("wenet", "WeNet")):
         st = result["sides"][side]
@@ -290,10 +296,13 @@ def print_versus(result: dict) -> None:
             + "".join(
                 f"{st['phase_ms'][p]:>{w}.0f}" for p, w in zip(PHASES, (9, 9, 8), strict=True)
             )
-            + f"  {result['optimizers'][side]}"
+            + f"{st['median_cpu_seconds']:>8.1f}  {result['optimizers'][side]}"
         )
     r = result["ratios"]
-    print(f"ours / WeNet: median {r['median']:.3f}, fastest {r['min']:.3f}")
+    print(
+        f"ours / WeNet: median {r['median']:.3f}, fastest {r['min']:.3f}, CPU seconds (median) "
+        f"{r['cpu_median']:.3f}"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
