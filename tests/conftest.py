@@ -81,10 +81,10 @@ def pytest_make_collect_report(collector: pytest.Collector) -> pytest.CollectRep
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """For make test's pytest-xdist workers (`-n 2 --dist loadgroup`): the runtime tests share
-    session fixtures whose exports take minutes to compile, so they form one group that one
-    worker runs; the minutes-long end-to-end runs (`slow`) come first, so that no worker is left
-    running one of them alone at the end. Without xdist only the order changes."""
+    """For pytest-xdist workers (make test TEST_JOBS=2 runs `-n 2 --dist loadgroup`): the
+    runtime tests share session fixtures whose exports take minutes to compile, so they form one
+    group that one worker runs; the minutes-long end-to-end runs (`slow`) come first, so that no
+    worker is left running one of them alone at the end. Without xdist only the order changes."""
     runtime = Path(__file__).parent / "runtime"
     for item in items:
         if runtime in item.path.parents:
