@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   the mini recipe end to end (synthesise, prepare, train, decode, WER, export, RTF)
-#   make test   the C++ runtime, its unit tests (ctest) and the Python test suite
+#   make test   the C++ runtime, its unit tests (ctest) and the Python test suite without the
+#               tests marked heavy (~17 min on 2 cores)
+#   make test-all  the same with every test (~36 min on 2 cores; what CI runs)
 #   make runtime  the C++ runtime only (runtime/build)
 #   make serve  the WebSocket server on the demo's exported model (after make demo)
 SHELL := /bin/bash
@@ -16,8 +18,10 @@ PYTEST_ARGS ?=
 # workers gained little (33 vs 35 min): the runtime tests share session exports and run as one
 # group on one worker, which is the whole run's critical path.
 TEST_JOBS ?= 0
+# the pytest -m expression of make test; make test-all empties it (every test)
+TEST_MARKERS ?= not heavy
 
-.PHONY: demo test setup system-deps lint clean-venv runtime serve gpu-wheels gpu-data gpu-check
+.PHONY: demo test test-all setup system-deps lint clean-venv runtime serve gpu-wheels gpu-data gpu-check
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -67,10 +71,15 @@ serve: $(STAMP)
 	@PYTHON=$(abspath $(PY)) runtime/build.sh
 	runtime/build/websocket_server_main --model_dir $(SERVE_MODEL) --port $(PORT)
 
-# pytest exits 5 when it collected no test: that is a failure, not a pass.
+# pytest exits 5 when it collected (or selected) no test: that is a failure, not a pass.
 test: setup runtime
-	@OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+	@OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup -m "$(TEST_MARKERS)" \
+	  $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest selected no tests (-m \"$(TEST_MARKERS)\";" \
+	  "make test-all runs the heavy ones)" >&2; exit 1; fi; exit $$rc
+
+test-all:
+	@$(MAKE) --no-print-directory test TEST_MARKERS=
 
 # ruff, and the import contracts of pyproject.toml (imports point one way: bin > ... > nn)
 lint: $(STAMP)

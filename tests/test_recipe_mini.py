@@ -3,7 +3,9 @@ model.
 
 Synthesises ~80 utterances with the real TTS engines, prepares real test prompts, computes
 CMVN and units, trains for a few epochs, averages, decodes with all four modes on both test sets
-and scores them; then checks that a rerun keeps what exists (idempotent stages).
+and scores them, exports and decodes in C++, then checks that a rerun keeps what exists
+(idempotent stages): the default run's end-to-end test. The streaming, compression, adaptation,
+sweep and table stages on the same trained model are `heavy` (make test-all).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,11 +43,18 @@ def _run(s0: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
-@needs_tts
-@pytest.mark.slow
-@pytest.mark.timeout(1800)  # every stage, with three AOTInductor compiles: ~15 min when loaded
-def test_mini_recipe_tiny_end_to_end(tmp_path):
-    s0 = tmp_path / "s0"
+@dataclass
+class Recipe:
+    s0: Path  # a copy of recipes/mini/s0 that the stages ran in
+    opts: list[str]  # the tiny corpus and model options of every run.sh call
+    runtime_log: str = ""  # what stages 6-7 printed
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory) -> Recipe:
+    """Stages -1..5 (synthesis, data, CMVN, units, LM, training, averaging, decoding with and
+    without the LM) of a copy of the recipe, with a tiny corpus and model."""
+    s0 = tmp_path_factory.mktemp("mini") / "s0"
     s0.mkdir()
     for name in ("run.sh", "path.sh", "local", "conf"):
         src = RECIPE / name
@@ -63,7 +73,18 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
                                   "train.log_interval=5"]),
     ]  # fmt: skip
     _run(s0, "--stage", "-1", "--stop_stage", "5", *opts)
+    # stages 6-7, a run of their own (each run has 10 minutes): the export (fp32 .pt2 only,
+    # checked against PyTorch) and the C++ runtime; AOTInductor compiles take minutes here, so
+    # the int8 and ONNX exports are left to tests/runtime
+    return Recipe(s0, opts, _run(s0, "--stage", "6", "--stop_stage", "7", *opts))
 
+
+@needs_tts
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # the fixture's stages, with three AOTInductor compiles: ~10 min loaded
+def test_mini_recipe_trains_decodes_and_runs_in_cpp(recipe):
+    """Stages -1..7: what make demo runs, checked; then a rerun keeps what exists."""
+    s0, opts, log = recipe.s0, recipe.opts, recipe.runtime_log
     for split in ("train", "dev", "test", "test_real"):
         assert (s0 / "data" / split / "data.list").stat().st_size > 0
     exp = s0 / "exp" / "mini_moe"
@@ -91,10 +112,7 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
             wer = (exp / test_set / "lm" / mode / "wer").read_text()
             assert re.search(r"^Overall -> \d+\.\d\d % N=", wer, re.M)
             assert f"| lm/{mode} |" in table
-    # stages 6-7, a run of their own (each run has 10 minutes): the export (fp32 .pt2 only,
-    # checked against PyTorch) and the C++ runtime; AOTInductor compiles take minutes here, so
-    # the int8 and ONNX exports are left to tests/runtime
-    log = _run(s0, "--stage", "6", "--stop_stage", "7", *opts)
+    # stages 6-7 (the fixture's last run): the fp32 .pt2 export and the C++ runtime
     assert not (exp / "runtime_int8").exists()
     rt = exp / "runtime_fp32"
     meta = json.loads((rt / "meta.json").read_text())
@@ -123,6 +141,20 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     full = [r for r in rows if r["chunk"] == -1]
     assert len(full) == 4 and all(r["identical"] == 1.0 for r in full), full
     assert all(r["wer"] == r["python_wer"] for r in full)
+
+    again = _run(s0, "--stage", "1", "--stop_stage", "5", *opts)
+    assert "exp/mini_moe/final.pt exists, kept" in again
+    assert "data/train/global_cmvn exists, kept" in again
+
+
+@needs_tts
+@pytest.mark.slow
+@pytest.mark.heavy
+@pytest.mark.timeout(1800)
+def test_mini_recipe_streaming_compression_adaptation_sweep_and_tables(recipe):
+    """Stages 8-12 and 20-22 on the fixture's trained model."""
+    s0, opts = recipe.s0, recipe.opts
+    exp = s0 / "exp" / "mini_moe"
 
     # streaming fine-tuning (stage 8) and decoding per chunk size (stage 9)
     log = _run(s0, "--stage", "8", "--stop_stage", "9", *opts, "--ft_steps", "6",
@@ -192,7 +224,3 @@ def test_mini_recipe_tiny_end_to_end(tmp_path):
     assert f"{wer['test']['attention_rescoring']['wer']:.2f}" in md
     assert (s0 / "exp" / "tables" / "wer_vs_rtf.png").read_bytes()[:4] == b"\x89PNG"
     assert tables
-
-    again = _run(s0, "--stage", "1", "--stop_stage", "5", *opts)
-    assert "exp/mini_moe/final.pt exists, kept" in again
-    assert "data/train/global_cmvn exists, kept" in again

@@ -39,6 +39,7 @@ def _subset(root: Path, name: str, readers: dict[str, str], per_reader: int, fir
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the mini recipe is the default run's end-to-end test
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 def test_librispeech_recipe_tiny_end_to_end(tmp_path):
     corpus = tmp_path / "LibriSpeech"

@@ -170,6 +170,7 @@ def test_exported_graphs_equal_pytorch(dense_fp32, dense_exp):
         assert max(diffs) < 1e-4, (name, diffs)
 
 
+@pytest.mark.heavy  # the dense_int8 fixture: four AOTInductor compiles
 def test_int8_export(dense_int8, dense_exp):
     """int8 .pt2 graphs run the int8 modules (a flipped rounding may move an output by a
     quantization step, so the bound is loose) and stay near the float model."""
@@ -230,6 +231,7 @@ def test_moe_export_runs_only_routed_experts():
     assert sum(seen) == 3 * 11 * layer.k  # each frame reaches exactly k experts
 
 
+@pytest.mark.heavy
 def test_moe_export_graph(tmp_path):
     exp = make_experiment(tmp_path, "moe", "model.encoder.mlp_type=moe", "model.encoder.n_expert=4")
     out = export(exp, "rt", "--formats", "pt2", "onnx", "--pieces", "encoder_chunk", "--jobs", "2")
@@ -323,6 +325,7 @@ def test_prepare_for_export_is_idempotent_and_export_leaves_the_model(tmp_path):
     assert len(wrapped) == n and not any(type(m.layer).__name__ == "_ExportMoE" for m in wrapped)
 
 
+@pytest.mark.heavy
 def test_large_onnx_graphs_keep_weights_in_a_side_file(tmp_path, monkeypatch):
     """Graphs over 2 GiB cannot be one protobuf: above the threshold (here 0 bytes) the weights
     go to a side file, for float and int8 graphs, and onnxruntime runs them."""

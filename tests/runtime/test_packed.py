@@ -137,6 +137,7 @@ def _eager_tokens(runtime, model, wavs, mode: str):
     return tokens
 
 
+@pytest.mark.heavy  # the qat_exp fixture: four AOTInductor compiles
 def test_packed_directory_is_what_qat_stored(qat_exp, tmp_path):
     """The graphs read their weights from weights.bin, which is the packed model's size (the
     bin.pack file's, within 15 %); meta.json records each layer's scheme and path."""
@@ -160,6 +161,7 @@ def test_packed_directory_is_what_qat_stored(qat_exp, tmp_path):
     assert all(needle not in p.read_bytes() for p in rt.iterdir())
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_cpp_runtime_equals_the_fake_quant_model(runtime, qat_exp, speech, precision):
     """fp32: the graphs dequantize the packed levels to the fake-quant weights, so the C++
@@ -191,6 +193,7 @@ def test_cpp_runtime_equals_the_fake_quant_model(runtime, qat_exp, speech, preci
             assert jiwer.wer(*words) < 0.15, mode
 
 
+@pytest.mark.heavy
 def test_auto_kernel_path_follows_the_cpu(runtime, qat_exp):
     """The runtime's own choice for this CPU is the selection function's (tested on faked
     feature sets by ctest test_cpu_features): int8 with int8 dot products, else fp32 here."""
@@ -209,6 +212,7 @@ def test_auto_kernel_path_follows_the_cpu(runtime, qat_exp):
         runtime.Model(str(rt), precision="bf16")
 
 
+@pytest.mark.heavy
 def test_bf16_export_decodes(runtime, dense_exp, speech):
     """A float model's bf16 graphs (GEMMs in bf16, the rest float32) decode in C++ close to the
     fp32 model: encoder output within 2 % (relative norm)."""

@@ -61,6 +61,7 @@ def _speech() -> list[np.ndarray]:
     return wavs
 
 
+@pytest.mark.heavy
 def test_finetuned_wenet_sos2_experiment_decodes_in_cpp_as_eager(runtime, finetuned, tmp_path):
     exp, wavs = finetuned, _speech()
     assert yaml.safe_load((exp / "4.yaml").read_text())["step"] == 20

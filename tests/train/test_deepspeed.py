@@ -27,6 +27,7 @@ def ds_args(stage: int, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.heavy
 def test_stage2_checkpoints_plain_weights_and_resumes_after_kill_9(corpus, tmp_path):
     run = ds_args(2, "train.max_epoch=2", "train.accum_grad=2", "train.save_interval=3")
     whole, broken = tmp_path / "whole", tmp_path / "broken"

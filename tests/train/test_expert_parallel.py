@@ -42,6 +42,7 @@ def _close(a: dict, b: dict) -> None:
         )
 
 
+@pytest.mark.heavy
 def test_expert_parallel_trains_the_weights_data_parallel_does(tmp_path):
     corpus = write_corpus(tmp_path / "data", 10)  # 5 utterances per rank: uneven batches
     runs = {}
