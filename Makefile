@@ -1,8 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   the mini recipe end to end (synthesise, prepare, train, decode, WER, export, RTF)
 #   make test   the C++ runtime, its unit tests (ctest) and the Python test suite without the
-#               tests marked heavy (~17 min on 2 cores)
-#   make test-all  the same with every test (~36 min on 2 cores; what CI runs)
+#               tests marked heavy (~16 min on 2 cores)
+#   make test-all  the same with every test (~35 min on 2 cores; what CI runs)
 #   make runtime  the C++ runtime only (runtime/build)
 #   make serve  the WebSocket server on the demo's exported model (after make demo)
 SHELL := /bin/bash
