@@ -276,6 +276,7 @@ def test_decoder_main(runtime, dense_fp32, speech, tmp_path):
     assert abs(rtf["audio_seconds"] - 1.6) < 0.01
 
 
+@pytest.mark.heavy  # the dense_int8 fixture: four AOTInductor compiles
 @pytest.mark.parametrize("chunk", [4, -1])
 def test_int8_model_decodes_in_cpp(runtime, dense_exp, dense_int8, speech, tmp_path, chunk):
     """The int8 .pt2 graphs run in the C++ runtime (their integer ops must be linked there) and
