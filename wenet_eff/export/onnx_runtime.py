@@ -58,6 +58,8 @@ class OnnxDecoder:
         chunk_size: 0 the exported chunk, -1 full context.
         mode, beam_size, ctc_weight, reverse_weight: as decoder_main's flags.
         threads: onnxruntime intra-op threads.
+        precision: "int8" runs onnxruntime's quantized graphs (NAME.int8.onnx, written when
+            int8 is among the export's precisions); any other the float graphs (NAME.onnx).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class OnnxDecoder:
         ctc_weight: float = 0.3,
         reverse_weight: float = 0.5,
         threads: int = 1,
+        precision: str = "fp32",
     ):
         import onnxruntime as ort
 
@@ -90,15 +93,17 @@ class OnnxDecoder:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self.sessions = {}
+        self.precision = "int8" if precision == "int8" else "fp32"
+        suffix = ".int8.onnx" if self.precision == "int8" else ".onnx"
         for name in ("encoder_chunk", "encoder_full", "decoder"):
-            path = self.dir / f"{name}.onnx"
+            path = self.dir / f"{name}{suffix}"
             if path.exists():
                 self.sessions[name] = ort.InferenceSession(
                     str(path), opts, providers=["CPUExecutionProvider"]
                 )
         needed = "encoder_chunk" if self.chunk_size > 0 else "encoder_full"
         if needed not in self.sessions:
-            raise FileNotFoundError(f"{self.dir}/{needed}.onnx: not exported")
+            raise FileNotFoundError(f"{self.dir}/{needed}{suffix}: not exported")
 
     def _run(self, name: str, *inputs: np.ndarray) -> list[np.ndarray]:
         session = self.sessions[name]
