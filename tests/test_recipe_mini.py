@@ -47,7 +47,7 @@ def _run(s0: Path, *args: str) -> str:
 class Recipe:
     s0: Path  # a copy of recipes/mini/s0 that the stages ran in
     opts: list[str]  # the tiny corpus and model options of every run.sh call
-    runtime_log: str = ""  # what stages 6-7 printed
+    runtime_log: str  # what stages 6-7 printed
 
 
 @pytest.fixture(scope="module")

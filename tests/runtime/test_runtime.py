@@ -315,7 +315,8 @@ def test_int8_model_decodes_in_cpp(runtime, dense_exp, dense_int8, speech, tmp_p
 def test_onnx_decoder_runs_the_int8_graphs_when_asked(dense_exp, speech, tmp_path):
     """OnnxDecoder(precision="int8") runs onnxruntime's quantized graphs (NAME.int8.onnx), as
     `runtime_rtf --engines onnx --precisions int8` asks: its encoder output is near the float
-    graphs' but not equal to it; a directory without them is named."""
+    graphs' but not equal to it; a directory without them is named, and so is a precision
+    that has no .onnx graphs."""
     import shutil
 
     from wenet_eff.export.onnx_runtime import OnnxDecoder
@@ -339,3 +340,5 @@ def test_onnx_decoder_runs_the_int8_graphs_when_asked(dense_exp, speech, tmp_pat
         path.unlink()
     with pytest.raises(FileNotFoundError, match=r"encoder_full\.int8\.onnx: not exported"):
         OnnxDecoder(float_only, chunk_size=-1, precision="int8")
+    with pytest.raises(ValueError, match="precision 'bf16': the .onnx graphs are fp32 or int8"):
+        OnnxDecoder(out, chunk_size=-1, precision="bf16")

@@ -58,8 +58,8 @@ class OnnxDecoder:
         chunk_size: 0 the exported chunk, -1 full context.
         mode, beam_size, ctc_weight, reverse_weight: as decoder_main's flags.
         threads: onnxruntime intra-op threads.
-        precision: "int8" runs onnxruntime's quantized graphs (NAME.int8.onnx, written when
-            int8 is among the export's precisions); any other the float graphs (NAME.onnx).
+        precision: "fp32" runs the float graphs (NAME.onnx); "int8" onnxruntime's quantized
+            ones (NAME.int8.onnx, written when int8 is among the export's precisions).
     """
 
     def __init__(
@@ -77,6 +77,8 @@ class OnnxDecoder:
 
         if mode not in MODES:
             raise ValueError(f"mode '{mode}' unknown (choose from {', '.join(MODES)})")
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"precision '{precision}': the .onnx graphs are fp32 or int8")
         self.dir = Path(model_dir)
         self.meta = json.loads((self.dir / "meta.json").read_text())
         self.chunk_size = self.meta["chunk_size"] if chunk_size == 0 else chunk_size
@@ -93,8 +95,8 @@ class OnnxDecoder:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self.sessions = {}
-        self.precision = "int8" if precision == "int8" else "fp32"
-        suffix = ".int8.onnx" if self.precision == "int8" else ".onnx"
+        self.precision = precision
+        suffix = ".int8.onnx" if precision == "int8" else ".onnx"
         for name in ("encoder_chunk", "encoder_full", "decoder"):
             path = self.dir / f"{name}{suffix}"
             if path.exists():
