@@ -31,7 +31,7 @@ EOF
 
 . tools/recipe_defaults.sh
 seed=7
-num_sentences=8000      # ~6.5 h of speech
+num_sentences=4000      # ~3.2 h of speech (make demo's scale; 8000: ~6.5 h, see conf/train_mini.yaml)
 lexicon_size=20         # N words per open-class word list (0: all; 20 gives ~840 words)
 num_test=200            # test-only sentences (half spoken by voices never in train)
 num_dev=150
@@ -60,6 +60,7 @@ sweep_max_logit=10000   # attention logits above this count as runaway growth (0
 stage=-1
 nj=2
 test_sets="test test_real"
+runtime_formats=pt2     # what stage 7 decodes with; "pt2 onnx" adds the onnxruntime graphs
 data_type=raw
 num_utts_per_shard=500
 nbpe=300
