@@ -5,7 +5,10 @@ like the QAT runs) and, for each QAT experiment dir, its train.yaml (compress
 settings), packed.pt.size.json (bin.pack) and test/<mode>/wer, and where stage 11 decoded it in
 the C++ runtime (EXP/runtime, for the float model also EXP/runtime_fp32 of stage 7) the
 runtime directory's size, the kernel path, WER and RTF at full context
-(runtime/test/chunk-1/{wer,rtf.json}); prints a Markdown table and
+(runtime/test/chunk-1/{wer,rtf.json,text}) and its agreement with the eager decode of the same
+model (EXP/test/attention_rescoring/text: for a QAT run the packed model, which computes what the
+fake-quant model trained): the share of identical transcripts and the WER difference; prints a
+Markdown table and
 writes the same rows as JSON with its provenance (FLOAT_DIR/compress_table.json, for RESULTS.md)
 and a WER-against-size plot (FLOAT_DIR/compress_wer_vs_size.png).
 
@@ -21,7 +24,8 @@ import os
 import sys
 
 import yaml
-from wer_table import mode_wers  # tools/ (path.sh puts it on PYTHONPATH)
+from runtime_table import python_side  # tools/ (path.sh puts it on PYTHONPATH)
+from wer_table import mode_wers
 
 from wenet_eff.bench.common import write_json
 from wenet_eff.bench.results import parse_overall
@@ -67,10 +71,14 @@ def main() -> None:
             if os.path.exists(os.path.join(result, "rtf.json")):
                 with open(os.path.join(result, "rtf.json"), encoding="utf-8") as f:
                     rtf = json.load(f)
+                wer = parse_overall(os.path.join(result, "wer"))["wer"]
+                # eager's attention_rescoring of the same model: {"python_wer", "identical"}
+                eager = python_side(exp, args.test_set, False, os.path.join(result, "text"))
                 return {"dir": os.path.join(exp, name),
                         "bytes": runtime_bytes(os.path.join(exp, name)),
                         "kernel_path": rtf.get("kernel_path", ""), "rtf": rtf["rtf"],
-                        "wer": parse_overall(os.path.join(result, "wer"))["wer"]}  # fmt: skip
+                        "wer": wer, "identical": eager.get("identical"),
+                        "wer_diff": wer - eager["python_wer"] if eager else None}  # fmt: skip
         return None
 
     rows = []

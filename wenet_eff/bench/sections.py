@@ -60,7 +60,8 @@ def runtime_table(data: dict) -> str:
 
 def compress_table(data: dict) -> str:
     """tools/compress_table.py: QAT runs' packed size and WER relative to the float run (row 1);
-    where stage 11 ran them in the C++ runtime, its directory size, kernel path, WER and RTF."""
+    where stage 11 ran them in the C++ runtime, its directory size, kernel path, WER, agreement
+    with the eager decode of the same model (identical transcripts, WER difference) and RTF."""
     rows, modes = data["qat_rows"], data["modes"]
     base = rows[0]["wer"]
     runtime = any(r.get("runtime") for r in rows)
@@ -70,9 +71,11 @@ def compress_table(data: dict) -> str:
                  *(_rel(r["wer"][m], base[m]) for m in modes)]  # fmt: skip
         if runtime:
             rt = r.get("runtime") or {}
+            identical = rt.get("identical")
             cells += [_f(rt["bytes"] / 1e6 if rt else None, ".2f"),
                       rt.get("kernel_path", ""), _f(rt.get("wer"), ".2f"),
-                      _f(rt.get("rtf"), ".4f")]  # fmt: skip
+                      _f(None if identical is None else 100 * identical, ".1f"),
+                      _f(rt.get("wer_diff"), "+.2f"), _f(rt.get("rtf"), ".4f")]  # fmt: skip
         body.append(cells)
     header = [
         "experiment",
@@ -83,8 +86,8 @@ def compress_table(data: dict) -> str:
     ]
     if runtime:
         header += ["runtime dir MB", "C++ kernel path", "C++ attention_rescoring WER %",
-                   "C++ RTF"]  # fmt: skip
-    return md_table(header, "llrr" + "r" * len(modes) + "rlrr" * runtime, body)
+                   "identical to eager %", "C++ - eager WER", "C++ RTF"]  # fmt: skip
+    return md_table(header, "llrr" + "r" * len(modes) + "rlrrrr" * runtime, body)
 
 
 def sparse_table(data: dict) -> str:
