@@ -117,13 +117,15 @@ if run_stage 11; then
     exp=${dir}_$config
     kinds=$(compress_kinds "$exp/train.yaml")
     compress_decode "$exp" "$kinds"
-    case " $kinds " in
-      *" sparsity "*) sparse_dirs+=("$exp") ;;
-      *" quant "*) quant_dirs+=("$exp") ;;
-      *) float_dir=$exp ;;
-    esac
-    # the QAT runs and the float control in the C++ runtime, as trained (packed)
-    [[ " $kinds " == *" sparsity "* ]] || compress_runtime "$exp" "$table_set"
+    # sparse runs in the sparsity table; quantized ones (int4_sparse_2_4: both) in the QAT table
+    [[ " $kinds " == *" sparsity "* ]] && sparse_dirs+=("$exp")
+    [[ " $kinds " == *" quant "* ]] && quant_dirs+=("$exp")
+    [[ " $kinds " == *" sparsity "* || " $kinds " == *" quant "* ]] || float_dir=$exp
+    # the QAT runs and the float control in the C++ runtime, as trained (packed; N:M codes as
+    # values and positions)
+    if [[ " $kinds " == *" quant "* || " $kinds " != *" sparsity "* ]]; then
+      compress_runtime "$exp" "$table_set"
+    fi
   done
   mkdir -p "$dir"  # holds the tables also when --init_checkpoint came from elsewhere
   if [ "${#quant_dirs[@]}" -gt 0 ]; then

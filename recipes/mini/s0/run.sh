@@ -31,7 +31,7 @@ EOF
 
 . tools/recipe_defaults.sh
 seed=7
-num_sentences=4000      # ~3.2 h of speech (make demo's scale; 8000: ~6.5 h, see conf/train_mini.yaml)
+num_sentences=8000      # ~6.5 h of speech
 lexicon_size=20         # N words per open-class word list (0: all; 20 gives ~840 words)
 num_test=200            # test-only sentences (half spoken by voices never in train)
 num_dev=150
