@@ -21,8 +21,9 @@ def _wer(path: Path, wer: float) -> None:
     path.write_text(OVERALL.format(wer))
 
 
-def _runtime(exp: Path, name: str, files: dict[str, int], wer: float, rtf: float, path: str,
-             text: str = ""):
+def _runtime(
+    exp: Path, name: str, files: dict[str, int], wer: float, rtf: float, path: str, text: str = ""
+):
     """A runtime directory whose files have the given sizes, decoded at full context into
     `text` (decoder_main's `key transcript` lines)."""
     rt = exp / name
@@ -65,8 +66,10 @@ def test_table_has_the_runtime_columns(tmp_path):
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert ("| C++ kernel path | C++ attention_rescoring WER % | identical to eager % "
-            "| C++ - eager WER | C++ RTF |") in proc.stdout
+    assert (
+        "| C++ kernel path | C++ attention_rescoring WER % | identical to eager % "
+        "| C++ - eager WER | C++ RTF |"
+    ) in proc.stdout
     assert f"| 42.00 (+5.0 %) | {size / 1e6:.2f} | fp32 | 42.20 | 75.0 | +0.20 | 0.0480 |" in (
         proc.stdout
     )
