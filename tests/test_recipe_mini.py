@@ -169,10 +169,11 @@ def test_mini_recipe_streaming_compression_adaptation_sweep_and_tables(recipe):
     for name in ("chunk4", "full"):
         assert (streaming / "test" / name / "attention_rescoring" / "wer").exists()
 
-    # QAT and 2:4 sparse fine-tuning (stage 10); packing the QAT model, folding the sparse one
-    # with the N:M check, decoding both, the packed QAT model in the C++ runtime (fp32 graphs
-    # only: each compile takes minutes here), size and sparsity tables (stage 11); a run each
-    compress = [*opts, "--compress_configs", "qat_int4 sparse_2_4", "--compress_steps", "6",
+    # QAT, 2:4 sparse and both at once (stage 10); packing the QAT models, folding the sparse
+    # one with the N:M check, decoding them, the packed QAT models in the C++ runtime (fp32
+    # graphs only: each compile takes minutes here), size and sparsity tables (stage 11)
+    compress = [*opts, "--compress_configs", "qat_int4 sparse_2_4 int4_sparse_2_4",
+                "--compress_steps", "6",
                 "--compress_warmup", "2", "--ft_average_num", "1", "--init_checkpoint",
                 "exp/mini_moe/avg_2.pt", "--compress_runtime_precisions", "fp32"]  # fmt: skip
     _run(s0, "--stage", "10", "--stop_stage", "10", *compress)
@@ -192,6 +193,19 @@ def test_mini_recipe_streaming_compression_adaptation_sweep_and_tables(recipe):
     assert report["nm_ok"] and report["sparsity"] == 0.5
     assert (sparse / "test" / "attention_rescoring" / "wer").exists()
     assert "| 2:4 SR-STE | 50.0% | yes |  |" in (exp / "sparse_table.md").read_text()
+    # 4-bit 2:4 in the runtime as its codes and positions; both tables list it
+    both = s0 / "exp" / "mini_moe_int4_sparse_2_4"
+    layer = json.loads((both / "runtime" / "meta.json").read_text())["layers"][
+        "encoder.encoders.0.self_attn.linear_q"
+    ]
+    assert layer["bits"] == 4 and layer["nm"] == [2, 4]
+    assert "| 2:4 SR-STE + int4 | 50.0% | yes |" in (exp / "sparse_table.md").read_text()
+    # the C++ runtime's transcripts are the eager packed models' (stage 11's agreement columns)
+    rows = json.loads((exp / "compress_table.json").read_text())["qat_rows"]
+    runs = {os.path.basename(r["exp"]): r["runtime"] for r in rows[1:]}
+    assert set(runs) == {"mini_moe_qat_int4", "mini_moe_int4_sparse_2_4"}
+    for name, runtime in runs.items():
+        assert runtime["identical"] == 1.0 and runtime["wer_diff"] == 0.0, (name, runtime)
 
     # a held-out voice: S3-Router masks vs fine-tuning all weights (stages 20-21)
     log = _run(s0, "--stage", "20", "--stop_stage", "21", *opts, "--adapt_voices", "flite-awb",
