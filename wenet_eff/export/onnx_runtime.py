@@ -21,6 +21,7 @@ import numpy as np
 
 from wenet_eff.data.features import compute_fbank
 from wenet_eff.decode.ctc import CtcPrefixBeam, ctc_greedy_search
+from wenet_eff.export.package import graph_file
 
 MODES = ("attention_rescoring", "ctc_prefix_beam_search", "ctc_greedy_search")
 
@@ -96,16 +97,17 @@ class OnnxDecoder:
         opts.log_severity_level = 3
         self.sessions = {}
         self.precision = precision
-        suffix = ".int8.onnx" if precision == "int8" else ".onnx"
         for name in ("encoder_chunk", "encoder_full", "decoder"):
-            path = self.dir / f"{name}{suffix}"
+            path = self.dir / graph_file(name, precision, "onnx")
             if path.exists():
                 self.sessions[name] = ort.InferenceSession(
                     str(path), opts, providers=["CPUExecutionProvider"]
                 )
         needed = "encoder_chunk" if self.chunk_size > 0 else "encoder_full"
         if needed not in self.sessions:
-            raise FileNotFoundError(f"{self.dir}/{needed}{suffix}: not exported")
+            raise FileNotFoundError(
+                f"{self.dir / graph_file(needed, precision, 'onnx')}: not exported"
+            )
 
     def _run(self, name: str, *inputs: np.ndarray) -> list[np.ndarray]:
         session = self.sessions[name]
