@@ -38,10 +38,15 @@ FORMAT = "wenet_eff.weights/1"
 ALIGN = 64
 INDEX, BLOB = "weights.json", "weights.bin"
 # inductor settings of every .pt2: weights come from weights.bin at load, and what depends on
-# them alone (unpacking, dequantizing, int8 codes, bf16 copies) is computed once there
+# them alone (unpacking, dequantizing, int8 codes, bf16 copies) is computed once there. The
+# wrapper (the C++ that allocates buffers and calls the kernels, and the load-time folding,
+# one block per packed layer: most of a small model's .so) is compiled for size: a binary
+# QAT mini_moe's two graphs 995 -> 762 KB deflated, no slower (encoder 45.4 -> 43.6 ms,
+# rescoring 13.0 -> 12.8 ms; 2-core EPYC)
 COMPILE_CONFIG = {
     "aot_inductor.package_constants_in_so": False,
     "aot_inductor.use_runtime_constant_folding": True,
+    "aot_inductor.compile_wrapper_opt_level": "Os",
 }
 DTYPES = {
     torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16",
