@@ -54,6 +54,7 @@ from wenet_eff.export.modules import (
 from wenet_eff.export.packed import packed_tensors, prepare_packed
 from wenet_eff.export.weights import compile_package, write_weights
 from wenet_eff.nn.attention import MultiHeadedAttention
+from wenet_eff.nn.convolution import ConvolutionModule
 from wenet_eff.nn.moe import moe_layers
 
 log = logging.getLogger(__name__)
@@ -142,15 +143,18 @@ def _pieces(
         ["feats"],
         ["ctc_log_probs", "encoder_out"],
     )
-    # AOTInductor only: the channels-last front end (modules._single_channel_conv_nhwc) and
-    # the fused attention kernel (nn.attention, `fused_softmax`); the .onnx graphs keep the
-    # Conv and Softmax ops, which onnxruntime fuses its own way
+    # AOTInductor only: the channels-last front end (modules._single_channel_conv_nhwc), the
+    # fused attention kernel (nn.attention, `fused_softmax`) and the pointwise convolutions as
+    # GEMMs (nn.convolution, `pointwise_gemm`); the .onnx graphs keep the Conv and Softmax
+    # ops, which onnxruntime fuses its own way
     for name in ("encoder_chunk", "encoder_chunk_batch", "encoder_full"):
         if name in pieces:
             pieces[name][0].channels_last_front_end = fmt == "pt2"
     for module in model.modules():
         if isinstance(module, MultiHeadedAttention):
             module.fused_softmax = fmt == "pt2"
+        if isinstance(module, ConvolutionModule):
+            module.pointwise_gemm = fmt == "pt2"
     d = model.encoder.output_size()
     t_enc = torch.export.Dim("t_enc", min=DECODER_MIN_FRAMES, max=_decoder_max_frames(model))
     nbest = torch.export.Dim("nbest", min=1, max=1024)
