@@ -33,8 +33,8 @@ WeightFile::WeightFile(const std::string& model_dir) : index_path_(model_dir + "
   text << index_in.rdbuf();
   try {
     const Json j = Json::Parse(text.str());
-    if (j.StringOr("format", "") != "wenet_eff.weights/1")
-      throw std::runtime_error("format is not wenet_eff.weights/1");
+    if (j.StringOr("format", "") != "wenet_eff.weights/2")
+      throw std::runtime_error("format is not wenet_eff.weights/2 (export the model again)");
     const std::string blob_path = model_dir + "/" + j["file"].String();
     bytes_ = static_cast<int64_t>(j["bytes"].Number());
     std::ifstream in(blob_path, std::ios::binary | std::ios::ate);
@@ -47,9 +47,11 @@ WeightFile::WeightFile(const std::string& model_dir) : index_path_(model_dir + "
     in.seekg(0);
     in.read(reinterpret_cast<char*>(blob_.data_ptr<uint8_t>()), bytes_);
     const Json& tensors = j["tensors"];
+    std::vector<std::string> names;  // a graph's constants name tensors by their index here
     for (size_t i = 0; i < tensors.size(); ++i) {
       const Json& t = tensors[i];
       const std::string& name = t["name"].String();
+      names.push_back(name);
       const at::ScalarType dtype = ParseDtype(t["dtype"].String(), index_path_);
       std::vector<int64_t> shape;
       int64_t count = 1;
@@ -69,10 +71,12 @@ WeightFile::WeightFile(const std::string& model_dir) : index_path_(model_dir + "
       const Json& constants = graphs[g]["constants"];
       auto& entries = graphs_[file];
       for (size_t i = 0; i < constants.size(); ++i) {
-        const std::string& tensor = constants[i][1].String();
-        if (!tensors_.count(tensor))
-          throw std::runtime_error(file + " needs tensor '" + tensor + "', which is not listed");
-        entries.emplace_back(constants[i][0].String(), tensor);
+        const double index = constants[i][1].Number();
+        if (index < 0 || index >= static_cast<double>(names.size()) ||
+            index != static_cast<double>(static_cast<size_t>(index)))
+          throw std::runtime_error(file + " needs tensor " + std::to_string(index) + " of " +
+                                   std::to_string(names.size()) + ", which is not listed");
+        entries.emplace_back(constants[i][0].String(), names[static_cast<size_t>(index)]);
       }
     }
   } catch (const std::exception& e) {

@@ -145,3 +145,29 @@ def test_decoder_main_downmixes_and_skips_truncated(runtime, dense_fp32, tmp_pat
     assert "header says 2.83 s, the file holds 1.41 s" in proc.stderr
     rtf = json.loads((tmp_path / "rtf.json").read_text())
     assert (rtf["utterances"], rtf["skipped"], rtf["downmixed"]) == (3, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(format="wenet_eff.weights/1"), "format is not wenet_eff.weights/2"),
+        (lambda c: c["graphs"][0]["constants"][0].__setitem__(1, len(c["tensors"])),
+         "which is not listed"),  # fmt: skip
+    ],
+    ids=["old_format", "tensor_out_of_range"],
+)
+def test_model_refuses_a_weight_index_it_cannot_follow(runtime, dense_fp32, tmp_path, edit,
+                                                       message):  # fmt: skip
+    """A weights.json of another format version, or one whose graph names a tensor it does not
+    list, is refused at load naming weights.json (no graph is handed a wrong constant)."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for f in dense_fp32.iterdir():
+        (model_dir / f.name).symlink_to(f)
+    content = json.loads((dense_fp32 / "weights.json").read_text())
+    edit(content)
+    (model_dir / "weights.json").unlink()
+    (model_dir / "weights.json").write_text(json.dumps(content))
+    with pytest.raises(RuntimeError) as info:
+        runtime.Model(str(model_dir))
+    assert "weights.json" in str(info.value) and message in str(info.value)

@@ -6,7 +6,10 @@ AOTInductor packages compiled without them.
     weights.json   {"format", "file", "bytes",
                     "tensors": [{"name", "dtype", "shape", "offset"}, ...],
                     "graphs": [{"file": graph file,
-                                "constants": [[constant name in the graph, tensor name], ...]}]}
+                                "constants": [[constant name in the graph, index in
+                                               "tensors"], ...]}]}
+                   (compact: it ships; for a small packed model it was the largest file
+                   after weights.bin and the graphs)
 
 Packed layers (export.packed) are stored as their packed records under the model's layer
 names (`<layer>.packed_weight.data`, `.scale`, `.zero`, `.index`); the graphs unpack them
@@ -34,7 +37,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-FORMAT = "wenet_eff.weights/1"
+FORMAT = "wenet_eff.weights/2"
 ALIGN = 64
 INDEX, BLOB = "weights.json", "weights.bin"
 # inductor settings of every .pt2: weights come from weights.bin at load, and what depends on
@@ -140,7 +143,11 @@ def write_weights(
             f.write(raw)
             offset += len(raw)
     os.replace(tmp, out_dir / BLOB)
-    graph_lists = [{"file": g, "constants": sorted(mapping.items())} for g, mapping in maps.items()]
+    number = {name: i for i, name in enumerate(tensors)}
+    graph_lists = [
+        {"file": g, "constants": [[fqn, number[name]] for fqn, name in sorted(mapping.items())]}
+        for g, mapping in maps.items()
+    ]
     content = {"format": FORMAT, "file": BLOB, "bytes": offset, "tensors": index,
                "graphs": graph_lists}  # fmt: skip
     (out_dir / INDEX).write_text(json.dumps(content, separators=(",", ":")))  # compact: it ships
@@ -171,6 +178,7 @@ def load_graph(model_dir: str | Path, graph: str, weights: tuple | None = None):
     content, tensors = weights or read_weights(model_dir)
     compiled = torch._inductor.aoti_load_package(str(Path(model_dir) / graph))
     (entry,) = [g for g in content["graphs"] if g["file"] == graph]
-    constants = {fqn: tensors[name] for fqn, name in entry["constants"]}
+    names = [t["name"] for t in content["tensors"]]
+    constants = {fqn: tensors[names[i]] for fqn, i in entry["constants"]}
     compiled.load_constants(constants, check_full_update=True)
     return compiled
