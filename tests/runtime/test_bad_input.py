@@ -151,8 +151,10 @@ def test_decoder_main_downmixes_and_skips_truncated(runtime, dense_fp32, tmp_pat
     "edit, message",
     [
         (lambda c: c.update(format="wenet_eff.weights/1"), "format is not wenet_eff.weights/2"),
-        (lambda c: c["graphs"][0]["constants"][0].__setitem__(1, len(c["tensors"])),
-         "which is not listed"),  # fmt: skip
+        (
+            lambda c: c["graphs"][0]["constants"][0].__setitem__(1, len(c["tensors"])),
+            "which is not listed",
+        ),
     ],
     ids=["old_format", "tensor_out_of_range"],
 )
