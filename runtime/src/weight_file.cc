@@ -74,8 +74,12 @@ WeightFile::WeightFile(const std::string& model_dir) : index_path_(model_dir + "
         const double index = constants[i][1].Number();
         if (index < 0 || index >= static_cast<double>(names.size()) ||
             index != static_cast<double>(static_cast<size_t>(index)))
-          throw std::runtime_error(file + " needs tensor " + std::to_string(index) + " of " +
-                                   std::to_string(names.size()) + ", which is not listed");
+        {
+          std::ostringstream what;  // 12, not 12.000000
+          what << file << " needs tensor " << index << " of " << names.size()
+               << ", which is not listed";
+          throw std::runtime_error(what.str());
+        }
         entries.emplace_back(constants[i][0].String(), names[static_cast<size_t>(index)]);
       }
     }

@@ -61,9 +61,19 @@ class ConvolutionModule(nn.Module):
         self.pointwise_gemm = False
 
     def _pointwise(self, conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """conv(x) for x (B, C, T); a GEMM when `pointwise_gemm` and `conv` is a Conv1d (the
-        export's kernel-path wrappers, e.g. int8 GEMMs, take the channels-first input as is)."""
-        if not (self.pointwise_gemm and isinstance(conv, nn.Conv1d)):
+        """conv(x) for x (B, C, T); a GEMM when `pointwise_gemm` and `conv` is a kernel-1
+        Conv1d computed by Conv1d's own forward from its `weight` (a plain or packed one; not
+        a QAT layer, whose forward fake-quantizes, nor the export's kernel-path wrappers, e.g.
+        int8 GEMMs, which take the channels-first input as is). isinstance and the inherited
+        forward, not `type(conv) is nn.Conv1d`: under torch.export submodules can arrive as
+        proxy subclasses of their class (export.modules._is_plain_single_channel_conv)."""
+        plain = (
+            isinstance(conv, nn.Conv1d)
+            and type(conv).forward is nn.Conv1d.forward
+            and conv.kernel_size == (1,)
+            and conv.groups == 1
+        )
+        if not (self.pointwise_gemm and plain):
             return conv(x)
         w = conv.weight
         return F.linear(x.transpose(1, 2), w.reshape(w.size(0), -1), conv.bias).transpose(1, 2)
