@@ -173,3 +173,16 @@ def test_model_refuses_a_weight_index_it_cannot_follow(runtime, dense_fp32, tmp_
     with pytest.raises(RuntimeError) as info:
         runtime.Model(str(model_dir))
     assert "weights.json" in str(info.value) and message in str(info.value)
+
+
+@pytest.mark.parametrize("index", [-1, 10**6, 1.5])
+def test_python_loader_refuses_a_weight_index_it_cannot_follow(dense_fp32, tmp_path, index):
+    """export.weights.load_graph (the Python loader of the same directory) refuses what the C++
+    runtime refuses; a negative index would otherwise pick the last tensor."""
+    from wenet_eff.export.weights import load_graph, read_weights
+
+    content, tensors = read_weights(dense_fp32)
+    content["graphs"][0]["constants"][0][1] = index
+    with pytest.raises(ValueError, match="which is not listed") as info:
+        load_graph(dense_fp32, content["graphs"][0]["file"], (content, tensors))
+    assert "weights.json" in str(info.value)

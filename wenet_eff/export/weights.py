@@ -176,9 +176,13 @@ def load_graph(model_dir: str | Path, graph: str, weights: tuple | None = None):
     """A .pt2 of `model_dir` loaded by AOTInductor's Python loader, its constants given from
     weights.bin (`weights`: a `read_weights` result to reuse). Call it like the module."""
     content, tensors = weights or read_weights(model_dir)
-    compiled = torch._inductor.aoti_load_package(str(Path(model_dir) / graph))
     (entry,) = [g for g in content["graphs"] if g["file"] == graph]
     names = [t["name"] for t in content["tensors"]]
+    bad = [i for _, i in entry["constants"] if not (isinstance(i, int) and 0 <= i < len(names))]
+    if bad:  # names[-1] would hand the graph a wrong constant
+        raise ValueError(f"{Path(model_dir) / INDEX}: {graph} needs tensor {bad[0]} of "
+                         f"{len(names)}, which is not listed")  # fmt: skip
     constants = {fqn: tensors[names[i]] for fqn, i in entry["constants"]}
+    compiled = torch._inductor.aoti_load_package(str(Path(model_dir) / graph))
     compiled.load_constants(constants, check_full_update=True)
     return compiled
